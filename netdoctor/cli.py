@@ -1,0 +1,78 @@
+"""The command line: `main()` maps outcomes to exit codes, `program()` does the work.
+
+Entry point of the `netdoctor` and `kubectl-netdoctor` scripts. Sub-commands live in their own
+modules (lab, policy, check) and receive the injected Environment through the click context;
+none of them prints an error or exits by itself. Heavy libraries (kubernetes, scapy) are imported
+by the commands that need them, never here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Sequence
+
+import typer
+
+from netdoctor.environment import Environment
+from netdoctor.errors import Interrupted, NetdoctorError
+from netdoctor.exitcodes import ExitCode
+from netdoctor.lab.cli import app as lab_app
+from netdoctor.policy.cli import app as policy_app
+
+app = typer.Typer(
+    name="netdoctor",
+    help="Find where a Kubernetes packet is lost, and why.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(lab_app, name="lab")
+app.add_typer(policy_app, name="policy")
+
+
+def prog_name(argv0: str) -> str:
+    """`kubectl netdoctor` when run as the kubectl plugin, else `netdoctor`."""
+    return "kubectl netdoctor" if os.path.basename(argv0).startswith("kubectl-") else "netdoctor"
+
+
+def program(argv: Sequence[str], env: Environment, name: str = "netdoctor") -> int:
+    command = typer.main.get_command(app)
+    result = command.main(args=list(argv), prog_name=name, standalone_mode=False, obj=env)
+    return int(result) if isinstance(result, int) else ExitCode.OK
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted("terminated by signal %d" % signum)
+
+
+def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
+    env = env or Environment()
+    name = prog_name(sys.argv[0])
+    args = sys.argv[1:] if argv is None else list(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        return program(args, env, name)
+    except NetdoctorError as exc:
+        return _fail(env, exc.message, exc.exit_code, exc.hint)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.TyperException as exc:  # click's usage errors, vendored by typer
+        if not exc.format_message():  # no arguments: typer already printed the help
+            return ExitCode.USAGE
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx else name
+        return _fail(env, exc.format_message(), ExitCode.USAGE, f"see '{where} --help'")
+    except (KeyboardInterrupt, typer.Abort):
+        return _fail(env, "interrupted", ExitCode.INTERRUPTED)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _fail(env: Environment, message: str, code: int, hint: str | None = None) -> int:
+    env.stderr.write(f"error: {message}\n")
+    if hint:
+        env.stderr.write(f"hint: {hint}\n")
+    env.stderr.flush()
+    return int(code)

@@ -1,0 +1,32 @@
+"""The injected Environment: streams, tty and colour, so tests run the CLI in-process.
+
+Built once by `cli.main()` (or by a test) and handed to every command through the click context.
+Renderers get their rich Console from here; rich itself honours NO_COLOR / FORCE_COLOR / non-tty.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import IO, Mapping
+
+from rich.console import Console
+
+
+@dataclass
+class Environment:
+    stdout: IO[str] = field(default_factory=lambda: sys.stdout)
+    stderr: IO[str] = field(default_factory=lambda: sys.stderr)
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    width: int | None = None  # None: rich decides (terminal width, or 80 off a tty)
+
+    def console(self) -> Console:
+        return Console(file=self.stdout, width=self.width, _environ=dict(self.environ))
+
+    def error_console(self) -> Console:
+        return Console(file=self.stderr, width=self.width, _environ=dict(self.environ))
+
+    @property
+    def stdout_isatty(self) -> bool:
+        return bool(getattr(self.stdout, "isatty", lambda: False)())

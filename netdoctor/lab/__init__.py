@@ -1,0 +1,1 @@
+"""The lab: a disposable Kubernetes look-alike made of real Linux networking."""

@@ -1,0 +1,1 @@
+"""NetworkPolicy engine: who may talk to whom, and why (pure, no I/O)."""
