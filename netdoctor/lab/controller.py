@@ -1,0 +1,194 @@
+"""The lab's control plane loop: scheduler, workloads, kubelets, endpoints, data plane, faults.
+
+Created and started by the lab daemon. One thread reconciles everything whenever the store
+changes, and at least every TICK seconds (readiness probes, process exits, deadlines). `Cluster`
+is what faults act on: the store, the nodes and the pieces that program them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from netdoctor.lab import net, workloads
+from netdoctor.lab.api.status import ApiError
+from netdoctor.lab.dataplane import DataPlane
+from netdoctor.lab.endpoints import reconcile_endpoints
+from netdoctor.lab.faults import CATALOG
+from netdoctor.lab.kubelet import Kubelets, now
+from netdoctor.lab.runtime import PodRuntime
+from netdoctor.lab.sh import LabCommandError
+from netdoctor.lab.state import LabPaths, write_json_atomically
+from netdoctor.labels import Selector, from_match_labels
+
+TICK = 0.2
+
+
+@dataclass
+class Cluster:
+    name: str
+    store: object
+    nodes: list[net.NodeNet]
+    runtime: PodRuntime
+    kubelets: Kubelets
+    dataplane: DataPlane
+    saved: dict = field(default_factory=dict)  # what faults replaced, to put back
+
+    def node(self, name: str) -> net.NodeNet:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise ApiError(404, f'nodes "{name}" not found')
+
+    def peers(self, node: net.NodeNet) -> list[net.NodeNet]:
+        return [n for n in self.nodes if n != node]
+
+
+class Controller:
+    def __init__(self, cluster: Cluster, paths: LabPaths, log: TextIO):
+        self._cluster = cluster
+        self._paths = paths
+        self._log = log
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="controller", daemon=True)
+        self._faults = FaultManager(cluster, paths)
+        cluster.store.subscribe(lambda *_: self._wake.set())
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(TICK)
+            self._wake.clear()
+            try:
+                self.reconcile()
+            except Exception:  # a bad object must not stop the cluster: log it, go on
+                self._log.write(traceback.format_exc())
+                self._log.flush()
+
+    def reconcile(self) -> None:
+        cluster = self._cluster
+        store = cluster.store
+        self._faults.reconcile()
+        workloads.reconcile_deployments(store)
+        workloads.reconcile_replicasets(store)
+        schedule(store, cluster.nodes, cluster.kubelets.down_nodes)
+        cluster.kubelets.reconcile(store)
+        reconcile_endpoints(store)
+        pod_node = {p["metadata"]["uid"]: p["spec"].get("nodeName") for p in store.list("pods")}
+        cluster.dataplane.reconcile(store, pod_node)
+        publish_nodes(store, cluster.nodes, cluster.kubelets.down_nodes)
+
+
+def schedule(store, nodes: list[net.NodeNet], down: set[str]) -> None:
+    """Bind unscheduled pods: spread replicas of one owner, then the least busy node."""
+    pods = store.list("pods")
+    for pod in pods:
+        if pod["spec"].get("nodeName") or (pod.get("status") or {}).get("phase") not in (None, "Pending"):
+            continue
+        candidates = [n for n in nodes if n.name not in down and _fits(pod, n.name, store)]
+        if not candidates:
+            continue
+        owner = (workloads.controller_of(pod) or {}).get("uid")
+        load = {n.name: [p for p in pods if p["spec"].get("nodeName") == n.name] for n in candidates}
+        best = min(candidates, key=lambda n: (
+            sum(1 for p in load[n.name] if owner and (workloads.controller_of(p) or {}).get("uid") == owner),
+            len(load[n.name]), n.index))
+        pod["spec"]["nodeName"] = best.name
+        try:
+            store.replace("pods", pod["metadata"]["namespace"], pod["metadata"]["name"], pod)
+        except ApiError as exc:
+            if exc.code not in (404, 409):
+                raise
+        pods = store.list("pods")
+
+
+def _fits(pod: dict, node_name: str, store) -> bool:
+    selector: Selector = from_match_labels(pod["spec"].get("nodeSelector"))
+    if not pod["spec"].get("nodeSelector"):
+        return True
+    return selector.matches(store.get("nodes", None, node_name)["metadata"].get("labels") or {})
+
+
+def node_object(node: net.NodeNet) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": node.name, "labels": {
+            "kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
+        "spec": {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]},
+    }
+
+
+def publish_nodes(store, nodes: list[net.NodeNet], down: set[str]) -> None:
+    for node in nodes:
+        current = store.get("nodes", None, node.name)
+        ready = "Unknown" if node.name in down else "True"
+        old = {c["type"]: c for c in (current.get("status") or {}).get("conditions") or []}
+        if old.get("Ready", {}).get("status") == ready:
+            continue
+        status = {
+            "addresses": [{"type": "InternalIP", "address": node.underlay_ip},
+                          {"type": "Hostname", "address": node.name}],
+            "conditions": [{"type": "Ready", "status": ready, "lastHeartbeatTime": now(),
+                            "lastTransitionTime": now(),
+                            "reason": "KubeletReady" if ready == "True" else "NodeStatusUnknown",
+                            "message": "kubelet is posting ready status" if ready == "True"
+                            else "Kubelet stopped posting node status."}],
+            "nodeInfo": {"kubeletVersion": "v1.36.2-lab", "kubeProxyVersion": "v1.36.2-lab",
+                         "containerRuntimeVersion": "lab://netns", "osImage": "netdoctor lab",
+                         "kernelVersion": "", "operatingSystem": "linux", "architecture": "amd64",
+                         "machineID": "", "systemUUID": "", "bootID": ""},
+        }
+        store.update_status("nodes", None, node.name, status)
+
+
+class FaultManager:
+    """Brings the applied faults in line with the desired set that `lab break`/`lab fix` write."""
+
+    def __init__(self, cluster: Cluster, paths: LabPaths):
+        self._cluster = cluster
+        self._paths = paths
+        self._applied: dict[str, str] = {}
+        self._seen: float | None = None
+
+    def reconcile(self) -> None:
+        try:
+            mtime = self._paths.faults.stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if mtime == self._seen:
+            return
+        self._seen = mtime
+        desired = json.loads(self._paths.faults.read_text())
+        errors = {}
+        for name in [n for n in self._applied if n not in desired]:
+            errors.update(self._run(name, self._applied[name], revert=True))
+        for name, target in desired.items():
+            if name not in self._applied:
+                errors.update(self._run(name, target, revert=False))
+        write_json_atomically(self._paths.applied_faults, {"generation": mtime, "active": self._applied,
+                                                           "errors": errors})
+
+    def _run(self, name: str, target: str, revert: bool) -> dict[str, str]:
+        fault = CATALOG[name]
+        try:
+            (fault.revert if revert else fault.apply)(self._cluster, target)
+        except (ApiError, LabCommandError, OSError, KeyError) as exc:
+            return {name: getattr(exc, "message", None) or str(exc)}
+        if revert:
+            self._applied.pop(name, None)
+        else:
+            self._applied[name] = target
+        return {}

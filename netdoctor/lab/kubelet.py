@@ -1,0 +1,301 @@
+"""The lab's kubelets: run scheduled pods in sandboxes, probe readiness, publish pod status.
+
+Called by the lab controller on every reconcile, for all nodes at once. Readiness probes run from
+the node's network namespace (as a kubelet's do) in a small thread pool every PROBE_PERIOD
+seconds; the lab acts on the first result (no failureThreshold) so faults show at once.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import subprocess
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+from datetime import datetime, timezone
+
+from netdoctor.lab import net, sh
+from netdoctor.lab.api.status import ApiError
+from netdoctor.lab.runtime import PodRuntime
+
+PROBE_PERIOD = 0.5
+PROBE_TIMEOUT = 1.0
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class PodState:
+    """What a kubelet remembers of a pod it runs."""
+
+    uid: str
+    sandbox: net.Sandbox
+    started_at: float
+    ready: dict[str, bool] = field(default_factory=dict)
+    probes: dict[str, Future] = field(default_factory=dict)
+    next_probe: float = 0.0
+    finished: str | None = None  # "Succeeded", "Failed" or "DeadlineExceeded"
+
+
+class Kubelets:
+    def __init__(self, lab: str, nodes: list[net.NodeNet], runtime: PodRuntime,
+                 resolv_conf: Callable[[str], str]):
+        self._lab = lab
+        self._nodes = {n.name: n for n in nodes}
+        self._runtime = runtime
+        self._resolv_conf = resolv_conf
+        self._pools = {n.name: net.IpPool(n.pod_cidr) for n in nodes}
+        self._pods: dict[str, PodState] = {}
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readiness")
+        self.down_nodes: set[str] = set()
+        self.pod_mtu: dict[str, int] = {}  # a fault may give a node's new pods another MTU
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for uid in list(self._pods):
+            self._teardown(uid)
+
+    # --- reconcile ----------------------------------------------------------------------------
+    def reconcile(self, store) -> None:
+        pods = store.list("pods")
+        live = {p["metadata"]["uid"] for p in pods}
+        for uid in list(self._pods):
+            if uid not in live:
+                self._teardown(uid)
+        exits = {(e.pod_uid, e.container): e.exit_code for e in self._runtime.reap()}
+        for pod in pods:
+            node = pod["spec"].get("nodeName")
+            if node not in self._nodes or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            self._sync_pod(store, pod, exits)
+
+    def _sync_pod(self, store, pod: dict, exits: dict) -> None:
+        uid = pod["metadata"]["uid"]
+        node = self._nodes[pod["spec"]["nodeName"]]
+        if uid not in self._pods:
+            if node.name in self.down_nodes:
+                return
+            self._pods[uid] = self._start(pod, node)
+        state = self._pods[uid]
+        self._handle_exits(pod, state, exits)
+        self._start_missing(pod, state)
+        self._enforce_deadline(pod, state)
+        self._probe(pod, state, node)
+        self._publish(store, pod, state, node)
+        if state.finished:
+            self._teardown(uid, keep_state=True)
+
+    def _start(self, pod: dict, node: net.NodeNet) -> PodState:
+        uid = pod["metadata"]["uid"]
+        if pod["spec"].get("hostNetwork"):
+            sandbox = net.Sandbox(node.netns, "", node.underlay_ip, node)
+        else:
+            ip = self._pools[node.name].take()
+            sandbox = net.build_sandbox(node, uid, ip, self._resolv_conf(pod["metadata"]["namespace"]),
+                                        self.pod_mtu.get(node.name))
+        self._runtime.register(uid, sandbox.netns)
+        return PodState(uid, sandbox, time.time())
+
+    def _start_missing(self, pod: dict, state: PodState) -> None:
+        if state.finished:
+            return
+        running = self._runtime.started(state.uid)
+        spec = pod["spec"]
+        for container in list(spec.get("containers") or []) + list(spec.get("ephemeralContainers") or []):
+            if container["name"] not in running:
+                self._runtime.start_container(pod, container)
+
+    def _handle_exits(self, pod: dict, state: PodState, exits: dict) -> None:
+        policy = pod["spec"].get("restartPolicy", "Always")
+        containers = [c["name"] for c in pod["spec"].get("containers") or []]
+        for name in containers:
+            code = exits.get((state.uid, name))
+            if code is None:
+                continue
+            if policy == "Always" or (policy == "OnFailure" and code != 0):
+                self._runtime.start_container(pod, next(c for c in pod["spec"]["containers"] if c["name"] == name))
+        started = self._runtime.started(state.uid)
+        done = [started[n] for n in containers if n in started and started[n].exit_code is not None]
+        if policy != "Always" and len(done) == len(containers) and not state.finished:
+            state.finished = "Succeeded" if all(c.exit_code == 0 for c in done) else "Failed"
+
+    def _enforce_deadline(self, pod: dict, state: PodState) -> None:
+        deadline = pod["spec"].get("activeDeadlineSeconds")
+        if deadline is not None and not state.finished and time.time() - state.started_at > deadline:
+            state.finished = "DeadlineExceeded"
+
+    # --- readiness ----------------------------------------------------------------------------
+    def _probe(self, pod: dict, state: PodState, node: net.NodeNet) -> None:
+        for name, future in list(state.probes.items()):
+            if future.done():
+                state.ready[name] = future.result()
+                del state.probes[name]
+        if node.name in self.down_nodes:
+            state.ready = {c["name"]: False for c in pod["spec"]["containers"]}
+            return
+        if time.time() < state.next_probe:
+            return
+        state.next_probe = time.time() + PROBE_PERIOD
+        started = self._runtime.started(state.uid)
+        for container in pod["spec"]["containers"]:
+            name, probe = container["name"], container.get("readinessProbe")
+            alive = name in started and started[name].process.poll() is None
+            if probe is None or not alive:
+                state.ready[name] = alive
+            elif name not in state.probes:
+                state.probes[name] = self._executor.submit(self._run_probe, pod, container, probe, state)
+
+    def _run_probe(self, pod: dict, container: dict, probe: dict, state: PodState) -> bool:
+        try:
+            if "exec" in probe:
+                return self._exec_probe(pod, container, probe["exec"].get("command") or [])
+            if "tcpSocket" in probe:
+                port = _port(probe["tcpSocket"]["port"], container)
+                with self._connect(state, probe["tcpSocket"].get("host"), port):
+                    return True
+            if "httpGet" in probe:
+                return self._http_probe(state, probe["httpGet"], container)
+        except (OSError, http.client.HTTPException, subprocess.TimeoutExpired, ValueError):
+            return False
+        return True
+
+    def _exec_probe(self, pod: dict, container: dict, command: list[str]) -> bool:
+        try:
+            process = self._runtime.exec(pod, container["name"], command, stdin=False, tty=False)
+        except FileNotFoundError:
+            return False
+        try:
+            return process.wait(timeout=PROBE_TIMEOUT) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    def _connect(self, state: PodState, host: str | None, port: int) -> socket.socket:
+        sock = sh.socket_in(state.sandbox.node.netns)
+        sock.settimeout(PROBE_TIMEOUT)
+        try:
+            sock.connect((host or state.sandbox.ip, port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _http_probe(self, state: PodState, spec: dict, container: dict) -> bool:
+        port = _port(spec["port"], container)
+        host = spec.get("host") or state.sandbox.ip
+        conn = http.client.HTTPConnection(host, port, timeout=PROBE_TIMEOUT)
+        conn.sock = self._connect(state, host, port)
+        try:
+            conn.request("GET", spec.get("path", "/"), headers={"User-Agent": "kube-probe/1.36"})
+            return 200 <= conn.getresponse().status < 400
+        finally:
+            conn.close()
+
+    # --- status -------------------------------------------------------------------------------
+    def _publish(self, store, pod: dict, state: PodState, node: net.NodeNet) -> None:
+        status = self._status(pod, state, node)
+        if _comparable(pod.get("status") or {}) != _comparable(status):
+            try:
+                store.update_status("pods", pod["metadata"]["namespace"], pod["metadata"]["name"], status)
+            except ApiError as exc:
+                if exc.code != 404:  # deleted meanwhile: the next pass tears it down
+                    raise
+
+    def _status(self, pod: dict, state: PodState, node: net.NodeNet) -> dict:
+        old = pod.get("status") or {}
+        started = self._runtime.started(state.uid)
+        containers = pod["spec"]["containers"]
+        all_ready = not state.finished and all(state.ready.get(c["name"], False) for c in containers)
+        phase = {"Succeeded": "Succeeded", "Failed": "Failed", "DeadlineExceeded": "Failed"}.get(
+            state.finished or "", "Running")
+        status = {
+            "phase": phase,
+            "hostIP": node.underlay_ip,
+            "hostIPs": [{"ip": node.underlay_ip}],
+            "podIP": state.sandbox.ip,
+            "podIPs": [{"ip": state.sandbox.ip}],
+            "startTime": old.get("startTime") or now(),
+            "qosClass": "BestEffort",
+            "conditions": _conditions(old, all_ready),
+            "containerStatuses": [_container_status(c, started.get(c["name"]), state) for c in containers],
+        }
+        if state.finished == "DeadlineExceeded":
+            status.update(reason="DeadlineExceeded", message="Pod was active on the node longer than the specified deadline")
+        ephemeral = pod["spec"].get("ephemeralContainers") or []
+        if ephemeral:
+            status["ephemeralContainerStatuses"] = [_container_status(c, started.get(c["name"]), state) for c in ephemeral]
+        return status
+
+    def _teardown(self, uid: str, keep_state: bool = False) -> None:
+        state = self._pods.get(uid)
+        if state is None:
+            return
+        self._runtime.stop_pod(uid)
+        if state.sandbox.host_veth:  # hostNetwork pods share the node's namespace
+            net.delete_netns(state.sandbox.netns)
+            self._pools[state.sandbox.node.name].give_back(state.sandbox.ip)
+        if not keep_state:
+            del self._pods[uid]
+        else:
+            state.sandbox = net.Sandbox(state.sandbox.netns, "", state.sandbox.ip, state.sandbox.node)
+
+    def sandbox_of(self, uid: str) -> net.Sandbox | None:
+        state = self._pods.get(uid)
+        return state.sandbox if state else None
+
+    def local_pod_uids(self, node: str) -> list[str]:
+        return [uid for uid, s in self._pods.items() if s.sandbox.node.name == node]
+
+
+def _port(port, container: dict) -> int:
+    if isinstance(port, int) or str(port).isdigit():
+        return int(port)
+    for declared in container.get("ports") or []:
+        if declared.get("name") == port:
+            return int(declared["containerPort"])
+    raise ValueError(f"named port {port} not declared")
+
+
+def _conditions(old: dict, ready: bool) -> list[dict]:
+    previous = {c["type"]: c for c in old.get("conditions") or []}
+    wanted = {"PodReadyToStartContainers": True, "Initialized": True, "Ready": ready,
+              "ContainersReady": ready, "PodScheduled": True}
+    conditions = []
+    for kind, value in wanted.items():
+        text = "True" if value else "False"
+        before = previous.get(kind)
+        stamp = before["lastTransitionTime"] if before and before["status"] == text else now()
+        conditions.append({"type": kind, "status": text, "lastProbeTime": None, "lastTransitionTime": stamp})
+    return conditions
+
+
+def _container_status(container: dict, process, state: PodState) -> dict:
+    running = process is not None and process.process.poll() is None and not state.finished
+    if running:
+        started_at = datetime.fromtimestamp(state.started_at, timezone.utc)
+        current = {"running": {"startedAt": started_at.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+    elif process is not None and process.process.poll() is not None:
+        code = process.process.returncode
+        current = {"terminated": {"exitCode": code if code >= 0 else 128 - code,
+                                  "reason": "Completed" if code == 0 else "Error"}}
+    else:
+        current = {"waiting": {"reason": "ContainerCreating"}}
+    return {
+        "name": container["name"],
+        "image": container.get("image", ""),
+        "imageID": "",
+        "containerID": f"lab://{process.process.pid}" if process else "",
+        "ready": running and state.ready.get(container["name"], False),
+        "started": running,
+        "restartCount": process.restarts if process else 0,
+        "state": current,
+    }
+
+
+def _comparable(status: dict) -> dict:
+    return {k: v for k, v in status.items() if k != "startTime"}

@@ -1,0 +1,228 @@
+"""The lab's data plane topology: a fabric, nodes, pod sandboxes, and the overlay between nodes.
+
+Called by the lab daemon (build and tear down), the pod runtime (one sandbox per pod) and faults
+(which undo or alter a piece of it). Everything lives in namespaces named `nd-<lab>-…`; the root
+network namespace is never touched: veths are created inside node namespaces and their peers
+pushed straight into the pod or fabric namespace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from netdoctor.lab import sh
+
+FABRIC_CIDR = "172.30.0.0/24"
+FABRIC_GATEWAY = "172.30.0.254"
+SERVICE_CIDR = "10.96.0.0/16"
+CLUSTER_CIDR = "10.244.0.0/16"
+VXLAN_PORT = 8472
+VXLAN_DEVICE = "flannel.1"
+POD_BRIDGE = "cni0"
+UNDERLAY_IF = "eth0"
+NETNS_ETC = Path("/etc/netns")
+
+
+@dataclass(frozen=True)
+class NodeNet:
+    """One node's addresses. `index` starts at 1 and fixes every address below."""
+
+    lab: str
+    index: int
+    overlay: str  # "vxlan" or "routed"
+
+    @property
+    def name(self) -> str:
+        return f"node-{self.index}"
+
+    @property
+    def netns(self) -> str:
+        return f"nd-{self.lab}-{self.name}"
+
+    @property
+    def underlay_ip(self) -> str:
+        return f"172.30.0.{self.index}"
+
+    @property
+    def pod_cidr(self) -> str:
+        return f"10.244.{self.index}.0/24"
+
+    @property
+    def bridge_ip(self) -> str:
+        return f"10.244.{self.index}.1"
+
+    @property
+    def vtep_mac(self) -> str:
+        return f"02:4e:44:00:00:{self.index:02x}"
+
+    @property
+    def pod_mtu(self) -> int:
+        return 1450 if self.overlay == "vxlan" else 1500
+
+    @property
+    def fabric_port(self) -> str:
+        return f"u{self.index}"
+
+
+def fabric_netns(lab: str) -> str:
+    return f"nd-{lab}-fabric"
+
+
+def lab_netns_prefix(lab: str) -> str:
+    return f"nd-{lab}-"
+
+
+def write_resolv_conf(netns: str, text: str) -> None:
+    directory = NETNS_ETC / netns
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "resolv.conf").write_text(text)
+
+
+def build_fabric(lab: str) -> None:
+    ns = fabric_netns(lab)
+    sh.run(["ip", "netns", "add", ns])
+    sh.ip_batch(ns, [
+        "link set lo up",
+        "link add br0 type bridge",
+        f"addr add {FABRIC_GATEWAY}/24 dev br0",
+        "link set br0 up",
+    ])
+
+
+def build_node(node: NodeNet, peers: list[NodeNet], resolv_conf: str) -> None:
+    """Namespace, underlay port on the fabric, pod bridge, forwarding, and routes to the peers."""
+    ns, fabric = node.netns, fabric_netns(node.lab)
+    sh.run(["ip", "netns", "add", ns])
+    write_resolv_conf(ns, resolv_conf)
+    sh.ip_batch(fabric, [
+        f"link add {node.fabric_port} type veth peer name {UNDERLAY_IF} netns {ns}",
+        f"link set {node.fabric_port} master br0 up",
+    ])
+    sh.ip_batch(ns, [
+        "link set lo up",
+        f"addr add {node.underlay_ip}/24 dev {UNDERLAY_IF}",
+        f"link set {UNDERLAY_IF} up",
+        f"route add default via {FABRIC_GATEWAY}",
+        f"link add {POD_BRIDGE} type bridge",
+        f"addr add {node.bridge_ip}/24 dev {POD_BRIDGE}",
+        f"link set {POD_BRIDGE} mtu {node.pod_mtu} up",
+    ])
+    sh.sysctl(ns, "net.ipv4.ip_forward=1")
+    if node.overlay == "vxlan":
+        build_vxlan(node, peers)
+    else:
+        sh.ip_batch(ns, [f"route add {p.pod_cidr} via {p.underlay_ip}" for p in peers])
+
+
+def build_vxlan(node: NodeNet, peers: list[NodeNet], mtu: int | None = None, df: bool = False) -> None:
+    """The flannel-style VXLAN device with a static forwarding entry and route per peer node."""
+    # Bound to the underlay device the kernel caps the MTU at underlay - 50; a misconfigured
+    # (larger) MTU is only possible unbound, as a CNI that computed it wrong would leave it.
+    bind = "" if mtu and mtu > node.pod_mtu else f" dev {UNDERLAY_IF}"
+    lines = [
+        f"link add {VXLAN_DEVICE} type vxlan id 1 dstport {VXLAN_PORT} local {node.underlay_ip}"
+        f"{bind} nolearning" + (" df set" if df else ""),
+        f"link set {VXLAN_DEVICE} address {node.vtep_mac}",
+        f"addr add 10.244.{node.index}.0/32 dev {VXLAN_DEVICE}",
+        f"link set {VXLAN_DEVICE} mtu {mtu or node.pod_mtu} up",
+    ]
+    for p in peers:
+        lines += [
+            f"route add {p.pod_cidr} via 10.244.{p.index}.0 dev {VXLAN_DEVICE} onlink",
+            f"neigh add 10.244.{p.index}.0 lladdr {p.vtep_mac} dev {VXLAN_DEVICE} nud permanent",
+        ]
+    sh.ip_batch(node.netns, lines)
+    sh.run(["ip", "netns", "exec", node.netns, "bridge", "-batch", "-"], stdin="".join(
+        f"fdb append {p.vtep_mac} dev {VXLAN_DEVICE} dst {p.underlay_ip}\n" for p in peers))
+
+
+def delete_vxlan(node: NodeNet) -> None:
+    sh.ip_batch(node.netns, [f"link del {VXLAN_DEVICE}"])
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """A pod's network: its namespace, the host-side veth on the node, its IP."""
+
+    netns: str
+    host_veth: str
+    ip: str
+    node: NodeNet
+
+
+def pod_netns(lab: str, pod_uid: str) -> str:
+    return f"nd-{lab}-p{pod_uid.replace('-', '')[:10]}"
+
+
+def build_sandbox(node: NodeNet, pod_uid: str, ip: str, resolv_conf: str, mtu: int | None = None) -> Sandbox:
+    ns = pod_netns(node.lab, pod_uid)
+    veth = "v" + pod_uid.replace("-", "")[:10]
+    mtu = mtu or node.pod_mtu
+    sh.run(["ip", "netns", "add", ns])
+    write_resolv_conf(ns, resolv_conf)
+    sh.ip_batch(node.netns, [
+        f"link add {veth} mtu {mtu} type veth peer name eth0 netns {ns}",
+        f"link set {veth} master {POD_BRIDGE} up",
+        f"link set dev {veth} type bridge_slave hairpin on",
+    ])
+    sh.ip_batch(ns, [
+        "link set lo up",
+        f"addr add {ip}/24 dev eth0",
+        f"link set eth0 mtu {mtu} up",
+        f"route add default via {node.bridge_ip}",
+    ])
+    return Sandbox(ns, veth, ip, node)
+
+
+def delete_netns(netns: str) -> None:
+    """Kill what runs inside, delete the namespace and its /etc/netns files; idempotent."""
+    for pid in sh.netns_pids(netns):
+        _kill(pid)
+    sh.run(["ip", "netns", "delete", netns], check=False)
+    directory = NETNS_ETC / netns
+    if directory.exists():
+        for file in directory.iterdir():
+            file.unlink()
+        directory.rmdir()
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def teardown(lab: str) -> list[str]:
+    """Delete every namespace of this lab (pods first, fabric last); returns what was removed."""
+    prefix = lab_netns_prefix(lab)
+    names = [n for n in sh.netns_names() if n.startswith(prefix)]
+    names.sort(key=lambda n: (n.endswith("-fabric"), "-node-" in n))
+    for name in names:
+        delete_netns(name)
+    leftovers = [p for p in NETNS_ETC.glob(prefix + "*")] if NETNS_ETC.exists() else []
+    for directory in leftovers:
+        delete_netns(directory.name)
+    return names
+
+
+class IpPool:
+    """Pod IPs of one node's CIDR: .2 to .254, lowest free first."""
+
+    def __init__(self, cidr: str):
+        self._free = [str(h) for h in ipaddress.ip_network(cidr).hosts()][1:]
+        self._used: set[str] = set()
+
+    def take(self) -> str:
+        for ip in self._free:
+            if ip not in self._used:
+                self._used.add(ip)
+                return ip
+        raise sh.LabCommandError("node pod CIDR exhausted")
+
+    def give_back(self, ip: str) -> None:
+        self._used.discard(ip)

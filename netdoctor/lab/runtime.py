@@ -1,0 +1,170 @@
+"""The lab's container runtime: a pod's containers are real processes inside its network namespace.
+
+Images are not pulled: a container's `command`/`args` run with this machine's binaries, through
+`ip netns exec` so that they (and exec'd commands) see the pod's own /etc/resolv.conf. A container
+with neither runs `sleep infinity`. Called by the lab controller (start, stop, exits) and by the
+lab API server (exec, logs) through the `exec`/`log_path` protocol.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IDLE_COMMAND = ["sleep", "infinity"]
+
+
+@dataclass
+class ContainerProcess:
+    name: str
+    process: subprocess.Popen
+    restarts: int = 0
+    exit_code: int | None = None
+
+
+@dataclass
+class PodProcesses:
+    """What runs for one pod: where (netns, scratch dir) and which containers."""
+
+    netns: str
+    workdir: Path
+    containers: dict[str, ContainerProcess] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContainerExit:
+    pod_uid: str
+    container: str
+    exit_code: int
+
+
+def container_argv(container: dict) -> list[str]:
+    argv = list(container.get("command") or []) + list(container.get("args") or [])
+    return argv or list(IDLE_COMMAND)
+
+
+class PodRuntime:
+    def __init__(self, state_dir: Path):
+        self._pods_dir = state_dir / "pods"
+        self._pods: dict[str, PodProcesses] = {}
+        self._lock = threading.Lock()
+
+    # --- lifecycle, called by the controller -------------------------------------------------
+    def register(self, pod_uid: str, netns: str) -> PodProcesses:
+        workdir = self._pods_dir / pod_uid
+        workdir.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            return self._pods.setdefault(pod_uid, PodProcesses(netns, workdir))
+
+    def start_container(self, pod: dict, container: dict) -> None:
+        uid, name = pod["metadata"]["uid"], container["name"]
+        procs = self._pods[uid]
+        with open(procs.workdir / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(
+                ["ip", "netns", "exec", procs.netns, *container_argv(container)],
+                cwd=container.get("workingDir") or procs.workdir,
+                env=self._environment(pod, container, procs.workdir),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        previous = procs.containers.get(name)
+        restarts = previous.restarts + 1 if previous else 0
+        procs.containers[name] = ContainerProcess(name, process, restarts)
+
+    def started(self, pod_uid: str) -> dict[str, ContainerProcess]:
+        procs = self._pods.get(pod_uid)
+        return dict(procs.containers) if procs else {}
+
+    def is_registered(self, pod_uid: str) -> bool:
+        return pod_uid in self._pods
+
+    def stop_pod(self, pod_uid: str) -> None:
+        with self._lock:
+            procs = self._pods.pop(pod_uid, None)
+        if procs is None:
+            return
+        for container in procs.containers.values():
+            _kill_group(container.process)
+        shutil.rmtree(procs.workdir, ignore_errors=True)
+
+    def stop_container(self, pod_uid: str, name: str) -> None:
+        container = self._pods[pod_uid].containers.get(name)
+        if container:
+            _kill_group(container.process)
+
+    def reap(self) -> list[ContainerExit]:
+        """Containers that exited since the last call."""
+        exits = []
+        for uid, procs in list(self._pods.items()):
+            for container in procs.containers.values():
+                code = container.process.poll()
+                if code is not None and container.exit_code is None:
+                    container.exit_code = code
+                    exits.append(ContainerExit(uid, container.name, code))
+        return exits
+
+    def workdir(self, pod_uid: str) -> Path:
+        return self._pods[pod_uid].workdir
+
+    # --- the API server's protocol ------------------------------------------------------------
+    def exec(self, pod: dict, container: str | None, command: list[str], stdin: bool, tty: bool) -> subprocess.Popen:
+        procs = self._pods.get(pod["metadata"]["uid"])
+        if procs is None:
+            raise ValueError(f"pod {pod['metadata']['name']} has no running sandbox")
+        spec = _find_container(pod, container)
+        if not command or shutil.which(command[0], path=self._path()) is None:
+            raise FileNotFoundError(command[0] if command else "")
+        return subprocess.Popen(
+            ["ip", "netns", "exec", procs.netns, *command],
+            cwd=spec.get("workingDir") or procs.workdir,
+            env=self._environment(pod, spec, procs.workdir),
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+
+    def log_path(self, pod: dict, container: str | None) -> str | None:
+        procs = self._pods.get(pod["metadata"]["uid"])
+        if procs is None:
+            return None
+        name = container or pod["spec"]["containers"][0]["name"]
+        path = procs.workdir / f"{name}.log"
+        return str(path) if path.exists() else None
+
+    def _environment(self, pod: dict, container: dict, workdir: Path) -> dict[str, str]:
+        env = {"PATH": self._path(), "HOME": str(workdir), "HOSTNAME": pod["metadata"]["name"]}
+        for var in container.get("env") or []:
+            if "value" in var:
+                env[var["name"]] = str(var["value"])
+        return env
+
+    @staticmethod
+    def _path() -> str:
+        return os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+def _find_container(pod: dict, name: str | None) -> dict:
+    spec = pod["spec"]
+    containers = list(spec.get("containers") or []) + list(spec.get("ephemeralContainers") or [])
+    if name is None:
+        return containers[0]
+    for container in containers:
+        if container["name"] == name:
+            return container
+    raise ValueError(f"container {name} is not valid for pod {pod['metadata']['name']}")
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()

@@ -1,0 +1,87 @@
+"""Where a lab lives on disk and how it was asked to be built.
+
+Used by the lab CLI (up, down, status, break, fix) and by the lab daemon. Every lab has a
+directory under NETDOCTOR_LAB_DIR (default /run/netdoctor/labs) named after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from netdoctor.errors import UsageError
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+DEFAULT_ROOT = "/run/netdoctor/labs"
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    name: str
+    nodes: int = 2
+    overlay: str = "vxlan"
+    policy: str = "enforce"
+    scenario: str = "shop"
+
+    def validate(self) -> "LabConfig":
+        if not NAME_PATTERN.match(self.name):
+            raise UsageError(f"lab name {self.name!r}: use 1-8 lowercase letters and digits, starting with a letter")
+        if not 1 <= self.nodes <= 8:
+            raise UsageError("--nodes must be between 1 and 8")
+        if self.overlay not in ("vxlan", "routed"):
+            raise UsageError("--overlay must be vxlan or routed")
+        if self.policy not in ("enforce", "off"):
+            raise UsageError("--policy must be enforce or off")
+        return self
+
+
+def labs_root(environ=os.environ) -> Path:
+    return Path(environ.get("NETDOCTOR_LAB_DIR", DEFAULT_ROOT))
+
+
+@dataclass(frozen=True)
+class LabPaths:
+    root: Path
+
+    @classmethod
+    def of(cls, name: str, environ=os.environ) -> "LabPaths":
+        return cls(labs_root(environ) / name)
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    config = property(lambda self: self.root / "config.json")
+    kubeconfig = property(lambda self: self.root / "kubeconfig")
+    pid = property(lambda self: self.root / "daemon.pid")
+    log = property(lambda self: self.root / "daemon.log")
+    zone = property(lambda self: self.root / "zone.json")
+    faults = property(lambda self: self.root / "faults.json")
+    applied_faults = property(lambda self: self.root / "faults-applied.json")
+
+    def write_config(self, config: LabConfig) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(json.dumps(asdict(config)))
+
+    def read_config(self) -> LabConfig:
+        return LabConfig(**json.loads(self.config.read_text()))
+
+    def daemon_pid(self) -> int | None:
+        try:
+            return int(self.pid.read_text())
+        except (OSError, ValueError):
+            return None
+
+
+def existing_labs(environ=os.environ) -> list[str]:
+    root = labs_root(environ)
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+
+
+def write_json_atomically(path: Path, data) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
