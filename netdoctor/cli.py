@@ -15,6 +15,7 @@ from typing import Sequence
 
 import typer
 
+from netdoctor import checkcmd
 from netdoctor.environment import Environment
 from netdoctor.errors import Interrupted, NetdoctorError
 from netdoctor.exitcodes import ExitCode
@@ -30,6 +31,8 @@ app = typer.Typer(
 )
 app.add_typer(lab_app, name="lab")
 app.add_typer(policy_app, name="policy")
+app.command("check")(checkcmd.check)
+app.command("cleanup")(checkcmd.cleanup)
 
 
 def prog_name(argv0: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import IO, Mapping
+from typing import IO, Any, Callable, Mapping
 
 from rich.console import Console
 
@@ -20,6 +20,9 @@ class Environment:
     stderr: IO[str] = field(default_factory=lambda: sys.stderr)
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     width: int | None = None  # None: rich decides (terminal width, or 80 off a tty)
+    # How commands reach the cluster: (kubeconfig, context) -> Kube. None: netdoctor.kube.Kube.connect.
+    # Tests inject a fake here.
+    connect: Callable[[str | None, str | None], Any] | None = None
 
     def console(self) -> Console:
         return Console(file=self.stdout, width=self.width, _environ=dict(self.environ))

@@ -234,9 +234,24 @@ EGRESS_NO_DNS = "netdoctor-fault-egress-no-dns"
 
 
 def _deny_ingress(lab, target):
+    """A default-deny for the Service's pods, with the policies that let clients in set aside
+    (policies add up: a deny-all next to an allow rule would change nothing)."""
     ns, name = _split(target)
     selector = lab.store.get("services", ns, name)["spec"]["selector"]
+    allowing = [p for p in lab.store.list("networkpolicies", ns)
+                if from_label_selector(p["spec"].get("podSelector")).matches(selector)]
+    lab.saved[("policy-deny-ingress", target)] = allowing
+    for policy in allowing:
+        lab.store.delete("networkpolicies", ns, policy["metadata"]["name"])
     lab.store.create("networkpolicies", _policy(DENY_INGRESS, ns, {"matchLabels": selector}, ["Ingress"], {}), ns)
+
+
+def _allow_ingress_again(lab, target):
+    ns, _ = _split(target)
+    _delete_policy(DENY_INGRESS, lambda t: ns)(lab, target)
+    for policy in lab.saved.pop(("policy-deny-ingress", target), []):
+        metadata = {k: v for k, v in policy["metadata"].items() if k in ("name", "namespace", "labels", "annotations")}
+        lab.store.create("networkpolicies", {**policy, "metadata": metadata}, ns)
 
 
 def _egress_no_dns(lab, target):
@@ -300,8 +315,9 @@ CATALOG: dict[str, Fault] = {f.name: f for f in [
           "node-1", _overlay_mtu, _overlay_mtu_restore),
     Fault("overlay-port-blocked", "cross-node", "the fabric drops VXLAN (UDP 8472)", "fabric",
           _overlay_blocked, _overlay_open),
-    Fault("policy-deny-ingress", "policy", "a NetworkPolicy denies all ingress to the Service's pods", "shop/api",
-          _deny_ingress, _delete_policy(DENY_INGRESS, lambda t: _split(t)[0])),
+    Fault("policy-deny-ingress", "policy", "a default-deny NetworkPolicy isolates the Service's pods, no rule lets "
+          "clients in", "shop/api",
+          _deny_ingress, _allow_ingress_again),
     Fault("policy-egress-dns-blocked", "dns", "an egress NetworkPolicy that forgets DNS", "shop",
           _egress_no_dns, _delete_policy(EGRESS_NO_DNS, lambda t: t)),
     Fault("icmp-blocked", "none", "nodes drop ICMP echo: ping fails, TCP works", "all", _icmp_blocked, _icmp_open),

@@ -211,16 +211,20 @@ def teardown(lab: str) -> list[str]:
 
 
 class IpPool:
-    """Pod IPs of one node's CIDR: .2 to .254, lowest free first."""
+    """Pod IPs of one node's CIDR (.2 to .254), handed out round-robin like host-local IPAM,
+    so a new pod never inherits the neighbour entries of one that just went away."""
 
     def __init__(self, cidr: str):
-        self._free = [str(h) for h in ipaddress.ip_network(cidr).hosts()][1:]
+        self._hosts = [str(h) for h in ipaddress.ip_network(cidr).hosts()][1:]
         self._used: set[str] = set()
+        self._next = 0
 
     def take(self) -> str:
-        for ip in self._free:
+        for step in range(len(self._hosts)):
+            ip = self._hosts[(self._next + step) % len(self._hosts)]
             if ip not in self._used:
                 self._used.add(ip)
+                self._next = (self._next + step + 1) % len(self._hosts)
                 return ip
         raise sh.LabCommandError("node pod CIDR exhausted")
 

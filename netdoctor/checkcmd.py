@@ -1,0 +1,135 @@
+"""`netdoctor check` and `netdoctor cleanup`: wire the pipeline target → resolve → plan → probe
+→ judge → report, and map its verdict to an exit code. Registered on the app by netdoctor.cli.
+
+Heavy modules (kubernetes via kube, probes, the policy engine) are imported inside the commands.
+The cluster connection comes from `env.connect` when a test injects one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import typer
+
+from netdoctor.environment import Environment
+from netdoctor.errors import UsageError
+from netdoctor.exitcodes import ExitCode
+from netdoctor.model import Plan, State
+from netdoctor.report import FORMATS
+from netdoctor.target import parse_source, parse_target
+
+
+def _connect(env: Environment, kubeconfig: str | None, context: str | None):
+    if env.connect is not None:
+        return env.connect(kubeconfig, context)
+    from netdoctor.kube import Kube
+
+    return Kube.connect(kubeconfig, context)
+
+
+def check(
+    ctx: typer.Context,
+    target: str = typer.Argument(..., help="svc/NAME, NAME (a Service), pod/NAME or deploy/NAME"),
+    namespace: Optional[str] = typer.Option(None, "-n", "--namespace", help="Namespace of the target"),
+    context: Optional[str] = typer.Option(None, "--context", help="kubeconfig context"),
+    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="Path to the kubeconfig file"),
+    source: Optional[str] = typer.Option(None, "--from", help="pod/NAME or deploy/NAME: the client whose view matters"),
+    port: Optional[str] = typer.Option(None, "--port", help="Service port (number or name), or the pod port"),
+    timeout: float = typer.Option(3.0, "--timeout", min=0.1, help="Seconds per network probe"),
+    output: str = typer.Option("text", "-o", "--output", help="text, json, markdown or junit"),
+    image: Optional[str] = typer.Option(None, "--image", help="Probe image (needs bash; netshoot by default)"),
+    nodes: Optional[str] = typer.Option(None, "--nodes", help="Comma-separated nodes to probe from (default: all)"),
+    keep: bool = typer.Option(False, "--keep", help="Leave the probes running and print how to exec into them"),
+    plan_only: bool = typer.Option(False, "--plan", help="Print what would be created and run; create nothing"),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Show every check's evidence and log"),
+) -> int:
+    """Find where a packet from the source to TARGET is lost, layer by layer, and why."""
+    env: Environment = ctx.obj
+    if output not in FORMATS:
+        raise UsageError(f"unknown output format {output!r}; use one of {', '.join(FORMATS)}")
+    request = _request(target, namespace, source, port)
+    from netdoctor import catalog, plan, resolve
+
+    checks = catalog.load()
+    kube = _connect(env, kubeconfig, context)
+    started = time.monotonic()
+    facts = resolve.resolve(kube, request)
+    the_plan = plan.build(facts, plan.Options(nodes=tuple(nodes.split(",")) if nodes else None))
+    if plan_only:
+        _print_plan(env, the_plan)
+        return ExitCode.OK
+    report, kept = _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started)
+    from netdoctor.report import render
+
+    render(report, output, env, verbose)
+    for line in kept:
+        env.stderr.write(f"kept probe: {line}\n")
+    return _exit_code(report.state)
+
+
+def _request(target, namespace, source, port):
+    from netdoctor.resolve import Request
+
+    return Request(parse_target(target), namespace, parse_source(source) if source else None, port)
+
+
+def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started):
+    from netdoctor import runner
+    from netdoctor.judge import judge
+    from netdoctor.model import Evidence
+
+    options = runner.RunOptions(timeout=timeout, keep=keep, **({"image": image} if image else {}))
+    with env.error_console().status("probing…") as status:
+        done = []
+
+        def progress(step, observation):
+            done.append(step)
+            status.update(f"probing… {len(done)}/{len(the_plan.steps)} {step.title}")
+
+        result = runner.run(kube, the_plan, facts, options, progress)
+    evidence = Evidence(facts, the_plan, result.observations)
+    return judge(evidence, checks, time.monotonic() - started), result.kept
+
+
+def _print_plan(env: Environment, the_plan: Plan) -> None:
+    out = env.stdout
+    out.write("probes to create:\n")
+    for p in the_plan.probes:
+        who = f", impersonating {p.impersonates}" if p.impersonates else ""
+        out.write(f"  {p.role}: namespace {p.namespace}, node {p.node or '(scheduler)'}{who}\n")
+    out.write("steps:\n")
+    for s in the_plan.steps:
+        out.write(f"  {s.check_id} [{s.layer.value}] {s.title or s.key}" + (" (expect: blocked)" if s.expect.value == "blocked" else "") + "\n")
+    for note in the_plan.notes:
+        out.write(f"note: {note}\n")
+
+
+def _exit_code(state: State) -> int:
+    if state is State.FAIL:
+        return ExitCode.CHECK_FAILED
+    if state is State.ERROR:
+        return ExitCode.PROBES
+    return ExitCode.OK
+
+
+def cleanup(
+    ctx: typer.Context,
+    namespace: Optional[str] = typer.Option(None, "-n", "--namespace", help="Namespace to clean"),
+    all_namespaces: bool = typer.Option(False, "-A", "--all-namespaces", help="Clean every namespace"),
+    context: Optional[str] = typer.Option(None, "--context", help="kubeconfig context"),
+    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="Path to the kubeconfig file"),
+) -> int:
+    """Remove probe pods and owner ConfigMaps that netdoctor left behind."""
+    env: Environment = ctx.obj
+    if namespace and all_namespaces:
+        raise UsageError("use -n NAMESPACE or -A, not both")
+    from netdoctor.probes import cleanup_leftovers
+
+    kube = _connect(env, kubeconfig, context)
+    deleted = cleanup_leftovers(kube, None if all_namespaces else (namespace or kube.namespace))
+    for ref in deleted:
+        env.stdout.write(f"deleted {ref}\n")
+    if not deleted:
+        env.stdout.write("nothing to clean up\n")
+    return ExitCode.OK

@@ -1,0 +1,127 @@
+"""Layer 1, DNS from the source's view: resolv.conf, the name through the search path and as FQDN,
+the answer against the Service, loss over repeated queries, and each DNS backend asked directly."""
+
+from __future__ import annotations
+
+from netdoctor.judge.common import completed, error, failed, logs, names, passed, skip
+from netdoctor.model import CheckResult, Evidence, Facts, State
+from netdoctor.observations import DnsOutcome, DnsResult, ResolvConf
+
+_LOST = (DnsOutcome.TIMEOUT, DnsOutcome.ERROR)
+
+
+def judge(ev: Evidence) -> list[CheckResult]:
+    if ev.facts.service is None:
+        reason = "the target is not behind a Service"
+        return [skip(i, reason) for i in ("ND-DNS-001", "ND-DNS-002", "ND-DNS-003", "ND-DNS-004", "ND-DNS-005")]
+    return [_resolv_conf(ev), _resolves(ev), _matches(ev), _repeated(ev), _backends(ev)]
+
+
+def expected_addresses(f: Facts) -> frozenset[str]:
+    """What the Service name should resolve to: the ClusterIP, or the ready endpoints if headless."""
+    if f.service and f.service.cluster_ip:
+        return frozenset({f.service.cluster_ip})
+    return frozenset(e.ip for s in f.slices or () for e in s.endpoints if e.ready or f.service.publish_not_ready_addresses)
+
+
+def _resolv_conf(ev: Evidence) -> CheckResult:
+    done, problems = completed(ev, "ND-DNS-001")
+    confs = [obs.result for _, obs in done if isinstance(obs.result, ResolvConf)]
+    if not confs:
+        return error("ND-DNS-001", "could not read the source's resolv.conf", problems, logs(ev, "ND-DNS-001"))
+    conf, f = confs[0], ev.facts
+    lines = [f"nameserver {', '.join(conf.nameservers) or '<none>'}", f"search {' '.join(conf.search) or '<none>'}",
+             f"ndots {conf.ndots}"]
+    dns_ip = f.dns_service.cluster_ip if f.dns_service else None
+    wanted = f"{f.namespace}.svc.{f.cluster_domain}"
+    if wanted not in conf.search:
+        return failed("ND-DNS-001", "no-cluster-search", f"search path lacks {wanted}", lines,
+                      {"search": " ".join(conf.search) or "<none>"}, State.WARN)
+    if dns_ip and conf.nameservers[:1] != (dns_ip,):
+        return failed("ND-DNS-001", "nameserver-mismatch", f"nameserver is not {dns_ip} (node-local cache?)",
+                      lines, {"nameservers": ", ".join(conf.nameservers), "dns_ip": dns_ip}, State.WARN)
+    return passed("ND-DNS-001", f"nameserver {conf.nameservers[0]}, ndots {conf.ndots}", lines)
+
+
+def _final(results: tuple[DnsResult, ...]) -> DnsResult:
+    """The answer a resolver settles on: an answer if any, else the first non-lost one, else the last."""
+    return next((r for r in results if r.outcome is DnsOutcome.ANSWER),
+                next((r for r in results if r.outcome not in _LOST), results[-1]))
+
+
+def _resolves(ev: Evidence) -> CheckResult:
+    done, problems = completed(ev, "ND-DNS-002")
+    if not done:
+        return error("ND-DNS-002", "no DNS query ran", problems, logs(ev, "ND-DNS-002"))
+    finals = [(step, _final(obs.result)) for step, obs in done if obs.result]
+    lines = [f"{r.name} @{r.server}: {r.outcome.value} {' '.join(r.addresses)}".rstrip() for _, r in finals]
+    bad = [(step, r) for step, r in finals if r.outcome is not DnsOutcome.ANSWER]
+    if not bad:
+        return passed("ND-DNS-002", "short name and FQDN resolve", lines + problems)
+    step, worst = bad[0]
+    if len(bad) < len(finals):
+        lines.append("the FQDN resolves but the short name does not: the search path is wrong" if step.action.search
+                     else "the short name resolves but the FQDN does not")
+    cause = {DnsOutcome.NXDOMAIN: "nxdomain", DnsOutcome.SERVFAIL: "servfail", DnsOutcome.REFUSED: "refused",
+             DnsOutcome.NOANSWER: "noanswer"}.get(worst.outcome, "timeout")
+    return failed("ND-DNS-002", cause, f"{worst.name}: {worst.outcome.value}", lines + problems,
+                  {"name": worst.name, "server": worst.server}, log=logs(ev, "ND-DNS-002"))
+
+
+def _matches(ev: Evidence) -> CheckResult:
+    done, _ = completed(ev, "ND-DNS-002")  # judged on the name lookups, no steps of its own
+    answers = [_final(obs.result) for _, obs in done if obs.result]
+    answers = [r for r in answers if r.outcome is DnsOutcome.ANSWER]
+    if not answers:
+        return skip("ND-DNS-003", "no DNS answer to compare")
+    want = expected_addresses(ev.facts)
+    for r in answers:
+        got = frozenset(r.addresses)
+        if got != want and not (ev.facts.service.headless and got and got <= want):
+            params = {"name": r.name, "got": ", ".join(sorted(got)), "want": ", ".join(sorted(want)) or "<no ready endpoint>"}
+            return failed("ND-DNS-003", "stale", f"{r.name} → {params['got']}, expected {params['want']}",
+                          [f"{r.name} → {params['got']}", f"Service → {params['want']}"], params)
+    return passed("ND-DNS-003", f"answers match {', '.join(sorted(want))}")
+
+
+def _repeated(ev: Evidence) -> CheckResult:
+    done, problems = completed(ev, "ND-DNS-004")
+    results = [r for _, obs in done for r in obs.result]
+    if not results:
+        return error("ND-DNS-004", "repeated queries did not run", problems) if problems else skip(
+            "ND-DNS-004", "no repeated queries planned")
+    lost = [r for r in results if r.outcome in _LOST]
+    counts = {o: sum(r.outcome is o for r in results) for o in DnsOutcome}
+    line = ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)
+    if not lost:
+        return passed("ND-DNS-004", f"{len(results)}/{len(results)} answered", [line])
+    params = {"lost": str(len(lost)), "total": str(len(results)), "server": results[0].server}
+    return failed("ND-DNS-004", "lossy", f"{len(lost)} of {len(results)} queries lost", [line], params,
+                  log=logs(ev, "ND-DNS-004"))
+
+
+def _backends(ev: Evidence) -> CheckResult:
+    done, problems = completed(ev, "ND-DNS-005")
+    if not done:
+        return error("ND-DNS-005", "no DNS backend was queried", problems) if problems else skip(
+            "ND-DNS-005", "no DNS backend pods found")
+    by_ip = {p.ip: p.name for p in ev.facts.dns_backends}
+    want = expected_addresses(ev.facts)
+    down, disagree, lines = [], [], []
+    for step, obs in done:
+        pod = by_ip.get(step.action.server, step.action.server)
+        final = _final(obs.result)
+        answered = sum(r.outcome not in _LOST for r in obs.result)
+        lines.append(f"{pod} ({step.action.server}): {answered}/{len(obs.result)} answered, {final.outcome.value}")
+        if answered == 0:
+            down.append(pod)
+        elif final.outcome is DnsOutcome.ANSWER and frozenset(final.addresses) != want and not ev.facts.service.headless:
+            disagree.append(pod)
+    if down and len(down) == len(done):
+        return failed("ND-DNS-005", "all-down", "no DNS backend answers", lines + problems, {"pods": names(down), "pod": down[0]})
+    if down:
+        return failed("ND-DNS-005", "backend-down", f"{len(down)} of {len(done)} DNS backends do not answer",
+                      lines + problems, {"pods": names(down), "pod": down[0]}, log=logs(ev, "ND-DNS-005"))
+    if disagree and len(disagree) < len(done):  # all alike: a stale record, ND-DNS-003's finding
+        return failed("ND-DNS-005", "backend-disagrees", "DNS backends disagree", lines, {"pods": names(disagree), "pod": disagree[0]})
+    return passed("ND-DNS-005", f"{len(done)} DNS backend(s) answer", lines + problems)

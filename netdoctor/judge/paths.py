@@ -1,0 +1,257 @@
+"""Layers 3–5, the data path: source → each pod IP, source → Service IP (and NodePort), and every
+node's probe → each backend (TCP, Service IP, small and DF-sized pings).
+
+A REFUSED connection proves the path works (the backend's kernel answered); only TIMEOUT and
+UNREACHABLE are path failures here. Steps the policies are expected to block are left to the
+policy layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netdoctor.judge.common import completed, error, failed, logs, names, passed, skip
+from netdoctor.model import CheckResult, Evidence, Expect, State, Step
+from netdoctor.observations import PingOutcome, PingResult, TcpOutcome, TcpResult
+
+_REACHED = (TcpOutcome.CONNECTED, TcpOutcome.REFUSED)
+_SMALL = 56
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One TCP step boiled down: who tried, to which backend, and the decisive outcome."""
+
+    step: Step
+    node: str | None
+    backend: str
+    backend_node: str | None
+    outcome: TcpOutcome
+    connected: int
+    tries: int
+
+
+def outcome(results: tuple[TcpResult, ...]) -> TcpOutcome:
+    """CONNECTED if any attempt connected, else the most telling failure."""
+    seen = [r.outcome for r in results]
+    for o in (TcpOutcome.CONNECTED, TcpOutcome.REFUSED, TcpOutcome.TIMEOUT, TcpOutcome.UNREACHABLE):
+        if o in seen:
+            return o
+    return TcpOutcome.ERROR
+
+
+def attempts(ev: Evidence, check_id: str) -> tuple[list[Attempt], list[str]]:
+    done, problems = completed(ev, check_id)
+    pods = {p.ip: p for p in ev.facts.backends}
+    found = []
+    for step, obs in done:
+        pod = pods.get(step.action.ip)
+        results = tuple(obs.result)
+        found.append(Attempt(step, ev.node_of(step.probe), pod.name if pod else step.action.ip,
+                             pod.node_name if pod else None, outcome(results),
+                             sum(r.outcome is TcpOutcome.CONNECTED for r in results), len(results)))
+    broken = [a for a in found if a.outcome is TcpOutcome.ERROR]
+    problems += [f"{a.step.title or a.step.key}: probe error" for a in broken]
+    return [a for a in found if a.outcome is not TcpOutcome.ERROR], problems
+
+
+def _line(a: Attempt) -> str:
+    tries = f" ({a.connected}/{a.tries})" if a.tries > 1 else ""
+    return f"{a.step.title or a.step.key}: {a.outcome.value}{tries}"
+
+
+# --- layer 3: direct Pod IP --------------------------------------------------------------------
+
+
+def judge_pod(ev: Evidence) -> list[CheckResult]:
+    if not ev.runs("ND-POD-001"):
+        return [skip("ND-POD-001", "no backend pod with an IP to connect to")]
+    tried, problems = attempts(ev, "ND-POD-001")
+    if not tried:
+        return [error("ND-POD-001", "no connection attempt completed", problems, logs(ev, "ND-POD-001"))]
+    lines = [_line(a) for a in tried] + problems
+    bad = {o: [a for a in tried if a.outcome is o] for o in (TcpOutcome.REFUSED, TcpOutcome.TIMEOUT, TcpOutcome.UNREACHABLE)}
+    port = ev.facts.target_port
+    for o, cause in ((TcpOutcome.REFUSED, "refused"), (TcpOutcome.TIMEOUT, "timeout"), (TcpOutcome.UNREACHABLE, "unreachable")):
+        if bad[o]:
+            pods = [a.backend for a in bad[o]]
+            params = {"pods": names(pods), "pod": pods[0], "node": bad[o][0].backend_node or "<node>"}
+            return [failed("ND-POD-001", cause, f"{len(pods)}/{len(tried)} backends {o.value} on port {port}",
+                           lines, params, log=logs(ev, "ND-POD-001"))]
+    return [passed("ND-POD-001", f"{len(tried)}/{len(tried)} backends connect on port {port}", lines)]
+
+
+# --- layer 4: Service IP -----------------------------------------------------------------------
+
+
+def judge_service(ev: Evidence) -> list[CheckResult]:
+    return [_cluster_ip(ev), _node_port(ev)]
+
+
+def _cluster_ip(ev: Evidence) -> CheckResult:
+    svc = ev.facts.service
+    if svc is None or not svc.cluster_ip:
+        return skip("ND-SVC-001", "no Service IP (headless or not a Service)")
+    tried, problems = attempts(ev, "ND-SVC-001")
+    if not tried:
+        return error("ND-SVC-001", "no connection to the Service IP completed", problems, logs(ev, "ND-SVC-001"))
+    a = tried[0]
+    lines = [_line(a)] + problems + ["TCP cannot tell which backend answered; the spread is not observed"]
+    params = {"connected": str(a.connected), "attempts": str(a.tries), "outcome": a.outcome.value}
+    if a.connected == a.tries:
+        return passed("ND-SVC-001", f"{a.connected}/{a.tries} connections to {svc.cluster_ip}:{ev.facts.port}", lines)
+    if a.connected:
+        return failed("ND-SVC-001", "partial", f"{a.connected}/{a.tries} connections succeeded", lines, params,
+                      log=logs(ev, "ND-SVC-001"))
+    good = sorted({x.node for x in _node_service(ev) if x.connected and x.node != a.node})
+    if good and a.node:
+        params |= {"node": a.node, "good_nodes": ", ".join(good)}
+        return failed("ND-SVC-001", "node-only", f"fails from {a.node}, works from {', '.join(good)}", lines, params)
+    pod_ok = any(x.outcome is TcpOutcome.CONNECTED for x in attempts(ev, "ND-POD-001")[0])
+    cause = "all-fail" if pod_ok else "backends-fail"
+    return failed("ND-SVC-001", cause, f"0/{a.tries} connections ({a.outcome.value})", lines, params,
+                  log=logs(ev, "ND-SVC-001"))
+
+
+def _node_service(ev: Evidence) -> list[Attempt]:
+    return attempts(ev, "ND-NODE-003")[0]
+
+
+def _node_port(ev: Evidence) -> CheckResult:
+    if not ev.runs("ND-SVC-002"):
+        return skip("ND-SVC-002", "not a NodePort Service")
+    tried, problems = attempts(ev, "ND-SVC-002")
+    lines = [_line(a) for a in tried] + problems
+    bad = [a.step.action.ip for a in tried if a.outcome is not TcpOutcome.CONNECTED]
+    if bad:
+        return failed("ND-SVC-002", "nodeport-fail", f"NodePort fails on {len(bad)} node(s)", lines,
+                      {"nodes": names(bad)})
+    if not tried:
+        return error("ND-SVC-002", "no NodePort attempt completed", problems)
+    return passed("ND-SVC-002", f"NodePort answers on {len(tried)} node(s)", lines)
+
+
+# --- layer 5: cross-node -----------------------------------------------------------------------
+
+
+def judge_node(ev: Evidence) -> list[CheckResult]:
+    return [_nodes_ready(ev), _cross_node(ev), _node_service_ip(ev), *_pings(ev)]
+
+
+def _nodes_ready(ev: Evidence) -> CheckResult:
+    nodes = ev.facts.nodes
+    if not nodes:
+        return skip("ND-NODE-001", "nodes could not be listed")
+    down = [n.name for n in nodes if not n.ready]
+    lines = [f"{n.name}: {'Ready' if n.ready else 'NotReady'}" for n in nodes]
+    if not down:
+        return passed("ND-NODE-001", f"{len(nodes)}/{len(nodes)} nodes Ready", lines)
+    hosting = {p.node_name for p in ev.facts.backends} & set(down)
+    state = State.FAIL if hosting else State.WARN
+    return failed("ND-NODE-001", "not-ready", f"{len(down)} node(s) NotReady" + (", hosting backends" if hosting else ""),
+                  lines, {"nodes": names(down), "node": sorted(hosting)[0] if hosting else down[0]}, state)
+
+
+def _pair(a: Attempt) -> str:
+    return f"{a.node} → {a.backend} ({a.backend_node})"
+
+
+def _cross_node(ev: Evidence) -> CheckResult:
+    if not ev.runs("ND-NODE-002"):
+        return skip("ND-NODE-002", "no node probes planned")
+    tried, problems = attempts(ev, "ND-NODE-002")
+    expected = [a for a in tried if a.step.expect is Expect.SUCCEED]
+    if not expected:
+        return skip("ND-NODE-002", "the NetworkPolicies deny these flows (see NetworkPolicy)") if tried else error(
+            "ND-NODE-002", "no node probe completed", problems, logs(ev, "ND-NODE-002"))
+    lines = [_line(a) for a in expected] + problems
+    bad = [a for a in expected if a.outcome not in _REACHED]
+    if not bad:
+        return passed("ND-NODE-002", f"{len(expected)} node → backend paths work", lines)
+    log, pairs = logs(ev, "ND-NODE-002"), names(map(_pair, bad))
+    if any(a.node == a.backend_node for a in bad):
+        return failed("ND-NODE-002", "unreachable", f"{len(bad)} path(s) fail, same-node too", lines, {"pairs": pairs}, log=log)
+    isolated = _isolated_node(expected, bad)
+    if isolated:
+        return failed("ND-NODE-002", "node-isolated", f"node {isolated} is cut off", lines, {"node": isolated}, log=log)
+    return failed("ND-NODE-002", "cross-node", f"{len(bad)} cross-node path(s) fail", lines, {"pairs": pairs}, log=log)
+
+
+def _isolated_node(expected: list[Attempt], bad: list[Attempt]) -> str | None:
+    """The one node every failing path touches while paths between the other nodes work (≥3 nodes)."""
+    nodes = {a.node for a in expected} | {a.backend_node for a in expected}
+    if len(nodes) < 3:
+        return None
+    for node in sorted(n for n in nodes if n):
+        touches = lambda a: node in (a.node, a.backend_node)  # noqa: E731
+        if all(touches(a) for a in bad) and all(a in bad for a in expected if touches(a) and a.node != a.backend_node):
+            return node
+    return None
+
+
+def _node_service_ip(ev: Evidence) -> CheckResult:
+    if not ev.runs("ND-NODE-003"):
+        return skip("ND-NODE-003", "no Service IP, or no node probes planned")
+    tried, problems = attempts(ev, "ND-NODE-003")
+    if not tried:
+        return error("ND-NODE-003", "no node probe reached the Service IP step", problems, logs(ev, "ND-NODE-003"))
+    lines = [_line(a) for a in tried] + problems
+    reached = {a.node for a in attempts(ev, "ND-NODE-002")[0] if a.outcome in _REACHED}
+    bad = [a.node for a in tried if a.connected == 0 and a.node in reached]
+    if not bad:
+        return passed("ND-NODE-003", f"the Service IP works from {len(tried)} node(s)", lines)
+    cause = "everywhere" if len(bad) == len(tried) else "kube-proxy"
+    return failed("ND-NODE-003", cause, f"Service IP fails from {names(bad)} while pod IPs work", lines,
+                  {"nodes": names(bad)}, log=logs(ev, "ND-NODE-003"))
+
+
+def _pings(ev: Evidence) -> list[CheckResult]:
+    done, problems = completed(ev, "ND-NODE-004")
+    if not done:
+        reason = "no pings planned" if not problems else "pings did not run"
+        return [skip("ND-NODE-004", reason), skip("ND-NODE-005", reason)]
+    by_pair: dict[tuple[str | None, str], list[PingResult]] = {}
+    for step, obs in done:
+        by_pair.setdefault((ev.node_of(step.probe), obs.result.ip), []).append(obs.result)
+    tcp = {(a.node, a.step.action.ip): a.outcome for a in attempts(ev, "ND-NODE-002")[0]}
+    if all(r.outcome is PingOutcome.ERROR for rs in by_pair.values() for r in rs):
+        detail = next(r.detail for rs in by_pair.values() for r in rs)
+        reason = f"ping unavailable in the probe: {detail}"
+        return [skip("ND-NODE-004", reason), skip("ND-NODE-005", reason)]
+    return [_mtu(ev, by_pair), _icmp(ev, by_pair, tcp)]
+
+
+def _pair_name(ev: Evidence, node: str | None, ip: str) -> str:
+    pod = next((p for p in ev.facts.backends if p.ip == ip), None)
+    return f"{node} → {pod.name if pod else ip}" + (f" ({pod.node_name})" if pod else "")
+
+
+def _small_ok(results: list[PingResult]) -> bool:
+    return any(r.size <= _SMALL and r.outcome is PingOutcome.REPLY for r in results)
+
+
+def _mtu(ev: Evidence, by_pair: dict) -> CheckResult:
+    lines, holes = [], []
+    for (node, ip), results in sorted(by_pair.items(), key=str):
+        lines.append(_pair_name(ev, node, ip) + ": " + ", ".join(
+            f"{r.size}B{' DF' if r.size > _SMALL else ''} {r.outcome.value}" for r in sorted(results, key=lambda r: r.size)))
+        lost = [r.size for r in results if r.size > _SMALL and r.outcome is PingOutcome.TIMEOUT]
+        if _small_ok(results) and lost:
+            holes.append((_pair_name(ev, node, ip), min(lost)))
+    if not any(_small_ok(rs) for rs in by_pair.values()):
+        return skip("ND-NODE-004", "no small ping got through (ICMP filtered?), path MTU not measurable")
+    if holes:
+        size = min(s for _, s in holes)
+        return failed("ND-NODE-004", "mtu", f"DF pings of {size} bytes lost on {len(holes)} path(s)", lines,
+                      {"pairs": names(p for p, _ in holes), "size": str(size)}, log=logs(ev, "ND-NODE-004"))
+    return passed("ND-NODE-004", "full-size DF pings pass (or the sender knows the path MTU)", lines)
+
+
+def _icmp(ev: Evidence, by_pair: dict, tcp: dict) -> CheckResult:
+    blocked = [(node, ip) for (node, ip), rs in by_pair.items()
+               if not _small_ok(rs) and tcp.get((node, ip)) in _REACHED]
+    if blocked:
+        pairs = names(_pair_name(ev, n, ip) for n, ip in blocked)
+        return failed("ND-NODE-005", "icmp-blocked", f"ping fails, TCP works on {len(blocked)} path(s)",
+                      [pairs], {"pairs": pairs}, State.WARN)
+    return passed("ND-NODE-005", "ping and TCP agree")

@@ -1,0 +1,444 @@
+"""The only door to the Kubernetes API: connect, read, create/delete, exec. Nothing else imports
+the `kubernetes` package.
+
+Used by the check pipeline (resolve reads objects, `netdoctor.probes` creates pods and execs).
+Callers get `netdoctor.objects` types or API-shaped dicts, and `netdoctor.errors` exceptions with
+one clear line: kubeconfig problems are UsageError, everything the server or the network says is a
+ClusterError (typed: NotFound, Forbidden, Unauthorized, AlreadyExists, Unreachable).
+`kubernetes` is imported lazily so that `netdoctor --help` never pays for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from netdoctor.errors import ClusterError, UsageError
+from netdoctor.objects import Deployment, EndpointSlice, Namespace, Node, Pod, Service
+from netdoctor.observations import ExecError, ExecErrorKind, ExecResult
+
+DEFAULT_NAMESPACE = "default"
+REQUEST_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds for every REST call
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+STDOUT, STDERR, STATUS = 1, 2, 3  # exec channels
+
+
+class ApiError(ClusterError):
+    """The API server answered with an error Status; `server_message` is its own words."""
+
+    def __init__(self, message: str, *, status: int, reason: str = "", server_message: str = "", hint=None):
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.reason = reason
+        self.server_message = server_message or message
+
+
+class NotFound(ApiError):
+    """404. The server does not say whether the namespace or the object is missing."""
+
+    def __init__(self, kind: str, name: str, namespace: str | None, server_message: str):
+        super().__init__(server_message, status=404, reason="NotFound", server_message=server_message)
+        self.kind, self.name, self.namespace = kind, name, namespace
+
+
+class Unauthorized(ApiError):
+    """401: the credentials were rejected."""
+
+
+class Forbidden(ApiError):
+    """403: RBAC, or an admission plugin such as PodSecurity (see `pod_security`)."""
+
+    @property
+    def pod_security(self) -> bool:
+        return "violates PodSecurity" in self.server_message
+
+
+class AlreadyExists(ApiError):
+    """409."""
+
+
+class Unreachable(ClusterError):
+    """Connection refused, timeout, TLS failure: the API server could not be talked to."""
+
+
+@dataclass(frozen=True)
+class _Kind:
+    api: str  # kubernetes.client class name
+    api_version: str
+    plural: str  # snake_case resource in the generated method names
+    namespaced: bool = True
+
+
+_KINDS = {
+    "Namespace": _Kind("CoreV1Api", "v1", "namespace", namespaced=False),
+    "Node": _Kind("CoreV1Api", "v1", "node", namespaced=False),
+    "Pod": _Kind("CoreV1Api", "v1", "pod"),
+    "Service": _Kind("CoreV1Api", "v1", "service"),
+    "ConfigMap": _Kind("CoreV1Api", "v1", "config_map"),
+    "EndpointSlice": _Kind("DiscoveryV1Api", "discovery.k8s.io/v1", "endpoint_slice"),
+    "NetworkPolicy": _Kind("NetworkingV1Api", "networking.k8s.io/v1", "network_policy"),
+    "Deployment": _Kind("AppsV1Api", "apps/v1", "deployment"),
+    "ReplicaSet": _Kind("AppsV1Api", "apps/v1", "replica_set"),
+    "StatefulSet": _Kind("AppsV1Api", "apps/v1", "stateful_set"),
+    "DaemonSet": _Kind("AppsV1Api", "apps/v1", "daemon_set"),
+}
+
+
+class Kube:
+    """One cluster connection. Thread-safe: probes exec in parallel threads.
+
+    Build it with `Kube.connect()`. `namespace` is the context's namespace (kubectl's default).
+    """
+
+    def __init__(self, api_client: Any, namespace: str, *, request_timeout=REQUEST_TIMEOUT):
+        from kubernetes import client
+
+        self.namespace = namespace
+        self.server = api_client.configuration.host
+        self._client = api_client
+        self._timeout = request_timeout
+        # kubernetes.stream.stream() swaps call_api on the ApiClient while it sets up the
+        # WebSocket: give it an ApiClient of its own, one setup at a time.
+        self._stream_core = client.CoreV1Api(client.ApiClient(configuration=api_client.configuration))
+        self._stream_lock = threading.Lock()
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None, *, environ=None) -> Kube:
+        """kubectl's rules: --kubeconfig, else every file of $KUBECONFIG (':'-joined), else
+        ~/.kube/config, else the in-cluster service account; the context's namespace."""
+        environ = os.environ if environ is None else environ
+        paths = kubeconfig or environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        if kubeconfig and not os.path.isfile(kubeconfig):
+            raise UsageError(f"kubeconfig {kubeconfig}: no such file")
+        if not any(os.path.isfile(p) for p in paths.split(os.pathsep) if p):
+            if environ.get("KUBERNETES_SERVICE_HOST") and not context:
+                return cls._in_cluster()
+            raise UsageError(f"no kubeconfig found at {paths}", hint="pass --kubeconfig or set KUBECONFIG")
+        return cls._from_kubeconfig(paths, context)
+
+    @classmethod
+    def _from_kubeconfig(cls, paths: str, context: str | None) -> Kube:
+        from kubernetes import config
+        from kubernetes.config.kube_config import KubeConfigMerger
+
+        try:
+            merged = KubeConfigMerger(paths).config.value
+            contexts = [getattr(node, "value", node) for node in merged.get("contexts") or []]
+            chosen = _choose_context(contexts, merged.get("current-context"), context, paths)
+            api_client = config.new_client_from_config(config_file=paths, context=chosen["name"], persist_config=False)
+        except UsageError:
+            raise
+        except Exception as exc:  # the loader raises ConfigException, YAML, OS and Key errors
+            raise UsageError(f"kubeconfig {paths} is not usable: {_one_line(exc)}") from None
+        namespace = (chosen.get("context") or {}).get("namespace") or DEFAULT_NAMESPACE
+        return cls(api_client, namespace)
+
+    @classmethod
+    def _in_cluster(cls) -> Kube:
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+            with open(os.path.join(SERVICE_ACCOUNT_DIR, "namespace")) as file:
+                namespace = file.read().strip() or DEFAULT_NAMESPACE
+        except (config.ConfigException, OSError) as exc:
+            raise UsageError(f"no kubeconfig, and the in-cluster configuration is not usable: {exc}") from None
+        return cls(client.ApiClient(configuration=configuration), namespace)
+
+    # ------------------------------------------------------------ reads
+
+    def get_namespace(self, name: str) -> Namespace:
+        return Namespace.from_api(self.get_object("Namespace", None, name))
+
+    def nodes(self) -> list[Node]:
+        return [Node.from_api(o) for o in self.list_objects("Node")]
+
+    def service(self, namespace: str, name: str) -> Service:
+        return Service.from_api(self.get_object("Service", namespace, name))
+
+    def pod(self, namespace: str, name: str) -> Pod:
+        return Pod.from_api(self.get_object("Pod", namespace, name))
+
+    def pods(self, namespace: str | None, label_selector: str | None = None, field_selector: str | None = None) -> list[Pod]:
+        return [Pod.from_api(o) for o in self.list_objects("Pod", namespace, label_selector, field_selector)]
+
+    def endpoint_slices(self, namespace: str, service: str) -> list[EndpointSlice]:
+        objects = self.list_objects("EndpointSlice", namespace, f"kubernetes.io/service-name={service}")
+        return [EndpointSlice.from_api(o) for o in objects]
+
+    def deployment(self, namespace: str, name: str) -> Deployment:
+        return Deployment.from_api(self.get_object("Deployment", namespace, name))
+
+    def get_object(self, kind: str, namespace: str | None, name: str) -> dict:
+        spec = _kind(kind)
+        if spec.namespaced:
+            method = self._method(spec, f"read_namespaced_{spec.plural}")
+            data = self._call(kind, name, namespace, method, name, namespace, _preload_content=False)
+        else:
+            data = self._call(kind, name, None, self._method(spec, f"read_{spec.plural}"), name, _preload_content=False)
+        return _with_type(_json(data), kind, spec)
+
+    def list_objects(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[dict]:
+        """API-shaped dicts (with kind and apiVersion), from one namespace or from all (None)."""
+        spec = _kind(kind)
+        options = {k: v for k, v in (("label_selector", label_selector), ("field_selector", field_selector)) if v}
+        if not spec.namespaced:
+            method, args = self._method(spec, f"list_{spec.plural}"), ()
+        elif namespace is None:
+            method, args = self._method(spec, f"list_{spec.plural}_for_all_namespaces"), ()
+        else:
+            method, args = self._method(spec, f"list_namespaced_{spec.plural}"), (namespace,)
+        data = self._call(kind, "", namespace, method, *args, _preload_content=False, **options)
+        return [_with_type(item, kind, spec) for item in _json(data).get("items") or []]
+
+    # ------------------------------------------------------------ writes
+
+    def create_config_map(self, namespace: str, body: Mapping) -> dict:
+        method = self._method(_KINDS["ConfigMap"], "create_namespaced_config_map")
+        return _json(self._call("ConfigMap", _name(body), namespace, method, namespace, dict(body), _preload_content=False))
+
+    def create_pod(self, namespace: str, body: Mapping) -> Pod:
+        method = self._method(_KINDS["Pod"], "create_namespaced_pod")
+        return Pod.from_api(_json(self._call("Pod", _name(body), namespace, method, namespace, dict(body), _preload_content=False)))
+
+    def delete(self, kind: str, namespace: str | None, name: str) -> bool:
+        """Delete with background propagation (dependents are garbage-collected); False if gone."""
+        from kubernetes import client
+
+        spec = _kind(kind)
+        options = client.V1DeleteOptions(propagation_policy="Background")
+        try:
+            if spec.namespaced:
+                method = self._method(spec, f"delete_namespaced_{spec.plural}")
+                self._call(kind, name, namespace, method, name, namespace, body=options, _preload_content=False)
+            else:
+                self._call(kind, name, None, self._method(spec, f"delete_{spec.plural}"), name, body=options, _preload_content=False)
+        except NotFound:
+            return False
+        return True
+
+    # ------------------------------------------------------------ exec
+
+    def exec(self, namespace: str, pod: str, command: list[str], container: str | None = None, *, timeout: float) -> ExecResult:
+        """Run a command to completion (or until `timeout` seconds), stdout/stderr as bytes."""
+        stream = self.exec_stream(namespace, pod, command, container)
+        deadline = time.monotonic() + timeout
+        stdout = bytearray()
+        try:
+            while not stream.closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    error = ExecError(ExecErrorKind.TIMEOUT, f"{command[0]} did not finish within {timeout:g}s")
+                    return ExecResult(None, bytes(stdout), stream.stderr, error)
+                stdout += stream.read(min(remaining, 1.0))
+            stdout += stream.read(0)
+        finally:
+            stream.close()
+        return ExecResult(stream.returncode, bytes(stdout), stream.stderr, stream.error)
+
+    def exec_stream(self, namespace: str, pod: str, command: list[str], container: str | None = None) -> ExecStream:
+        """Start a command and hand back its streams, for long runs such as `tcpdump -w -`."""
+        from kubernetes.stream import stream
+
+        options: dict[str, Any] = dict(
+            command=list(command), stdout=True, stderr=True, stdin=False, tty=False, _preload_content=False, binary=True
+        )
+        if container:
+            options["container"] = container
+        with self._stream_lock:
+            method = self._stream_core.connect_get_namespaced_pod_exec
+            ws = self._call("Pod", pod, namespace, stream, method, pod, namespace, **options)
+        return ExecStream(ws)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _method(self, spec: _Kind, name: str) -> Callable:
+        from kubernetes import client
+
+        return getattr(getattr(client, spec.api)(self._client), name)
+
+    def _call(self, kind: str, name: str, namespace: str | None, method: Callable, *args, **kwargs):
+        """Call the API and turn every failure into one of our errors."""
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
+        kwargs["_request_timeout"] = self._timeout
+        try:
+            response = method(*args, **kwargs)
+        except ApiException as exc:
+            raise self._api_error(exc, kind, name, namespace) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._unreachable(exc) from None
+        return response
+
+    def _api_error(self, exc, kind: str, name: str, namespace: str | None) -> Exception:
+        if exc.status:
+            return _status_error(exc.status, _body(exc.body), kind, name, namespace)
+        cause = exc.__context__  # stream(): the WebSocket failure, wrapped in ApiException(status=0)
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        status = getattr(cause, "status_code", None)
+        if status:
+            return _status_error(status, _body(getattr(cause, "resp_body", b"")), kind, name, namespace)
+        return self._unreachable(cause or exc)
+
+    def _unreachable(self, exc: BaseException) -> Unreachable:
+        return Unreachable(f"cannot reach the API server at {self.server}: {_one_line(getattr(exc, 'reason', None) or exc)}")
+
+
+class ExecStream:
+    """A running exec: `read(timeout)` returns the stdout bytes that arrived, `stderr` what the
+    command wrote there so far; `returncode`/`error` are known once `closed`. Not thread-safe."""
+
+    def __init__(self, ws: Any):
+        self._ws = ws
+        self._stderr = bytearray()
+        self._lost: ExecError | None = None
+        self._closed_by_us = False
+        self._status: tuple[int | None, ExecError | None] | None = None
+
+    def read(self, timeout: float) -> bytes:
+        from websocket import WebSocketException
+
+        try:
+            if self._ws.is_open():
+                self._ws.update(timeout=max(timeout, 0))
+        except (WebSocketException, OSError) as exc:
+            self._ws.close()
+            self._lost = ExecError(ExecErrorKind.CONNECTION_LOST, f"exec stream broke: {_one_line(exc)}")
+        self._stderr += self._ws.read_channel(STDERR)
+        return self._ws.read_channel(STDOUT)
+
+    @property
+    def closed(self) -> bool:
+        return not self._ws.is_open()
+
+    @property
+    def stderr(self) -> bytes:
+        return bytes(self._stderr)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._final()[0]
+
+    @property
+    def error(self) -> ExecError | None:
+        return self._final()[1]
+
+    def close(self) -> None:
+        if not self.closed:
+            self._closed_by_us = True
+            self._ws.close()
+
+    def __enter__(self) -> ExecStream:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _final(self) -> tuple[int | None, ExecError | None]:
+        if not self.closed:
+            return None, None
+        if self._status is None:  # the status channel is read exactly once
+            raw = self._ws.read_channel(STATUS)
+            if self._lost and not raw:
+                self._status = (None, self._lost)
+            elif self._closed_by_us and not raw:
+                self._status = (None, None)
+            else:
+                self._status = parse_exec_status(raw)
+        return self._status
+
+
+def parse_exec_status(raw: bytes | str) -> tuple[int | None, ExecError | None]:
+    """The exit code, or the failure, from the exec status channel (a metav1.Status JSON)."""
+    if not raw:
+        return None, ExecError(ExecErrorKind.CONNECTION_LOST, "the exec stream closed without an exit status")
+    try:
+        status = json.loads(raw)
+    except ValueError:
+        return None, ExecError(ExecErrorKind.FAILURE, f"unreadable exec status: {_one_line(raw)}")
+    if status.get("status") == "Success":
+        return 0, None
+    message = status.get("message") or ""
+    causes = (status.get("details") or {}).get("causes") or []
+    if status.get("reason") == "NonZeroExitCode":
+        code = next((c.get("message") for c in causes if c.get("reason") == "ExitCode"), None)
+        if code is not None and str(code).isdigit():
+            return int(code), None
+    if "executable file not found" in message or "no such file or directory" in message:
+        binary = re.search(r'exec: "([^"]+)"', message)
+        return None, ExecError(ExecErrorKind.MISSING_BINARY, message, binary[1] if binary else None)
+    return None, ExecError(ExecErrorKind.FAILURE, message or _one_line(raw))
+
+
+def _choose_context(contexts: list[dict], current: str | None, wanted: str | None, paths: str) -> dict:
+    if not (wanted or current):
+        raise UsageError(f"kubeconfig {paths} has no current-context", hint="pass --context")
+    match = next((c for c in contexts if c.get("name") == (wanted or current)), None)
+    if match is None:
+        known = ", ".join(sorted(c.get("name", "") for c in contexts)) or "none"
+        raise UsageError(f"context {wanted or current!r} is not in kubeconfig {paths} (known: {known})")
+    return match
+
+
+def _status_error(status: int, body: Mapping, kind: str, name: str, namespace: str | None) -> ApiError:
+    message = body.get("message") or f"HTTP {status}"
+    reason = body.get("reason") or ""
+    if status == 404:
+        return NotFound(kind, name, namespace, message)
+    if status == 401:
+        return Unauthorized(f"unauthorized: {message}", status=401, reason=reason, server_message=message,
+                            hint="your credentials were rejected; check the kubeconfig user")
+    if status == 403:
+        return Forbidden(message, status=403, reason=reason, server_message=message)
+    if status == 409:
+        return AlreadyExists(message, status=409, reason=reason, server_message=message)
+    return ApiError(f"the API server refused: {message}", status=status, reason=reason, server_message=message)
+
+
+def _kind(kind: str) -> _Kind:
+    try:
+        return _KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unsupported kind {kind!r}; known: {', '.join(_KINDS)}") from None
+
+
+def _with_type(obj: dict, kind: str, spec: _Kind) -> dict:
+    obj.setdefault("kind", kind)
+    obj.setdefault("apiVersion", spec.api_version)
+    return obj
+
+
+def _json(response: Any) -> dict:
+    return json.loads(response.data or b"{}")
+
+
+def _body(raw: bytes | str | None) -> dict:
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return {"message": _one_line(raw)} if raw else {}
+    return body if isinstance(body, dict) else {}
+
+
+def _name(body: Mapping) -> str:
+    return (body.get("metadata") or {}).get("name", "")
+
+
+def _one_line(value: Any) -> str:
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    text = re.sub(r"<[\w.]+ object at 0x[0-9a-f]+>: ", "", text)  # urllib3's connection reprs
+    return " ".join(text.split())[:300]

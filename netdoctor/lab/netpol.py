@@ -1,0 +1,253 @@
+"""NetworkPolicy enforcement for the lab: the policies that apply to one node's pods, as nftables.
+
+The lab's policy controller calls `render_policy` for each node whenever pods, namespaces or
+policies change, and applies the script with `ip netns exec NODE nft -f -` (it replaces the whole
+table atomically). Like kube-router or Calico, and independently of netdoctor's offline policy
+engine, so that the two can be checked against each other. Pure functions, no I/O.
+
+Enforcement lives in the ip forward hook of the node, which sees pod-to-pod traffic (bridged
+traffic too, through br_netfilter) after Service DNAT and before masquerade:
+- established/related packets are accepted; a pod reaching itself is always accepted;
+- a packet from an egress-isolated local pod must match an egress rule of a policy selecting it;
+- a packet to an ingress-isolated local pod must match an ingress rule of a policy selecting it;
+- anything else isolated is dropped (with a counter), not rejected.
+Traffic between a pod and its own node (kubelet probes, hostNetwork) never crosses the forward
+hook and stays allowed, as Kubernetes requires. Named ports resolve on the destination pod's
+containerPorts (egress: on pods whose IP the rule's peers cover). IPv4 only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Iterable
+
+from netdoctor.labels import from_label_selector
+
+NS_NAME_LABEL = "kubernetes.io/metadata.name"
+_NFT_PROTO = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
+
+
+@dataclass(frozen=True)
+class _Pod:
+    namespace: str
+    name: str
+    ip: str
+    labels: dict
+    container_ports: tuple[tuple[str, str, int], ...]  # (name, protocol, port)
+
+    def named_port(self, name: str, protocol: str) -> int | None:
+        return next((p for n, proto, p in self.container_ports if n == name and proto == protocol), None)
+
+
+@dataclass(frozen=True)
+class _Side:
+    """What one policy rule allows: the local pods it protects, the peers, and one port clause."""
+
+    local_field: str  # "daddr" for ingress (local pod is the destination), "saddr" for egress
+    local_ips: tuple[str, ...]
+    peer_field: str
+    peers: tuple[str, ...] | None  # None: any peer
+
+
+def render_policy(table: str, local_pods: list[dict], all_pods: list[dict], namespaces: list[dict],
+                  policies: list[dict]) -> str:
+    """The complete nftables script enforcing `policies` for `local_pods`; replaces `table`."""
+    pods = [p for p in map(_pod, all_pods) if p]
+    local = [p for p in map(_pod, local_pods) if p]
+    ns_labels = _namespace_labels(namespaces, pods)
+    ingress_isolated, egress_isolated, ingress_rules, egress_rules = set(), set(), [], []
+    for policy in sorted(policies, key=_policy_key):
+        spec, ns = policy.get("spec") or {}, _policy_key(policy)[0]
+        selector = from_label_selector(spec.get("podSelector") or {})
+        selected = [p for p in local if p.namespace == ns and selector.matches(p.labels)]
+        if not selected:
+            continue
+        types = _policy_types(spec)
+        if "Ingress" in types:
+            ingress_isolated.update(p.ip for p in selected)
+            ingress_rules += _direction_rules(policy, "ingress", selected, pods, ns_labels)
+        if "Egress" in types:
+            egress_isolated.update(p.ip for p in selected)
+            egress_rules += _direction_rules(policy, "egress", selected, pods, ns_labels)
+    isolated = ingress_isolated | egress_isolated
+    body = "".join([
+        _set("ingress-isolated", "ipv4_addr", _sorted_ips(ingress_isolated)),
+        _set("egress-isolated", "ipv4_addr", _sorted_ips(egress_isolated)),
+        _set("self", "ipv4_addr . ipv4_addr", [f"{ip} . {ip}" for ip in _sorted_ips(isolated)]),
+        _chain("forward", [
+            "type filter hook forward priority filter; policy accept;",
+            "ct state established,related accept",
+            "ip saddr . ip daddr @self accept",
+            "ip saddr @egress-isolated jump egress",
+            "ip daddr @ingress-isolated jump ingress",
+        ]),
+        _chain("egress", [*egress_rules, 'counter drop comment "egress denied"']),
+        _chain("ingress", [*ingress_rules, 'counter drop comment "ingress denied"']),
+    ])
+    return f"table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n{body}}}\n"
+
+
+def _pod(obj: dict) -> _Pod | None:
+    """A pod policies can select or name as a peer: has an IPv4 pod IP, not hostNetwork, running."""
+    spec, status, meta = obj.get("spec") or {}, obj.get("status") or {}, obj.get("metadata") or {}
+    ip = status.get("podIP")
+    if not ip or ":" in ip or spec.get("hostNetwork") or status.get("phase") in ("Succeeded", "Failed"):
+        return None
+    ports = tuple(
+        (p["name"], p.get("protocol") or "TCP", int(p["containerPort"]))
+        for c in spec.get("containers") or [] for p in c.get("ports") or [] if p.get("name")
+    )
+    return _Pod(meta.get("namespace") or "default", meta.get("name", ""), ip, dict(meta.get("labels") or {}), ports)
+
+
+def _namespace_labels(namespaces: list[dict], pods: list[_Pod]) -> dict[str, dict]:
+    labels = {p.namespace: {NS_NAME_LABEL: p.namespace} for p in pods}
+    for ns in namespaces:
+        meta = ns.get("metadata") or {}
+        labels[meta["name"]] = {**(meta.get("labels") or {}), NS_NAME_LABEL: meta["name"]}
+    return labels
+
+
+def _policy_key(policy: dict) -> tuple[str, str]:
+    meta = policy.get("metadata") or {}
+    return meta.get("namespace") or "default", meta.get("name", "")
+
+
+def _policy_types(spec: dict) -> list[str]:
+    if spec.get("policyTypes"):
+        return list(spec["policyTypes"])
+    return ["Ingress", "Egress"] if spec.get("egress") else ["Ingress"]
+
+
+def _direction_rules(policy: dict, direction: str, selected: list[_Pod], pods: list[_Pod],
+                     ns_labels: dict[str, dict]) -> list[str]:
+    ns, name = _policy_key(policy)
+    peer_key, verdict = ("from", "accept") if direction == "ingress" else ("to", "return")
+    local_field, peer_field = ("daddr", "saddr") if direction == "ingress" else ("saddr", "daddr")
+    rules = []
+    for index, rule in enumerate((policy.get("spec") or {}).get(direction) or []):
+        peer_specs = rule.get(peer_key) or []
+        peers = _peer_networks(peer_specs, ns, pods, ns_labels) if peer_specs else None
+        if peers == ():
+            continue  # the peers select nothing: the rule allows nothing
+        side = _Side(local_field, tuple(p.ip for p in selected), peer_field, peers)
+        comment = f'comment "{ns}/{name} {direction}[{index}]"'
+        for match in _port_matches(side, rule.get("ports") or [], selected, pods):
+            rules.append(f"{match} {verdict} {comment}")
+    return rules
+
+
+def _peer_networks(peer_specs: list[dict], ns: str, pods: list[_Pod], ns_labels: dict[str, dict]) -> tuple[str, ...]:
+    nets: list[ipaddress.IPv4Network] = []
+    for peer in peer_specs:
+        if "ipBlock" in peer:
+            nets += _ip_block(peer["ipBlock"])
+        else:
+            nets += [ipaddress.IPv4Network(p.ip) for p in _peer_pods(peer, ns, pods, ns_labels)]
+    return tuple(_fmt_net(n) for n in ipaddress.collapse_addresses(nets))
+
+
+def _peer_pods(peer: dict, ns: str, pods: list[_Pod], ns_labels: dict[str, dict]) -> list[_Pod]:
+    pod_sel = from_label_selector(peer.get("podSelector") or {})
+    if "namespaceSelector" in peer:
+        ns_sel = from_label_selector(peer.get("namespaceSelector") or {})
+        in_scope = [p for p in pods if ns_sel.matches(ns_labels.get(p.namespace, {}))]
+    else:
+        in_scope = [p for p in pods if p.namespace == ns]
+    return [p for p in in_scope if pod_sel.matches(p.labels)]
+
+
+def _ip_block(block: dict) -> list[ipaddress.IPv4Network]:
+    cidr = ipaddress.ip_network(block["cidr"], strict=False)
+    if cidr.version != 4:
+        return []
+    remaining = [cidr]
+    for text in block.get("except") or []:
+        hole = ipaddress.ip_network(text, strict=False)
+        remaining = [piece for net in remaining for piece in _subtract(net, hole)]
+    return remaining
+
+
+def _subtract(net: ipaddress.IPv4Network, hole) -> Iterable[ipaddress.IPv4Network]:
+    if hole.version != 4 or not net.overlaps(hole):
+        return [net]
+    if net.subnet_of(hole):
+        return []
+    return net.address_exclude(hole)
+
+
+def _port_matches(side: _Side, ports: list[dict], selected: list[_Pod], pods: list[_Pod]) -> list[str]:
+    """One nft match per protocol (numbered ports) and per named port; no ports: one match for all."""
+    base = f"ip {side.local_field} {_anon(side.local_ips)}"
+    if side.peers is not None:
+        base += f" ip {side.peer_field} {_anon(side.peers)}"
+    if not ports:
+        return [base]
+    numbered: dict[str, list[tuple[int, int]] | None] = {}  # protocol -> port ranges, None: any port
+    matches = []
+    for port in ports:
+        proto, value = port.get("protocol") or "TCP", port.get("port")
+        if isinstance(value, str):
+            matches += _named_port_match(side, base, value, proto, selected, pods)
+        elif value is None:
+            numbered[proto] = None
+        elif numbered.get(proto, []) is not None:
+            numbered.setdefault(proto, []).append((int(value), int(port.get("endPort") or value)))
+    for proto, ranges in sorted(numbered.items()):
+        dport = "" if ranges is None else f" th dport {_anon(_merge_ranges(ranges))}"
+        matches.append(f"{base} meta l4proto {_NFT_PROTO[proto]}{dport}")
+    return matches
+
+
+def _merge_ranges(ranges: list[tuple[int, int]]) -> list[str]:
+    """Disjoint `a` / `a-b` port ranges: nft rejects overlapping intervals in a set."""
+    merged: list[list[int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, max(start, end)])
+    return [str(a) if a == b else f"{a}-{b}" for a, b in merged]
+
+
+def _named_port_match(side: _Side, base: str, port_name: str, proto: str, selected: list[_Pod],
+                      pods: list[_Pod]) -> list[str]:
+    """`ip daddr . th dport { ip . port }` over the destination pods that define `port_name`."""
+    if side.local_field == "daddr":
+        destinations = selected
+    else:
+        peer_nets = [ipaddress.ip_network(n) for n in side.peers] if side.peers is not None else None
+        destinations = [p for p in pods if peer_nets is None
+                        or any(ipaddress.ip_address(p.ip) in n for n in peer_nets)]
+    pairs = sorted({(p.ip, port) for p in destinations
+                    if (port := p.named_port(port_name, proto)) is not None}, key=lambda x: (_ip_key(x[0]), x[1]))
+    if not pairs:
+        return []
+    elements = _anon([f"{ip} . {port}" for ip, port in pairs])
+    return [f"{base} meta l4proto {_NFT_PROTO[proto]} ip daddr . th dport {elements}"]
+
+
+def _anon(items: Iterable[str]) -> str:
+    return "{ " + ", ".join(items) + " }"
+
+
+def _fmt_net(net: ipaddress.IPv4Network) -> str:
+    return str(net.network_address) if net.prefixlen == 32 else str(net)
+
+
+def _ip_key(ip: str) -> int:
+    return int(ipaddress.IPv4Address(ip))
+
+
+def _sorted_ips(ips: set[str]) -> list[str]:
+    return sorted(ips, key=_ip_key)
+
+
+def _chain(name: str, lines: list[str]) -> str:
+    return f"\tchain {name} {{\n" + "".join(f"\t\t{line}\n" for line in lines) + "\t}\n"
+
+
+def _set(name: str, type_: str, elements: list[str]) -> str:
+    elems = f"\t\telements = {{ {', '.join(elements)} }}\n" if elements else ""
+    return f"\tset {name} {{\n\t\ttype {type_}\n{elems}\t}}\n"

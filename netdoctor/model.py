@@ -1,0 +1,280 @@
+"""The check pipeline's vocabulary: states, layers, plan steps, observations, results, the Report.
+
+Shared by every stage of `netdoctor check` (target → resolve → plan → runner → judge → report).
+Everything here is a frozen dataclass or an enum; stages hand these to one another. Cluster
+objects (netdoctor.objects) and probe results (netdoctor.observations) are used as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Mapping, Union
+
+from netdoctor.objects import EndpointSlice, Node, Pod, Service, ServicePort
+from netdoctor.observations import DnsResult, ListenerTable, PingResult, ResolvConf, TcpResult
+
+if TYPE_CHECKING:  # the engine is imported by plan only when policies are evaluated
+    from netdoctor.policy.engine import FlowVerdict
+
+
+class State(Enum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    ERROR = "error"
+    SKIP = "skip"
+
+    @property
+    def rank(self) -> int:
+        """How bad: a layer takes the worst state of its checks (SKIP only when all skipped)."""
+        return {State.SKIP: 0, State.PASS: 1, State.WARN: 2, State.ERROR: 3, State.FAIL: 4}[self]
+
+
+class Layer(Enum):
+    TARGET = "target"
+    DNS = "dns"
+    ENDPOINTS = "endpoints"
+    POD = "pod"
+    SERVICE = "service"
+    NODE = "node"
+    POLICY = "policy"
+
+
+class Kind(Enum):
+    SERVICE = "svc"
+    POD = "pod"
+    DEPLOYMENT = "deploy"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parsed TARGET or SOURCE argument: `svc/web`, `pod/client`, `deploy/api`."""
+
+    kind: Kind
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}/{self.name}"
+
+
+# --- the plan: probes to create and steps to run, each with its declared expectation ---------
+
+
+@dataclass(frozen=True)
+class PlannedProbe:
+    """A probe pod the plan asks for. `copy_labels` impersonates `impersonates` (never Ready)."""
+
+    role: str
+    node: str | None
+    namespace: str
+    copy_labels: tuple[tuple[str, str], ...] = ()
+    impersonates: str | None = None
+
+
+class Expect(Enum):
+    """What a step should see if the cluster is healthy and the policies are enforced."""
+
+    SUCCEED = "succeed"
+    BLOCKED = "blocked"  # the NetworkPolicies deny this flow
+
+
+@dataclass(frozen=True)
+class TcpConnect:
+    ip: str
+    port: int
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class DnsQuery:
+    """`server` None: the probe's first resolv.conf nameserver; `search`: walk the search path."""
+
+    server: str | None
+    name: str
+    rdtype: str = "A"
+    attempts: int = 1
+    search: bool = False
+
+
+@dataclass(frozen=True)
+class ReadResolvConf:
+    """The probe's /etc/resolv.conf, or (pod set) the source pod's own, read by exec."""
+
+    pod: str | None = None
+
+
+@dataclass(frozen=True)
+class Ping:
+    ip: str
+    size: int
+    dont_fragment: bool = False
+
+
+@dataclass(frozen=True)
+class InspectListeners:
+    """Read the backend pod's own socket table (exec in the backend, no probe)."""
+
+    pod: str
+    port: int
+
+
+Action = Union[TcpConnect, DnsQuery, ReadResolvConf, Ping, InspectListeners]
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str  # unique in a plan, e.g. "pod:client->web-1:8080"
+    check_id: str
+    layer: Layer
+    probe: str | None  # a PlannedProbe.role, None for InspectListeners
+    action: Action
+    expect: Expect = Expect.SUCCEED
+    title: str = ""  # one line for --plan and progress, e.g. "client → 10.244.1.5:8080"
+
+
+@dataclass(frozen=True)
+class Plan:
+    probes: tuple[PlannedProbe, ...]
+    steps: tuple[Step, ...]
+    notes: tuple[str, ...] = ()  # decisions worth telling the user (impersonation, sampling)
+
+    def step(self, key: str) -> Step:
+        return next(s for s in self.steps if s.key == key)
+
+
+# --- observations and facts: what the runner saw, what resolve and plan learned -------------
+
+
+ProbeResult = Union[tuple[TcpResult, ...], tuple[DnsResult, ...], ResolvConf, PingResult, ListenerTable]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One executed step: the probe's results, or the error that stopped it, and its buffered log."""
+
+    step_key: str
+    result: ProbeResult | None
+    error: str | None = None
+    log: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NearMiss:
+    """A pod the Service selector almost matches, and what it has for the missed keys."""
+
+    pod: str
+    has: str  # e.g. "app=api-v2"
+
+
+@dataclass(frozen=True)
+class PortProblem:
+    """A port mismatch found in the API objects (named targetPort unresolved, protocol differs)."""
+
+    cause: str  # a cause key of ND-EP-003
+    detail: str
+
+
+@dataclass(frozen=True)
+class PolicyFlow:
+    """The policy engine's verdict for the source → one backend, decided at plan time."""
+
+    backend: str
+    verdict: FlowVerdict
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What resolve and plan learned from the API: the judge's view of the cluster."""
+
+    namespace: str
+    target: Ref
+    source: str  # who the client is, for humans: "probe on node-2 as pod/client"
+    source_node: str | None
+    source_pod: str | None  # the pod named by --from, None for a plain probe
+    source_namespace: str  # where the source probes run
+    port: int | None  # the port the client uses (the Service port, or the pod port)
+    target_port: int | None  # the port on the backend pods, resolved
+    source_labels: tuple[tuple[str, str], ...] = ()  # copied onto the probes (impersonation)
+    impersonates: str | None = None  # "pod/NAME" whose labels the probes carry
+    service: Service | None = None
+    service_port: ServicePort | None = None
+    backends: tuple[Pod, ...] = ()
+    selector_misses: tuple[NearMiss, ...] = ()
+    slices: tuple[EndpointSlice, ...] | None = None  # None: no Service, nothing to read
+    port_problems: tuple[PortProblem, ...] = ()
+    nodes: tuple[Node, ...] = ()
+    dns_service: Service | None = None
+    dns_backends: tuple[Pod, ...] = ()
+    cluster_domain: str = "cluster.local"
+    policy: tuple[PolicyFlow, ...] | None = None  # None: not evaluated, see policy_error
+    policy_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    facts: Facts
+    plan: Plan
+    observations: tuple[Observation, ...]
+
+    def observed(self, key: str) -> Observation | None:
+        return next((o for o in self.observations if o.step_key == key), None)
+
+    def runs(self, check_id: str) -> tuple[tuple[Step, Observation | None], ...]:
+        """The planned steps of a check, each with its observation (None: never ran)."""
+        return tuple((s, self.observed(s.key)) for s in self.plan.steps if s.check_id == check_id)
+
+    def node_of(self, role: str | None) -> str | None:
+        return next((p.node for p in self.plan.probes if p.role == role), None)
+
+
+# --- results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check_id: str
+    state: State
+    cause: str | None = None  # a cause key of this check in checks.yaml
+    message: str = ""  # one line: what was found
+    evidence: tuple[str, ...] = ()
+    params: Mapping[str, str] = field(default_factory=dict)  # fills the catalog's templates
+    log: tuple[str, ...] = ()
+    title: str = ""  # from the catalog, filled by the judge
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    layer: Layer
+    title: str
+    state: State
+    checks: tuple[CheckResult, ...]
+    reason: str = ""  # why the layer was skipped
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The summary: first broken layer, the most likely cause and what to run next."""
+
+    state: State
+    first_broken: Layer | None
+    check_id: str | None
+    cause: str | None
+    headline: str
+    remediation: str = ""
+    commands: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    target: str
+    namespace: str
+    source: str
+    layers: tuple[LayerResult, ...]
+    diagnosis: Diagnosis
+    notes: tuple[str, ...] = ()
+    duration_s: float = 0.0
+
+    @property
+    def state(self) -> State:
+        return self.diagnosis.state

@@ -1,0 +1,141 @@
+"""The plan stage: from Facts, which probes to create and which steps to run, each with the
+outcome it expects. Pure: `--plan` prints it, the runner executes it, the judge reads it back.
+
+Called by checkcmd after resolve. Expectations come from the policy verdicts resolve computed:
+a flow the policies deny is expected to be BLOCKED, so a connection that passes is a finding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netdoctor.model import (
+    Action, DnsQuery, Expect, Facts, InspectListeners, Layer, Ping, Plan, PlannedProbe, ReadResolvConf,
+    Step, TcpConnect,
+)
+
+SOURCE = "source"
+SMALL_PING = 56
+# DF payloads that matter for overlays: a 1450-byte VXLAN MTU carries 1422, a plain 1500 one 1472.
+MTU_PINGS = (1422, 1472)
+
+
+@dataclass(frozen=True)
+class Options:
+    nodes: tuple[str, ...] | None = None  # --nodes: sample; None: every Ready node
+    dns_attempts: int = 10
+    backend_dns_attempts: int = 3
+    service_attempts_per_backend: int = 3
+
+
+def build(f: Facts, options: Options = Options()) -> Plan:
+    probes = _probes(f, options)
+    steps = [*_listener_steps(f), *_dns_steps(f, options), *_pod_steps(f), *_service_steps(f, options),
+             *_node_steps(f, probes)]
+    return Plan(tuple(probes), tuple(steps), _notes(f, probes))
+
+
+def _probes(f: Facts, options: Options) -> list[PlannedProbe]:
+    labels, who = f.source_labels, f.impersonates
+    source = PlannedProbe(SOURCE, f.source_node, f.source_namespace, labels, who)
+    ready = [n.name for n in f.nodes if n.ready and (options.nodes is None or n.name in options.nodes)]
+    others = [PlannedProbe(f"node-{n}", n, f.source_namespace, labels, who) for n in ready if n != f.source_node]
+    return [source, *others] if f.backends and f.target_port else [source]
+
+
+def _notes(f: Facts, probes: list[PlannedProbe]) -> tuple[str, ...]:
+    notes = []
+    if f.impersonates:
+        labels = ",".join(f"{k}={v}" for k, v in f.source_labels)
+        notes.append(f"probes impersonate {f.impersonates} (labels {labels}) so the NetworkPolicies judge them alike")
+    skipped = [n.name for n in f.nodes if not n.ready]
+    if skipped:
+        notes.append(f"no probe on NotReady node(s): {', '.join(skipped)}")
+    return tuple(notes)
+
+
+def _step(key: str, check_id: str, layer: Layer, probe: str | None, action: Action, title: str,
+          expect: Expect = Expect.SUCCEED) -> Step:
+    return Step(key, check_id, layer, probe, action, expect, title)
+
+
+def _expect(f: Facts, backend: str) -> Expect:
+    flow = next((p for p in f.policy or () if p.backend == backend), None)
+    return Expect.BLOCKED if flow and not flow.verdict.allowed else Expect.SUCCEED
+
+
+def _reachable_backends(f: Facts):
+    return [p for p in f.backends if p.ip and p.phase == "Running"]
+
+
+def _listener_steps(f: Facts) -> list[Step]:
+    if not f.target_port:
+        return []
+    return [_step(f"listen:{p.name}", "ND-TGT-003", Layer.TARGET, None, InspectListeners(p.name, f.target_port),
+                  f"sockets of {p.name}") for p in _reachable_backends(f)]
+
+
+def _dns_steps(f: Facts, o: Options) -> list[Step]:
+    svc = f.service
+    if svc is None:
+        return []
+    fqdn = f"{svc.name}.{f.namespace}.svc.{f.cluster_domain}."
+    short = svc.name if f.source_namespace == f.namespace else f"{svc.name}.{f.namespace}"
+    steps = [
+        _step("dns:resolv", "ND-DNS-001", Layer.DNS, SOURCE, ReadResolvConf(f.source_pod), "read resolv.conf"),
+        _step("dns:short", "ND-DNS-002", Layer.DNS, SOURCE, DnsQuery(None, short, search=True), f"resolve {short}"),
+        _step("dns:fqdn", "ND-DNS-002", Layer.DNS, SOURCE, DnsQuery(None, fqdn), f"resolve {fqdn}"),
+        _step("dns:repeat", "ND-DNS-004", Layer.DNS, SOURCE, DnsQuery(None, fqdn, attempts=o.dns_attempts),
+              f"resolve {fqdn} ×{o.dns_attempts}"),
+    ]
+    steps += [_step(f"dns:backend:{p.name}", "ND-DNS-005", Layer.DNS, SOURCE,
+                    DnsQuery(p.ip, fqdn, attempts=o.backend_dns_attempts), f"ask {p.name} ({p.ip})")
+              for p in f.dns_backends if p.ip]
+    return steps
+
+
+def _pod_steps(f: Facts) -> list[Step]:
+    if not f.target_port:
+        return []
+    return [_step(f"pod:{p.name}", "ND-POD-001", Layer.POD, SOURCE, TcpConnect(p.ip, f.target_port),
+                  f"source → {p.name} {p.ip}:{f.target_port}", _expect(f, p.name)) for p in _reachable_backends(f)]
+
+
+def _all_blocked(f: Facts) -> Expect:
+    flows = f.policy or ()
+    return Expect.BLOCKED if flows and not any(p.verdict.allowed for p in flows) else Expect.SUCCEED
+
+
+def _service_steps(f: Facts, o: Options) -> list[Step]:
+    svc, sp = f.service, f.service_port
+    if svc is None or sp is None:
+        return []
+    steps = []
+    if svc.cluster_ip:
+        tries = max(4, o.service_attempts_per_backend * len(f.backends))
+        steps.append(_step("svc:clusterip", "ND-SVC-001", Layer.SERVICE, SOURCE, TcpConnect(svc.cluster_ip, sp.port, tries),
+                           f"source → {svc.cluster_ip}:{sp.port} ×{tries}", _all_blocked(f)))
+    if sp.node_port:
+        steps += [_step(f"nodeport:{n.name}", "ND-SVC-002", Layer.SERVICE, SOURCE, TcpConnect(n.internal_ip, sp.node_port),
+                        f"source → {n.name} {n.internal_ip}:{sp.node_port}") for n in f.nodes if n.ready and n.internal_ip]
+    return steps
+
+
+def _node_steps(f: Facts, probes: list[PlannedProbe]) -> list[Step]:
+    if not f.target_port:
+        return []
+    steps = []
+    for probe in probes:
+        where = probe.node or "?"
+        for p in _reachable_backends(f):
+            steps.append(_step(f"node:{probe.role}:{p.name}", "ND-NODE-002", Layer.NODE, probe.role,
+                               TcpConnect(p.ip, f.target_port), f"{where} → {p.name} ({p.node_name})", _expect(f, p.name)))
+            for size in (SMALL_PING, *MTU_PINGS):
+                steps.append(_step(f"ping:{probe.role}:{p.name}:{size}", "ND-NODE-004", Layer.NODE, probe.role,
+                                   Ping(p.ip, size, size != SMALL_PING), f"{where} ping {p.name} {size}B"))
+        if f.service and f.service.cluster_ip and f.service_port:
+            sp = f.service_port
+            steps.append(_step(f"nodesvc:{probe.role}", "ND-NODE-003", Layer.NODE, probe.role,
+                               TcpConnect(f.service.cluster_ip, sp.port, 3), f"{where} → {f.service.cluster_ip}:{sp.port} ×3",
+                               _all_blocked(f)))
+    return steps

@@ -1,0 +1,349 @@
+"""Commands run inside probe pods, and parsers that turn their output into observations.
+
+Used by `netdoctor.probes.Probe` (which only execs) and by the lab tests. Pure functions: each
+builder returns an argv for exec, each parser takes the ExecResult and returns a typed result from
+`netdoctor.observations`. The scripts need bash (netshoot has it); DNS queries are built and
+decoded with dnspython, and travel as raw bytes through bash's /dev/udp, dd and od.
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import re
+import shlex
+from dataclasses import replace
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+from netdoctor.errors import ProbeError
+from netdoctor.observations import (
+    DnsOutcome,
+    DnsResult,
+    ExecErrorKind,
+    ExecResult,
+    Listener,
+    ListenerStatus,
+    ListenerTable,
+    PingOutcome,
+    PingResult,
+    ResolvConf,
+    TcpOutcome,
+    TcpResult,
+    bind_scope,
+)
+
+EXEC_MARGIN = 10.0  # seconds allowed for exec setup on top of the command's own timeout
+TIMEOUT_EXIT_CODES = frozenset({124, 137, 143})  # coreutils timeout; busybox's kill by TERM/KILL
+DEFAULT_NDOTS = 1
+MAX_NDOTS = 15
+
+
+class ProbeOutputError(ProbeError):
+    """A probe command failed or printed something we cannot read."""
+
+
+def exec_deadline(timeout: float, attempts: int = 1) -> float:
+    """How long to wait for an exec whose command bounds itself to `timeout` per attempt."""
+    return timeout * attempts + EXEC_MARGIN
+
+
+def _seconds(timeout: float) -> str:
+    if timeout <= 0:
+        raise ValueError(f"timeout must be positive, got {timeout}")
+    return f"{timeout:g}"
+
+
+def _ip(ip: str) -> str:
+    return str(ipaddress.ip_address(ip))
+
+
+def _port(port: int) -> int:
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"port out of range: {port}")
+    return int(port)
+
+
+def _bash(script: str) -> list[str]:
+    return ["bash", "-c", script]
+
+
+def _missing_tool(result: ExecResult) -> str | None:
+    """The tool's error text when exec itself failed, else None."""
+    if result.error is None:
+        return None
+    if result.error.kind is ExecErrorKind.MISSING_BINARY:
+        return f"{result.error.binary or 'a tool'} is not in the probe image ({result.error.message})"
+    return result.error.message
+
+
+def _elapsed(t0: str, t1: str) -> float | None:
+    try:
+        return max(0.0, float(t1) - float(t0))
+    except ValueError:  # bash < 5 has no EPOCHREALTIME
+        return None
+
+
+# ---------------------------------------------------------------- TCP
+
+_TCP_HEADER = re.compile(r"^netdoctor-tcp rc=(?P<rc>\d+) t0=(?P<t0>\S*) t1=(?P<t1>\S*)$", re.M)
+
+
+def tcp_command(ip: str, port: int, timeout: float) -> list[str]:
+    target = f"/dev/tcp/{_ip(ip)}/{_port(port)}"
+    inner = shlex.quote(f"exec 3<>{target}")
+    return _bash(
+        "t0=$EPOCHREALTIME\n"
+        f"err=$(timeout {_seconds(timeout)} bash -c {inner} 2>&1)\n"
+        "rc=$?\n"
+        "t1=$EPOCHREALTIME\n"
+        "printf 'netdoctor-tcp rc=%s t0=%s t1=%s\\n%s\\n' \"$rc\" \"$t0\" \"$t1\" \"$err\"\n"
+    )
+
+
+def parse_tcp(ip: str, port: int, result: ExecResult) -> TcpResult:
+    failure = _missing_tool(result)
+    if failure:
+        return TcpResult(ip, port, TcpOutcome.ERROR, None, failure)
+    text = result.stdout.decode("utf-8", "replace")
+    header = _TCP_HEADER.search(text)
+    if not header:
+        return TcpResult(ip, port, TcpOutcome.ERROR, None, _unexpected(result))
+    rc, elapsed = int(header["rc"]), _elapsed(header["t0"], header["t1"])
+    detail = _tool_message(text[header.end():])
+    return TcpResult(ip, port, _tcp_outcome(rc, detail), elapsed, detail)
+
+
+def _tcp_outcome(rc: int, detail: str) -> TcpOutcome:
+    if rc == 0:
+        return TcpOutcome.CONNECTED
+    if rc in TIMEOUT_EXIT_CODES or "timed out" in detail:
+        return TcpOutcome.TIMEOUT
+    if "Connection refused" in detail:
+        return TcpOutcome.REFUSED
+    if any(s in detail for s in ("No route to host", "Network is unreachable", "Host is unreachable")):
+        return TcpOutcome.UNREACHABLE
+    return TcpOutcome.ERROR
+
+
+def _tool_message(text: str) -> str:
+    """bash's error lines without the `bash: line 1: ` prefixes, de-duplicated, one line."""
+    lines: list[str] = []
+    for line in text.strip().splitlines():
+        line = re.sub(r"^(bash: )?(line \d+: )?", "", line.strip())
+        if line and line not in lines:
+            lines.append(line)
+    return "; ".join(lines)
+
+
+def _unexpected(result: ExecResult) -> str:
+    sample = (result.stdout + result.stderr)[:200].decode("utf-8", "replace").strip()
+    return f"unexpected probe output (exit code {result.exit_code}): {sample!r}"
+
+
+# ---------------------------------------------------------------- DNS
+
+_DNS_LINE = re.compile(
+    r"^netdoctor-dns attempt=(?P<n>\d+) rc=(?P<rc>\d+) t0=(?P<t0>\S*) t1=(?P<t1>\S*) hex=(?P<hex>[0-9a-f]*)$",
+    re.M,
+)
+
+
+def dns_query(name: str, rdtype: str) -> dns.message.Message:
+    """A recursive query with a random id, for `dns_command` and `parse_dns`."""
+    return dns.message.make_query(name, dns.rdatatype.from_text(rdtype))
+
+
+def dns_command(server: str, query: dns.message.Message, timeout: float, attempts: int) -> list[str]:
+    """One exec sending `query` `attempts` times (a new socket each), one framed line per attempt.
+
+    Each line carries the exit code and the reply (or dd's error text) as hex: exit 0 means the
+    hex is the DNS response, a timeout exit code means no reply, anything else is an error text.
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    wire = "".join(f"\\x{b:02x}" for b in query.to_wire())
+    send = (
+        f"exec 3<>/dev/udp/{_ip(server)}/53 && printf '{wire}' >&3 && "
+        f"timeout {_seconds(timeout)} dd bs=65535 count=1 status=none <&3"
+    )
+    return _bash(
+        "set -o pipefail\n"
+        f"for ((i = 1; i <= {int(attempts)}; i++)); do\n"
+        "  t0=$EPOCHREALTIME\n"
+        f"  out=$( ( {send} ) 2>&1 | od -An -v -tx1 )\n"
+        "  rc=$?\n"
+        "  t1=$EPOCHREALTIME\n"
+        "  printf 'netdoctor-dns attempt=%s rc=%s t0=%s t1=%s hex=%s\\n' "
+        "\"$i\" \"$rc\" \"$t0\" \"$t1\" \"${out//[[:space:]]/}\"\n"
+        "done\n"
+    )
+
+
+def parse_dns(server: str, query: dns.message.Message, result: ExecResult) -> list[DnsResult]:
+    """One DnsResult per attempt; a single ERROR result when the exec itself failed."""
+    question = query.question[0]
+    name, rdtype = question.name.to_text(), dns.rdatatype.to_text(question.rdtype)
+    failure = _missing_tool(result)
+    lines = [] if failure else list(_DNS_LINE.finditer(result.stdout.decode("ascii", "replace")))
+    if not lines:
+        detail = failure or _unexpected(result)
+        return [DnsResult(name, rdtype, server, DnsOutcome.ERROR, 1, detail=detail)]
+    return [_dns_attempt(name, rdtype, server, query, line) for line in lines]
+
+
+def _dns_attempt(name: str, rdtype: str, server: str, query: dns.message.Message, line: re.Match) -> DnsResult:
+    attempt, rc, data = int(line["n"]), int(line["rc"]), bytes.fromhex(line["hex"])
+    base = DnsResult(name, rdtype, server, DnsOutcome.ERROR, attempt, elapsed=_elapsed(line["t0"], line["t1"]))
+    if rc in TIMEOUT_EXIT_CODES:
+        return replace(base, outcome=DnsOutcome.TIMEOUT)
+    if rc != 0:
+        return replace(base, detail=_tool_message(data.decode("utf-8", "replace")) or f"exit code {rc}")
+    if not data:
+        return replace(base, detail="empty reply")
+    try:
+        response = dns.message.from_wire(data)
+    except dns.exception.DNSException as exc:
+        return replace(base, detail=f"undecodable reply ({exc})")
+    if not query.is_response(response):
+        return replace(base, detail="the reply does not answer our query (id or question differ)")
+    return _dns_response(base, query, response)
+
+
+def _dns_response(base: DnsResult, query: dns.message.Message, response: dns.message.Message) -> DnsResult:
+    rcode = response.rcode()
+    outcome = {
+        dns.rcode.NXDOMAIN: DnsOutcome.NXDOMAIN,
+        dns.rcode.SERVFAIL: DnsOutcome.SERVFAIL,
+        dns.rcode.REFUSED: DnsOutcome.REFUSED,
+    }.get(rcode, DnsOutcome.ERROR)
+    qtype = query.question[0].rdtype
+    records = tuple(rd.to_text() for rrset in response.answer if rrset.rdtype == qtype for rd in rrset)
+    if rcode == dns.rcode.NOERROR:
+        outcome = DnsOutcome.ANSWER if records else DnsOutcome.NOANSWER
+    detail = "truncated reply" if response.flags & dns.flags.TC else ""
+    return replace(base, outcome=outcome, addresses=records, rcode=dns.rcode.to_text(rcode), detail=detail)
+
+
+# ---------------------------------------------------------------- resolv.conf
+
+
+def resolv_conf_command() -> list[str]:
+    return ["cat", "/etc/resolv.conf"]
+
+
+def parse_resolv_conf(result: ExecResult) -> ResolvConf:
+    failure = _missing_tool(result)
+    if failure or result.exit_code != 0:
+        raise ProbeOutputError(f"cannot read /etc/resolv.conf in the probe: {failure or _unexpected(result)}")
+    resolver = dns.resolver.Resolver(configure=False)
+    try:
+        resolver.read_resolv_conf(io.StringIO(result.stdout.decode("utf-8", "replace")))
+    except dns.resolver.NoResolverConfiguration:
+        raise ProbeOutputError("the probe's /etc/resolv.conf lists no nameserver") from None
+    return ResolvConf(
+        nameservers=tuple(str(ns) for ns in resolver.nameservers),
+        search=tuple(d.to_text(omit_final_dot=True) for d in resolver.search),
+        ndots=min(resolver.ndots if resolver.ndots is not None else DEFAULT_NDOTS, MAX_NDOTS),
+    )
+
+
+def search_candidates(name: str, conf: ResolvConf) -> tuple[str, ...]:
+    """The absolute names a glibc/musl-style stub resolver tries for `name`, in order."""
+    if name.endswith("."):
+        return (name,)
+    searched = tuple(f"{name}.{domain}." for domain in conf.search)
+    if name.count(".") >= conf.ndots:
+        return (f"{name}.",) + searched
+    return searched + (f"{name}.",)
+
+
+# ---------------------------------------------------------------- ping
+
+_PING_REPLY = re.compile(r"bytes from .*time[=<](?P<rtt>[\d.]+) ms")
+_PING_MTU = re.compile(r"mtu\s*=\s*(?P<mtu>\d+)", re.I)
+
+
+def ping_command(ip: str, size: int, dont_fragment: bool, timeout: float) -> list[str]:
+    """iputils ping (netshoot's): one echo, numeric, DF set or cleared explicitly."""
+    if not 0 <= size <= 65507:
+        raise ValueError(f"ping payload size out of range: {size}")
+    pmtu = "do" if dont_fragment else "dont"
+    return ["ping", "-n", "-c1", "-W", _seconds(timeout), "-M", pmtu, "-s", str(int(size)), _ip(ip)]
+
+
+def parse_ping(ip: str, size: int, result: ExecResult) -> PingResult:
+    failure = _missing_tool(result)
+    if failure:
+        return PingResult(ip, size, PingOutcome.ERROR, detail=failure)
+    text = (result.stdout + result.stderr).decode("utf-8", "replace")
+    reply = _PING_REPLY.search(text)
+    if result.exit_code == 0 and reply:
+        return PingResult(ip, size, PingOutcome.REPLY, rtt_ms=float(reply["rtt"]))
+    detail = _ping_detail(text)
+    lowered = text.lower()
+    if "message too long" in lowered or "frag needed" in lowered:
+        mtu = _PING_MTU.search(text)
+        return PingResult(ip, size, PingOutcome.FRAG_NEEDED, mtu=int(mtu["mtu"]) if mtu else None, detail=detail)
+    if "unreachable" in lowered or "no route to host" in lowered:
+        return PingResult(ip, size, PingOutcome.UNREACHABLE, detail=detail)
+    if result.exit_code == 1 and " 0 received" in text:
+        return PingResult(ip, size, PingOutcome.TIMEOUT, detail=detail)
+    return PingResult(ip, size, PingOutcome.ERROR, detail=detail or _unexpected(result))
+
+
+def _ping_detail(text: str) -> str:
+    """The lines that explain a failure: errors and ICMP notices, not the banner or statistics."""
+    keep = [
+        line.strip()
+        for line in text.splitlines()
+        if line.startswith(("ping:", "From ")) or "packet loss" in line
+    ]
+    return "; ".join(keep)
+
+
+# ---------------------------------------------------------------- listeners
+
+LISTEN_STATE = "0A"
+
+
+def listeners_command() -> list[str]:
+    """/proc/net/tcp{,6} of the pod's network namespace: readable with `cat` in nearly any image."""
+    return ["cat", "/proc/net/tcp", "/proc/net/tcp6"]
+
+
+def parse_listeners(result: ExecResult, pod_ip: str | None) -> ListenerTable:
+    failure = _missing_tool(result)
+    text = result.stdout.decode("ascii", "replace")
+    if failure or "local_address" not in text:
+        return ListenerTable(ListenerStatus.UNAVAILABLE, detail=failure or _unexpected(result))
+    found: dict[tuple[str, int], Listener] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[3] != LISTEN_STATE or ":" not in fields[1]:
+            continue
+        address, port = _proc_address(fields[1])
+        if address is not None:
+            found.setdefault((address, port), Listener(address, port, bind_scope(address, pod_ip)))
+    listeners = tuple(sorted(found.values(), key=lambda item: (item.port, item.address)))
+    return ListenerTable(ListenerStatus.OK, listeners)
+
+
+def _proc_address(field: str) -> tuple[str | None, int]:
+    """`0100007F:1F90` or the 32-hex-digit IPv6 form: little-endian 32-bit words, hex port."""
+    hex_ip, hex_port = field.split(":", 1)
+    try:
+        raw = bytes.fromhex(hex_ip)
+        port = int(hex_port, 16)
+    except ValueError:
+        return None, 0
+    if len(raw) not in (4, 16):
+        return None, port
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(words)), port
+

@@ -1,0 +1,386 @@
+"""Probe pods: launch them safely, run typed probes in them, always clean them up.
+
+Used by the check pipeline's probe stage (and `netdoctor cleanup`). A `ProbeFleet` owns one run:
+a per-namespace owner ConfigMap, registered for cleanup before it is created, and probe pods that
+the ConfigMap controls (no ReplicaSet can adopt them; deleting it garbage-collects them), each with
+an activeDeadlineSeconds so they die even if netdoctor is killed. The pod manifest is the data in
+checks/probes/probe.yaml; commands and parsing are in `netdoctor.probecmds`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from enum import Enum
+from importlib import resources
+from typing import Callable, Iterable
+
+import yaml
+
+from netdoctor import probecmds
+from netdoctor.errors import ClusterError, NetdoctorError, ProbeError
+from netdoctor.kube import ApiError, Forbidden, Kube
+from netdoctor.objects import ContainerStateKind, Pod
+from netdoctor.observations import (
+    DnsResult,
+    ExecResult,
+    ListenerStatus,
+    ListenerTable,
+    PingResult,
+    ResolvConf,
+    TcpResult,
+)
+
+DEFAULT_IMAGE = "nicolaka/netshoot:v0.13"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "netdoctor"
+RUN_LABEL = "netdoctor.io/run"
+ROLE_LABEL = "netdoctor.io/role"
+DEADLINE_MARGIN = 120  # seconds a probe outlives the run's own timeout
+START_TIMEOUT = 120.0  # seconds to wait for probe pods to run (image pulls included)
+POLL_INTERVAL = 1.0
+NONROOT_UID = 65534  # probes without capabilities run as nobody: PodSecurity "restricted" admits them
+IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
+CONTAINER_ERROR_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class Capability(Enum):
+    NET_RAW = "NET_RAW"  # raw-socket ping
+    NET_ADMIN = "NET_ADMIN"  # with NET_RAW: packet capture
+
+
+class ProbeRole(Enum):
+    CLIENT = "client"  # sends traffic as an anonymous pod
+    SOURCE = "source"  # impersonates a source pod (its labels) to be judged by the same policies
+    CAPTURE = "capture"
+    NODE = "node"  # host network
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    name: str  # unique within the run, a DNS label: the pod is netdoctor-<run>-<name>
+    namespace: str
+    role: ProbeRole = ProbeRole.CLIENT
+    node_name: str | None = None  # None: let the scheduler place it
+    image: str = DEFAULT_IMAGE
+    capabilities: frozenset[Capability] = frozenset()
+    host_network: bool = False
+    impersonate_labels: tuple[tuple[str, str], ...] = ()  # a source pod's labels (role SOURCE)
+
+
+class LaunchFailure(Enum):
+    POD_SECURITY = "pod-security"  # admission refused the pod (403 "violates PodSecurity")
+    IMAGE_PULL = "image-pull"
+    CONTAINER_ERROR = "container-error"
+    UNSCHEDULABLE = "unschedulable"
+    REJECTED = "rejected"  # the pod failed or ended before running (kubelet admission, deadline)
+    GONE = "gone"  # someone deleted it
+    TIMEOUT = "timeout"
+
+
+class ProbeLaunchError(ProbeError):
+    """A probe pod could not run. `reason` says why; `spec` which probe (so the caller can say
+    which checklist layers are blocked); `server_message` quotes the cluster."""
+
+    def __init__(self, reason: LaunchFailure, spec: ProbeSpec, message: str, server_message: str = "", hint=None):
+        super().__init__(message, hint=hint)
+        self.reason, self.spec, self.server_message = reason, spec, server_message
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+class Probe:
+    """A running probe pod and the typed probes it can run."""
+
+    def __init__(self, kube: Kube, spec: ProbeSpec, pod: Pod):
+        self.kube, self.spec, self.pod = kube, spec, pod
+
+    @property
+    def name(self) -> str:
+        return self.pod.name
+
+    @property
+    def namespace(self) -> str:
+        return self.pod.namespace
+
+    def exec(self, command: list[str], timeout: float) -> ExecResult:
+        return self.kube.exec(self.namespace, self.name, command, "probe", timeout=timeout)
+
+    def tcp_connect(self, ip: str, port: int, timeout: float = 3.0) -> TcpResult:
+        result = self.exec(probecmds.tcp_command(ip, port, timeout), probecmds.exec_deadline(timeout))
+        return probecmds.parse_tcp(ip, port, result)
+
+    def dns_query(self, server: str, name: str, rdtype: str = "A", timeout: float = 2.0, attempts: int = 3) -> list[DnsResult]:
+        query = probecmds.dns_query(name, rdtype)
+        command = probecmds.dns_command(server, query, timeout, attempts)
+        return probecmds.parse_dns(server, query, self.exec(command, probecmds.exec_deadline(timeout, attempts)))
+
+    def resolv_conf(self) -> ResolvConf:
+        result = self.exec(probecmds.resolv_conf_command(), probecmds.exec_deadline(2.0))
+        return probecmds.parse_resolv_conf(result)
+
+    def ping(self, ip: str, size: int = 56, dont_fragment: bool = True, timeout: float = 2.0) -> PingResult:
+        result = self.exec(probecmds.ping_command(ip, size, dont_fragment, timeout), probecmds.exec_deadline(timeout))
+        return probecmds.parse_ping(ip, size, result)
+
+
+def listeners_of(kube: Kube, pod: Pod, container: str | None = None, timeout: float = 10.0) -> ListenerTable:
+    """The TCP sockets listening in an existing pod, from /proc/net/tcp{,6} (needs only `cat`)."""
+    try:
+        result = kube.exec(pod.namespace, pod.name, probecmds.listeners_command(), container, timeout=timeout)
+    except ApiError as exc:  # no exec permission, container not running: say so, the check goes on
+        return ListenerTable(ListenerStatus.UNAVAILABLE, detail=exc.server_message)
+    return probecmds.parse_listeners(result, pod.ip)
+
+
+class ProbeFleet:
+    """The probe pods of one run. Use as a context manager: leaving it deletes everything it
+    created (unless keep=True), whether the block succeeded, failed or was interrupted."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        run_timeout: float,
+        keep: bool = False,
+        run_id: str | None = None,
+        start_timeout: float = START_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.kube, self.keep = kube, keep
+        self.run_id = run_id or secrets.token_hex(4)
+        self.deadline_seconds = int(math.ceil(run_timeout)) + DEADLINE_MARGIN
+        self.start_timeout = start_timeout
+        self._clock, self._sleep = clock, sleep
+        self._created: list[ObjectRef] = []
+        self._owners: dict[str, dict] = {}  # namespace -> ownerReference
+        self.cleanup_failures: tuple[str, ...] = ()
+
+    @property
+    def created(self) -> tuple[ObjectRef, ...]:
+        return tuple(self._created)
+
+    def __enter__(self) -> ProbeFleet:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if self.keep:
+            return False
+        self.cleanup_failures = tuple(self.cleanup())
+        if self.cleanup_failures:
+            _report_cleanup_failures(self.cleanup_failures, exc)
+        return False
+
+    def launch(self, specs: Iterable[ProbeSpec]) -> list[Probe]:
+        """Create the probe pods and wait until every one runs; raise ProbeLaunchError if one can't."""
+        specs = list(specs)
+        for spec in specs:
+            self._validate(spec)
+        pods = [self._create_pod(spec) for spec in specs]
+        running = self._wait_running(specs, pods)
+        return [Probe(self.kube, spec, pod) for spec, pod in zip(specs, running)]
+
+    def cleanup(self) -> list[str]:
+        """Delete what this run created, pods first; the failures, one line each."""
+        failures = []
+        for ref in sorted(self._created, key=lambda r: r.kind != "Pod"):
+            try:
+                self.kube.delete(ref.kind, ref.namespace, ref.name)
+            except ClusterError as exc:
+                failures.append(f"{ref}: {exc.message}")
+            else:
+                self._created.remove(ref)
+        return failures
+
+    def pod_name(self, spec: ProbeSpec) -> str:
+        return f"netdoctor-{self.run_id}-{spec.name}"
+
+    # ------------------------------------------------------------ creation
+
+    def _validate(self, spec: ProbeSpec) -> None:
+        name = self.pod_name(spec)
+        if not _DNS_LABEL.match(spec.name) or len(name) > 63:
+            raise ValueError(f"probe name {spec.name!r} does not make a valid pod name ({name})")
+        if ObjectRef("Pod", spec.namespace, name) in self._created:
+            raise ValueError(f"probe {spec.name!r} already launched in {spec.namespace}")
+
+    def _register(self, ref: ObjectRef) -> None:
+        """Before the create call: a create that succeeds but whose answer is lost is cleaned too."""
+        self._created.append(ref)
+
+    def _owner(self, namespace: str) -> dict:
+        if namespace not in self._owners:
+            body = owner_manifest(self.run_id, namespace)
+            self._register(ObjectRef("ConfigMap", namespace, body["metadata"]["name"]))
+            created = self.kube.create_config_map(namespace, body)
+            self._owners[namespace] = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": created["metadata"]["name"],
+                "uid": created["metadata"]["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        return self._owners[namespace]
+
+    def _create_pod(self, spec: ProbeSpec) -> Pod:
+        owner = self._owner(spec.namespace)
+        body = probe_manifest(spec, self.pod_name(spec), self.run_id, owner, self.deadline_seconds)
+        self._register(ObjectRef("Pod", spec.namespace, body["metadata"]["name"]))
+        try:
+            return self.kube.create_pod(spec.namespace, body)
+        except Forbidden as exc:
+            if exc.pod_security:
+                raise ProbeLaunchError(
+                    LaunchFailure.POD_SECURITY,
+                    spec,
+                    f"namespace {spec.namespace} does not admit the {spec.role.value} probe: {exc.server_message}",
+                    exc.server_message,
+                ) from None
+            raise
+
+    # ------------------------------------------------------------ waiting
+
+    def _wait_running(self, specs: list[ProbeSpec], pods: list[Pod]) -> list[Pod]:
+        deadline = self._clock() + self.start_timeout
+        namespaces = sorted({spec.namespace for spec in specs})
+        while True:
+            current = self._current_pods(namespaces)
+            states = [_launch_state(spec, current.get((spec.namespace, pod.name))) for spec, pod in zip(specs, pods)]
+            failed = next((s for s in states if isinstance(s, ProbeLaunchError)), None)
+            if failed:
+                raise failed
+            if all(isinstance(s, Pod) for s in states):
+                return states
+            if self._clock() >= deadline:
+                raise _timeout(specs, states, self.start_timeout)
+            self._sleep(POLL_INTERVAL)
+
+    def _current_pods(self, namespaces: list[str]) -> dict[tuple[str, str], Pod]:
+        selector = f"{RUN_LABEL}={self.run_id}"
+        return {(p.namespace, p.name): p for ns in namespaces for p in self.kube.pods(ns, label_selector=selector)}
+
+
+def _launch_state(spec: ProbeSpec, pod: Pod | None) -> Pod | ProbeLaunchError | str:
+    """The running Pod, a failure, or a short text saying what it is waiting for."""
+    if pod is None or pod.deleting:
+        return ProbeLaunchError(LaunchFailure.GONE, spec, f"probe pod for {spec.name} was deleted while starting")
+    state = next((c for c in pod.container_states if c.name == "probe"), None)
+    if pod.phase == "Running" and state and state.kind is ContainerStateKind.RUNNING:
+        return pod
+    if pod.phase in ("Failed", "Succeeded"):
+        detail = "; ".join(s for s in (_condition_text(pod), state and state.reason) if s) or pod.phase
+        return ProbeLaunchError(LaunchFailure.REJECTED, spec, f"probe pod {pod.name} ended before running: {detail}")
+    if state and state.reason in IMAGE_PULL_REASONS:
+        return ProbeLaunchError(
+            LaunchFailure.IMAGE_PULL,
+            spec,
+            f"probe image {spec.image} cannot be pulled on node {pod.node_name}: {state.reason}"
+            + (f" ({state.message})" if state.message else ""),
+            state.message,
+            hint="use --image to point at a copy of the netshoot image the nodes can pull",
+        )
+    if state and state.reason in CONTAINER_ERROR_REASONS:
+        return ProbeLaunchError(
+            LaunchFailure.CONTAINER_ERROR, spec, f"probe pod {pod.name} cannot start: {state.reason}: {state.message}",
+            state.message,
+        )
+    return _waiting_text(pod, state)
+
+
+def _waiting_text(pod: Pod, state) -> str:
+    scheduled = pod.condition("PodScheduled")
+    if scheduled and scheduled.status == "False":
+        return f"unschedulable: {scheduled.message or scheduled.reason}"
+    if state and state.reason:
+        return f"{state.reason}" + (f": {state.message}" if state.message else "")
+    return f"phase {pod.phase}"
+
+
+def _condition_text(pod: Pod) -> str:
+    return "; ".join(f"{c.reason}: {c.message}" for c in pod.conditions if c.status == "False" and c.message)
+
+
+def _timeout(specs: list[ProbeSpec], states: list, waited: float) -> ProbeLaunchError:
+    pending = [(spec, text) for spec, text in zip(specs, states) if isinstance(text, str)]
+    spec, text = pending[0]
+    reason = LaunchFailure.UNSCHEDULABLE if text.startswith("unschedulable") else LaunchFailure.TIMEOUT
+    names = ", ".join(f"{s.name} ({t})" for s, t in pending)
+    return ProbeLaunchError(reason, spec, f"probe pods not running after {waited:g}s: {names}")
+
+
+def _report_cleanup_failures(failures: tuple[str, ...], exc: BaseException | None) -> None:
+    """Never silent, never masking: raise if all went well, else attach to the original error."""
+    hint = "run 'netdoctor cleanup' to delete what netdoctor left behind"
+    text = "cleanup failed: " + "; ".join(failures)
+    if exc is None:
+        raise ClusterError(text, hint=hint)
+    exc.add_note(text)
+    if isinstance(exc, NetdoctorError):
+        exc.hint = f"{exc.hint}; {text}; {hint}" if exc.hint else f"{text}; {hint}"
+
+
+# ---------------------------------------------------------------- manifests
+
+
+def _template(name: str) -> dict:
+    return yaml.safe_load(resources.files("netdoctor.checks").joinpath("probes", name).read_text())
+
+
+def owner_manifest(run_id: str, namespace: str) -> dict:
+    body = _template("owner.yaml")
+    body["metadata"].update(name=f"netdoctor-run-{run_id}", namespace=namespace)
+    body["metadata"]["labels"][RUN_LABEL] = run_id
+    return body
+
+
+def probe_manifest(spec: ProbeSpec, name: str, run_id: str, owner: dict, deadline_seconds: int) -> dict:
+    """The probe pod for `spec`, from checks/probes/probe.yaml."""
+    body = copy.deepcopy(_template("probe.yaml"))
+    meta, pod = body["metadata"], body["spec"]
+    labels = dict(spec.impersonate_labels)
+    labels.update(meta["labels"])
+    labels.update({RUN_LABEL: run_id, ROLE_LABEL: spec.role.value})
+    meta.update(name=name, namespace=spec.namespace, labels=labels, ownerReferences=[owner])
+    pod["activeDeadlineSeconds"] = deadline_seconds
+    if spec.node_name:
+        pod["nodeName"] = spec.node_name
+    if spec.host_network:
+        pod.update(hostNetwork=True, dnsPolicy="ClusterFirstWithHostNet")
+    container = pod["containers"][0]
+    container["image"] = spec.image
+    container["args"] = [str(deadline_seconds)]
+    security = container["securityContext"]
+    if spec.capabilities:
+        security["capabilities"]["add"] = sorted(c.value for c in spec.capabilities)
+    else:
+        security.update(runAsNonRoot=True, runAsUser=NONROOT_UID, runAsGroup=NONROOT_UID)
+    if spec.impersonate_labels:  # never Ready: it must not receive the impersonated Service's traffic
+        container["readinessProbe"] = {"exec": {"command": ["false"]}, "periodSeconds": 3600}
+    return body
+
+
+def cleanup_leftovers(kube: Kube, namespace: str | None) -> list[str]:
+    """Delete every probe pod and owner ConfigMap netdoctor left (one namespace or all)."""
+    selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{RUN_LABEL}"
+    deleted = []
+    for kind in ("Pod", "ConfigMap"):
+        for obj in kube.list_objects(kind, namespace, label_selector=selector):
+            ref = ObjectRef(kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
+            if kube.delete(ref.kind, ref.namespace, ref.name):
+                deleted.append(str(ref))
+    return deleted

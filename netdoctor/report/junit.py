@@ -1,0 +1,30 @@
+"""`-o junit`: one testsuite per layer, one testcase per check (id + title), for CI dashboards.
+FAIL → <failure>, ERROR → <error>, SKIP → <skipped>; WARN passes with the message in system-out."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from netdoctor.model import Report, State
+
+
+def render(report: Report) -> str:
+    root = ET.Element("testsuites", name=f"netdoctor check {report.target}", time=f"{report.duration_s:.3f}")
+    for layer in report.layers:
+        suite = ET.SubElement(root, "testsuite", name=layer.title, tests=str(len(layer.checks)),
+                              failures=str(sum(c.state is State.FAIL for c in layer.checks)),
+                              errors=str(sum(c.state is State.ERROR for c in layer.checks)),
+                              skipped=str(sum(c.state is State.SKIP for c in layer.checks)))
+        for c in layer.checks:
+            case = ET.SubElement(suite, "testcase", classname=f"netdoctor.{layer.layer.value}", name=f"{c.check_id} {c.title}")
+            body = "\n".join((*c.evidence, *c.log))
+            if c.state is State.FAIL:
+                ET.SubElement(case, "failure", message=c.message, type=c.cause or "fail").text = body
+            elif c.state is State.ERROR:
+                ET.SubElement(case, "error", message=c.message).text = body
+            elif c.state is State.SKIP:
+                ET.SubElement(case, "skipped", message=c.message)
+            elif c.state is State.WARN:
+                ET.SubElement(case, "system-out").text = f"WARN: {c.message}\n{body}"
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,0 +1,29 @@
+"""`-o markdown`: a Report to paste into an incident channel: verdict first, then a layer table,
+then the evidence of what did not pass."""
+
+from __future__ import annotations
+
+from netdoctor.model import Report, State
+
+ICON = {State.PASS: "✅", State.WARN: "⚠️", State.FAIL: "❌", State.ERROR: "💥", State.SKIP: "⏭️"}
+
+
+def render(report: Report) -> str:
+    d = report.diagnosis
+    out = [f"### netdoctor: `{report.target}` in `{report.namespace}` — {ICON[d.state]} {d.state.value.upper()}", "",
+           f"**{d.headline}**", "", f"Source: {report.source}"]
+    if d.remediation:
+        out += ["", f"Fix: {d.remediation}"]
+    if d.commands:
+        out += ["", "Next:", "```", *d.commands, "```"]
+    out += ["", "| Layer | State | Finding |", "|---|---|---|"]
+    for layer in report.layers:
+        worst = next((c for c in layer.checks if c.state is layer.state), None)
+        finding = layer.reason or (f"{worst.check_id} {worst.message}" if worst else "")
+        out.append(f"| {layer.title} | {ICON[layer.state]} {layer.state.value} | {finding.replace('|', '/')} |")
+    bad = [c for layer in report.layers for c in layer.checks if c.state in (State.FAIL, State.ERROR, State.WARN)]
+    for c in bad:
+        out += ["", f"<details><summary>{c.check_id} {c.title}: {c.message}</summary>", "", "```", *c.evidence, "```",
+                "</details>"]
+    out += [f"", *[f"_{n}_" for n in report.notes]]
+    return "\n".join(out).rstrip() + "\n"

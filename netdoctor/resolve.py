@@ -1,0 +1,184 @@
+"""The resolve stage: read the API objects behind a check and build its Facts.
+
+Called by checkcmd with a connected Kube. Turns "unknown Service" into one line (exit 3) that says
+whether the namespace itself is missing (the API server does not). Picks the source: --from, or a
+probe on a node other than a backend's, impersonating an allowed pod when the backends are
+ingress-isolated. Evaluates the NetworkPolicies for source → each backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netdoctor.errors import ClusterError, UsageError
+from netdoctor.kube import Kube, NotFound
+from netdoctor.labels import from_match_labels
+from netdoctor.model import Facts, Kind, NearMiss, PolicyFlow, PortProblem, Ref
+from netdoctor.objects import Pod, Service, ServicePort
+
+DNS_NAMESPACE, DNS_SERVICE, DNS_SELECTOR = "kube-system", "kube-dns", "k8s-app=kube-dns"
+PROBE_LABELS = (("app.kubernetes.io/managed-by", "netdoctor"),)
+
+
+@dataclass(frozen=True)
+class Request:
+    target: Ref
+    namespace: str | None
+    source: Ref | None
+    port: str | None  # number or name
+
+
+def resolve(kube: Kube, req: Request) -> Facts:
+    ns = req.namespace or kube.namespace
+    service, backends = _target(kube, ns, req.target)
+    sp = _service_port(service, req.port)
+    target_port, problems = _target_port(service, sp, backends, req.port)
+    nodes = tuple(kube.nodes())
+    source_pod = _source(kube, ns, req.source) if req.source else None
+    labels, impersonates, flows, policy_error = _policy(kube, ns, source_pod, backends, target_port)
+    node = source_pod.node_name if source_pod else _default_node(nodes, backends)
+    who = f"pod/{source_pod.name}" if source_pod else "a probe"
+    return Facts(
+        namespace=ns, target=req.target, source=f"{who} on {node or 'any node'}", source_node=node,
+        source_pod=source_pod.name if source_pod else None,
+        source_namespace=source_pod.namespace if source_pod else ns,
+        port=sp.port if sp else target_port, target_port=target_port, source_labels=labels, impersonates=impersonates,
+        service=service, service_port=sp, backends=backends,
+        selector_misses=_misses(kube, ns, service) if service and service.selector and not backends else (),
+        slices=tuple(kube.endpoint_slices(ns, service.name)) if service else None, port_problems=problems,
+        nodes=nodes, dns_service=_optional(lambda: kube.service(DNS_NAMESPACE, DNS_SERVICE)),
+        dns_backends=tuple(_optional(lambda: kube.pods(DNS_NAMESPACE, DNS_SELECTOR)) or ()),
+        policy=flows, policy_error=policy_error,
+    )
+
+
+def _optional(read):
+    try:
+        return read()
+    except NotFound:
+        return None
+
+
+def _missing(kube: Kube, ns: str, what: str) -> ClusterError:
+    try:
+        kube.get_namespace(ns)
+    except NotFound:
+        return ClusterError(f"namespace {ns!r} does not exist (looking for {what})",
+                            hint="kubectl get namespaces")
+    return ClusterError(f"{what} not found in namespace {ns!r}", hint=f"kubectl -n {ns} get svc,deploy,pods")
+
+
+def _read(kube: Kube, ns: str, what: str, read):
+    try:
+        return read()
+    except NotFound:
+        raise _missing(kube, ns, what) from None
+
+
+def _target(kube: Kube, ns: str, ref: Ref) -> tuple[Service | None, tuple[Pod, ...]]:
+    if ref.kind is Kind.SERVICE:
+        service = _read(kube, ns, f"service {ref.name!r}", lambda: kube.service(ns, ref.name))
+        selected = kube.pods(ns, _selector_text(service)) if service.selector else []
+        return service, tuple(selected)
+    if ref.kind is Kind.POD:
+        pods = (_read(kube, ns, f"pod {ref.name!r}", lambda: kube.pod(ns, ref.name)),)
+    else:
+        deploy = _read(kube, ns, f"deployment {ref.name!r}", lambda: kube.deployment(ns, ref.name))
+        pods = tuple(kube.pods(ns, str(deploy.selector)))
+    return _service_for(kube, ns, pods), pods
+
+
+def _selector_text(service: Service) -> str:
+    return ",".join(f"{k}={v}" for k, v in service.selector)
+
+
+def _service_for(kube: Kube, ns: str, pods: tuple[Pod, ...]) -> Service | None:
+    services = [Service.from_api(o) for o in kube.list_objects("Service", ns)]
+    return next((s for s in services if s.selector and pods and from_match_labels(s.selector_map).matches(pods[0].label_map)), None)
+
+
+def _service_port(service: Service | None, port: str | None) -> ServicePort | None:
+    if service is None or not service.ports:
+        return None
+    if port is None:
+        return service.ports[0]
+    return next((p for p in service.ports if str(p.port) == port or p.name == port), None)
+
+
+def _target_port(service, sp, backends, port) -> tuple[int | None, tuple[PortProblem, ...]]:
+    if sp is None:
+        if service is None and port is None:
+            ports = [c.port for p in backends for c in p.container_ports]
+            if not ports:
+                raise UsageError("the target's pods declare no port: pass --port")
+            return ports[0], ()
+        return (int(port) if port and port.isdigit() else None), ()
+    if isinstance(sp.target_port, int) or str(sp.target_port).isdigit():
+        number = int(sp.target_port)
+        wrong = [c for p in backends for c in p.container_ports if c.port == number and c.protocol != sp.protocol]
+        problems = tuple(PortProblem("protocol-mismatch", f"Service port {sp.port}/{sp.protocol}, container port "
+                                     f"{c.port}/{c.protocol}") for c in wrong[:1])
+        return number, problems
+    named = [c for p in backends for c in p.container_ports if c.name == sp.target_port]
+    if not named:
+        declared = ", ".join(sorted({f"{c.name}={c.port}" for p in backends for c in p.container_ports if c.name})) or "none"
+        return None, (PortProblem("named-port-unresolved", f"targetPort {sp.target_port!r}; named ports: {declared}"),)
+    return named[0].port, ()
+
+
+def _misses(kube: Kube, ns: str, service: Service) -> tuple[NearMiss, ...]:
+    selector = from_match_labels(service.selector_map)
+    scored = [(len(selector.misses(p.label_map)), p) for p in kube.pods(ns)]
+    best = min((n for n, _ in scored), default=0)
+    near = [p for n, p in scored if n == best and n < len(selector.requirements)][:3]
+    return tuple(NearMiss(p.name, ", ".join(_has(r.key, p.label_map) for r in selector.misses(p.label_map)))
+                 for p in near)
+
+
+def _has(key: str, labels: dict) -> str:
+    return f"{key}={labels[key]}" if key in labels else f"no label {key}"
+
+
+def _source(kube: Kube, ns: str, ref: Ref) -> Pod:
+    if ref.kind is Kind.POD:
+        return _read(kube, ns, f"pod {ref.name!r}", lambda: kube.pod(ns, ref.name))
+    deploy = _read(kube, ns, f"deployment {ref.name!r}", lambda: kube.deployment(ns, ref.name))
+    running = [p for p in kube.pods(ns, str(deploy.selector)) if p.phase == "Running"]
+    if not running:
+        raise ClusterError(f"deployment {ref.name!r} has no Running pod to act as the source")
+    return running[0]
+
+
+def _default_node(nodes, backends) -> str | None:
+    ready = [n.name for n in nodes if n.ready]
+    hosting = {p.node_name for p in backends}
+    return next((n for n in ready if n not in hosting), ready[0] if ready else None)
+
+
+def _policy(kube: Kube, ns: str, source: Pod | None, backends, port):
+    """(probe labels, whom they impersonate, verdicts, error) — imports the engine only here."""
+    from netdoctor.policy.engine import decide
+    from netdoctor.policy.model import Pod as PolicyPod, Protocol, world_from_objects
+
+    own = tuple(source.labels) if source else PROBE_LABELS
+    who = f"pod/{source.name}" if source else None
+    try:
+        objects = kube.list_objects("NetworkPolicy", None) + kube.list_objects("Namespace") + kube.list_objects("Pod", ns)
+        world = world_from_objects(objects)
+    except ClusterError as exc:
+        return own, who, None, exc.message
+    targets = [world.pod(f"{ns}/{p.name}") for p in backends]
+    targets = [t for t in targets if t is not None]
+
+    def flows(labels, namespace):
+        src = PolicyPod(namespace, "netdoctor-probe", dict(labels))
+        return tuple(PolicyFlow(t.name, decide(world, src, t, Protocol.TCP, port)) for t in targets) if port else ()
+
+    verdicts = flows(own, source.namespace if source else ns)
+    if source or all(v.verdict.allowed for v in verdicts):
+        return own, who, verdicts, None
+    for candidate in (p for p in world.pods if p.namespace == ns and p.origin == "Pod"):
+        trial = flows(tuple(candidate.labels.items()), ns)
+        if trial and all(v.verdict.allowed for v in trial):
+            return tuple(sorted(candidate.labels.items())), f"pod/{candidate.name}", trial, None
+    return own, who, verdicts, None

@@ -1,0 +1,95 @@
+"""Test support for lab tests: a lab per module, and probes run straight in pod namespaces."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass
+
+from netdoctor.lab import lifecycle, net
+from netdoctor.lab.state import LabConfig, LabPaths
+
+
+def unique_name(prefix: str = "t") -> str:
+    return prefix + secrets.token_hex(3)
+
+
+@dataclass
+class RunningLab:
+    name: str
+    kubeconfig: str
+
+    def api(self):
+        from kubernetes import client, config
+
+        api_client = config.new_client_from_config(config_file=self.kubeconfig)
+        return client.CoreV1Api(api_client), api_client
+
+    def pods(self, namespace: str, selector: str | None = None) -> list:
+        v1, _ = self.api()
+        return v1.list_namespaced_pod(namespace, label_selector=selector).items
+
+    def netns(self, pod) -> str:
+        return net.pod_netns(self.name, pod.metadata.uid)
+
+    def wait(self, condition, timeout: float = 10.0, what: str = "condition", show=None):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}" + (f": {show()}" if show else ""))
+
+
+def start(config: LabConfig) -> RunningLab:
+    result = lifecycle.up(config)
+    return RunningLab(config.name, str(result.kubeconfig))
+
+
+def run_in(netns: str, *argv: str, timeout: float = 5.0) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True, timeout=timeout)
+
+
+def tcp(netns: str, ip: str, port: int, timeout: float = 1.0) -> str:
+    """'ok', 'refused' or 'timeout' for a TCP connect from inside a namespace."""
+    proc = run_in(netns, "timeout", str(timeout), "bash", "-c", f"exec 3<>/dev/tcp/{ip}/{port}")
+    if proc.returncode == 0:
+        return "ok"
+    if "refused" in proc.stderr:
+        return "refused"
+    if proc.returncode == 124:
+        return "timeout"
+    return "unreachable: " + proc.stderr.strip()
+
+
+def ping(netns: str, ip: str, size: int = 56, timeout: int = 1) -> bool:
+    return run_in(netns, "ping", "-c1", f"-W{timeout}", "-M", "do", "-s", str(size), ip).returncode == 0
+
+
+def mtu(netns: str) -> int:
+    return int(run_in(netns, "cat", "/sys/class/net/eth0/mtu").stdout)
+
+
+def dig(netns: str, name: str, server: str = "10.96.0.10") -> list[str] | None:
+    """A-record answers, or None when the query got no answer in time."""
+    proc = run_in(netns, "dig", "+short", "+time=1", "+tries=1", f"@{server}", name, "A")
+    if proc.returncode != 0 or re.search(r"timed out|unreachable", proc.stdout):
+        return None
+    return [line for line in proc.stdout.split() if re.match(r"^\d+\.\d+\.\d+\.\d+$", line)]
+
+
+def lab_leftovers(name: str) -> list[str]:
+    """Everything of a lab still on the machine: namespaces, /etc/netns dirs, processes, files."""
+    prefix = net.lab_netns_prefix(name)
+    found = [f"netns {n}" for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+             .stdout.split() if n.startswith(prefix)]
+    found += [f"file {p}" for p in net.NETNS_ETC.glob(prefix + "*")] if net.NETNS_ETC.exists() else []
+    root = LabPaths.of(name).root
+    if root.exists():
+        found.append(f"dir {root}")
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    found += [f"process {line.strip()}" for line in ps.splitlines() if str(root) in line]
+    return found

@@ -1,0 +1,170 @@
+"""Each lab fault breaks exactly what it claims, with real packets, and `lab fix` restores it.
+
+One lab for the module. Two client pods carry the frontend's labels (so the shop's policies let
+them reach the api), one per node, owned by a ConfigMap so the frontend ReplicaSet never adopts
+them. Every probe runs inside the client's own network namespace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from kubernetes import client
+
+from netdoctor.lab import lifecycle
+from netdoctor.lab.state import LabConfig
+
+from labkit import dig, mtu, ping, run_in, start, tcp, unique_name
+
+pytestmark = pytest.mark.lab
+
+
+@dataclass
+class Shop:
+    lab: object
+    clients: dict  # node name -> netns
+    client_ips: dict  # node name -> pod IP (not isolated by any policy: pings go there)
+    toolbox: str
+
+    def api_ip(self) -> str:
+        v1, _ = self.lab.api()
+        return v1.read_namespaced_service("api", "shop").spec.cluster_ip
+
+    def api_pods(self) -> dict:
+        """node name -> api pod IP, for the current (Running) api pods."""
+        pods = self.lab.pods("shop", "app=api")
+        return {p.spec.node_name: p.status.pod_ip for p in pods if p.status.pod_ip and p.status.phase == "Running"}
+
+    def observe(self) -> dict:
+        """The vector every fault is judged on."""
+        cip, pods = self.api_ip(), self.api_pods()
+        one, two = self.clients["node-1"], self.clients["node-2"]
+        return {
+            "dns-1": dig(one, "api.shop.svc.cluster.local") == [cip],
+            "dns-2": dig(two, "api.shop.svc.cluster.local") == [cip],
+            "svc-1": all(tcp(one, cip, 80) == "ok" for _ in range(4)),
+            "svc-2": all(tcp(two, cip, 80) == "ok" for _ in range(4)),
+            "pod-same": tcp(one, pods["node-1"], 8080) == "ok",
+            "pod-cross": tcp(one, pods["node-2"], 8080) == "ok",
+            "ping-cross": ping(one, self.client_ips["node-2"]),
+            "ping-big-cross": ping(one, self.client_ips["node-2"], size=mtu(one) - 28),
+            "toolbox-denied": tcp(self.toolbox, pods["node-1"], 8080, timeout=0.5) == "timeout",
+        }
+
+
+HEALTHY = {key: True for key in ("dns-1", "dns-2", "svc-1", "svc-2", "pod-same", "pod-cross", "ping-cross",
+                                 "ping-big-cross", "toolbox-denied")}
+
+
+@pytest.fixture(scope="module")
+def shop():
+    lab = start(LabConfig(unique_name()))
+    try:
+        v1, _ = lab.api()
+        owner = v1.create_namespaced_config_map("shop", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="clients")))
+        ref = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="clients", uid=owner.metadata.uid,
+                                      controller=True)
+        for node in ("node-1", "node-2"):
+            v1.create_namespaced_pod("shop", client.V1Pod(
+                metadata=client.V1ObjectMeta(name=f"client-{node}", labels={"app": "frontend", "role": "client"},
+                                             owner_references=[ref]),
+                spec=client.V1PodSpec(node_name=node, containers=[client.V1Container(name="c", image="netshoot")])))
+        pods = lab.wait(lambda: [p for p in lab.pods("shop", "role=client") if p.status.phase == "Running"] if len(
+            [p for p in lab.pods("shop", "role=client") if p.status.phase == "Running"]) == 2 else None,
+            what="client pods")
+        toolbox = lab.pods("ops")[0]
+        yield Shop(lab, {p.spec.node_name: lab.netns(p) for p in pods},
+                   {p.spec.node_name: p.status.pod_ip for p in pods}, lab.netns(toolbox))
+    finally:
+        lifecycle.down(lab.name)
+
+
+def test_healthy_shop(shop):
+    assert shop.observe() == HEALTHY
+
+
+def broken(**changes) -> dict:
+    return {**HEALTHY, **changes}
+
+
+# fault -> what it breaks (every other observation must stay healthy)
+EXPECTED = {
+    "dns-down": broken(**{"dns-1": False, "dns-2": False}),
+    "dns-stale-record": broken(**{"dns-1": False, "dns-2": False}),
+    "selector-mismatch": broken(**{"svc-1": False, "svc-2": False}),
+    "target-port-wrong": broken(**{"svc-1": False, "svc-2": False}),
+    "pod-not-ready": broken(**{"svc-1": False, "svc-2": False}),
+    "app-bind-localhost": broken(**{"svc-1": False, "svc-2": False, "pod-same": False, "pod-cross": False}),
+    "kube-proxy-stale": broken(**{"svc-1": False, "dns-1": False}),
+    "overlay-mtu": broken(**{"ping-big-cross": False}),
+    "policy-deny-ingress": broken(**{"svc-1": False, "svc-2": False, "pod-same": False, "pod-cross": False}),
+    "policy-egress-dns-blocked": broken(**{"dns-1": False, "dns-2": False}),
+    "icmp-blocked": broken(**{"ping-cross": False, "ping-big-cross": False}),
+}
+
+
+def settle(shop, fault):
+    """Wait for what a fault changes through the control plane (rollouts, endpoints)."""
+    if fault in ("app-bind-localhost",):
+        shop.lab.wait(lambda: len(shop.api_pods()) == 2 and all(
+            p.metadata.name not in shop.lab._old for p in shop.lab.pods("shop", "app=api")), timeout=15,
+            what="the api rollout")
+
+
+@pytest.mark.parametrize("fault", sorted(EXPECTED))
+def test_fault_breaks_exactly_its_layer_and_fix_restores(shop, fault):
+    shop.lab._old = {p.metadata.name for p in shop.lab.pods("shop", "app=api")}
+    lifecycle.break_fault(shop.lab.name, fault, None)
+    try:
+        settle(shop, fault)
+        observed = shop.lab.wait(lambda: (lambda o: o if o == EXPECTED[fault] else None)(shop.observe()),
+                                 timeout=6, what=f"{fault} to show") if fault != "dns-lossy" else None
+        assert observed == EXPECTED[fault]
+    finally:
+        shop.lab._old = {p.metadata.name for p in shop.lab.pods("shop", "app=api")}
+        lifecycle.fix_faults(shop.lab.name, fault)
+    settle(shop, fault)
+    assert shop.lab.wait(lambda: shop.observe() == HEALTHY, timeout=8, what=f"{fault} to be fixed",
+                         show=shop.observe)
+
+
+def test_dns_lossy_drops_some_not_all(shop):
+    lifecycle.break_fault(shop.lab.name, "dns-lossy", None)
+    try:
+        answers = [dig(shop.clients["node-2"], "api.shop.svc.cluster.local") for _ in range(16)]
+        lost = sum(1 for a in answers if a is None)
+        assert 0 < lost < 16
+    finally:
+        lifecycle.fix_faults(shop.lab.name, "dns-lossy")
+    assert all(dig(shop.clients["node-2"], "api.shop.svc.cluster.local") for _ in range(8))
+
+
+def test_route_missing_and_overlay_blocked_cut_cross_node_only(shop):
+    for fault in ("route-missing", "overlay-port-blocked"):
+        lifecycle.break_fault(shop.lab.name, fault, None)
+        try:
+            pods = shop.api_pods()
+            one = shop.clients["node-1"]
+            assert tcp(one, pods["node-1"], 8080) == "ok"
+            assert tcp(one, pods["node-2"], 8080) != "ok"
+            assert not ping(one, shop.client_ips["node-2"])
+        finally:
+            lifecycle.fix_faults(shop.lab.name, fault)
+        assert shop.lab.wait(lambda: tcp(shop.clients["node-1"], shop.api_pods()["node-2"], 8080) == "ok",
+                             what=f"{fault} fixed")
+
+
+def test_node_down_cuts_the_node_and_marks_it_not_ready(shop):
+    v1, _ = shop.lab.api()
+    lifecycle.break_fault(shop.lab.name, "node-down", None)
+    try:
+        pods = shop.api_pods()
+        assert tcp(shop.clients["node-1"], pods["node-1"], 8080) == "ok"
+        assert tcp(shop.clients["node-1"], pods["node-2"], 8080) == "timeout"
+        ready = shop.lab.wait(lambda: [c.status for c in v1.read_node("node-2").status.conditions
+                                       if c.type == "Ready" and c.status != "True"], what="node-2 NotReady")
+        assert ready == ["Unknown"]
+    finally:
+        lifecycle.fix_faults(shop.lab.name, "node-down")
+    shop.lab.wait(lambda: shop.observe() == HEALTHY, timeout=8, what="node-down fixed")
