@@ -94,13 +94,14 @@ class _Defaulting(dict):
 
 def load(directory: Path | None = None) -> Catalog:
     """The catalog from `directory`, or the packaged one (source tree in an editable install)."""
-    base = directory or _data_dir()
+    base = directory or data_dir()
     checks_doc = _read(base / "checks.yaml")
     runbook_doc = _read(base / "runbooks.yaml")
     return parse(checks_doc, runbook_doc)
 
 
-def _data_dir() -> Path:
+def data_dir() -> Path:
+    """checks/: packaged as `netdoctor.checks` in the wheel, the source tree's in an editable install."""
     try:
         return Path(str(resources.files("netdoctor.checks")))
     except ModuleNotFoundError:  # editable install: the package-dir mapping isn't importable

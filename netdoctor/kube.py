@@ -13,10 +13,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from netdoctor.errors import ClusterError, UsageError
 from netdoctor.objects import Deployment, EndpointSlice, Namespace, Node, Pod, Service
@@ -68,24 +67,28 @@ class Unreachable(ClusterError):
 
 @dataclass(frozen=True)
 class _Kind:
-    api: str  # kubernetes.client class name
-    api_version: str
-    plural: str  # snake_case resource in the generated method names
+    api_version: str  # "v1" or "group/version"
+    plural: str  # the REST resource name
     namespaced: bool = True
+
+    def path(self, namespace: str | None, name: str = "") -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        where = f"/namespaces/{namespace}" if self.namespaced and namespace else ""
+        return f"{base}{where}/{self.plural}" + (f"/{name}" if name else "")
 
 
 _KINDS = {
-    "Namespace": _Kind("CoreV1Api", "v1", "namespace", namespaced=False),
-    "Node": _Kind("CoreV1Api", "v1", "node", namespaced=False),
-    "Pod": _Kind("CoreV1Api", "v1", "pod"),
-    "Service": _Kind("CoreV1Api", "v1", "service"),
-    "ConfigMap": _Kind("CoreV1Api", "v1", "config_map"),
-    "EndpointSlice": _Kind("DiscoveryV1Api", "discovery.k8s.io/v1", "endpoint_slice"),
-    "NetworkPolicy": _Kind("NetworkingV1Api", "networking.k8s.io/v1", "network_policy"),
-    "Deployment": _Kind("AppsV1Api", "apps/v1", "deployment"),
-    "ReplicaSet": _Kind("AppsV1Api", "apps/v1", "replica_set"),
-    "StatefulSet": _Kind("AppsV1Api", "apps/v1", "stateful_set"),
-    "DaemonSet": _Kind("AppsV1Api", "apps/v1", "daemon_set"),
+    "Namespace": _Kind("v1", "namespaces", namespaced=False),
+    "Node": _Kind("v1", "nodes", namespaced=False),
+    "Pod": _Kind("v1", "pods"),
+    "Service": _Kind("v1", "services"),
+    "ConfigMap": _Kind("v1", "configmaps"),
+    "EndpointSlice": _Kind("discovery.k8s.io/v1", "endpointslices"),
+    "NetworkPolicy": _Kind("networking.k8s.io/v1", "networkpolicies"),
+    "Deployment": _Kind("apps/v1", "deployments"),
+    "ReplicaSet": _Kind("apps/v1", "replicasets"),
+    "StatefulSet": _Kind("apps/v1", "statefulsets"),
+    "DaemonSet": _Kind("apps/v1", "daemonsets"),
 }
 
 
@@ -96,16 +99,10 @@ class Kube:
     """
 
     def __init__(self, api_client: Any, namespace: str, *, request_timeout=REQUEST_TIMEOUT):
-        from kubernetes import client
-
         self.namespace = namespace
         self.server = api_client.configuration.host
         self._client = api_client
         self._timeout = request_timeout
-        # kubernetes.stream.stream() swaps call_api on the ApiClient while it sets up the
-        # WebSocket: give it an ApiClient of its own, one setup at a time.
-        self._stream_core = client.CoreV1Api(client.ApiClient(configuration=api_client.configuration))
-        self._stream_lock = threading.Lock()
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None, *, environ=None) -> Kube:
@@ -177,12 +174,7 @@ class Kube:
 
     def get_object(self, kind: str, namespace: str | None, name: str) -> dict:
         spec = _kind(kind)
-        if spec.namespaced:
-            method = self._method(spec, f"read_namespaced_{spec.plural}")
-            data = self._call(kind, name, namespace, method, name, namespace, _preload_content=False)
-        else:
-            data = self._call(kind, name, None, self._method(spec, f"read_{spec.plural}"), name, _preload_content=False)
-        return _with_type(_json(data), kind, spec)
+        return _with_type(self._request(kind, name, namespace, "GET", spec.path(namespace, name)), kind, spec)
 
     def list_objects(
         self,
@@ -193,38 +185,25 @@ class Kube:
     ) -> list[dict]:
         """API-shaped dicts (with kind and apiVersion), from one namespace or from all (None)."""
         spec = _kind(kind)
-        options = {k: v for k, v in (("label_selector", label_selector), ("field_selector", field_selector)) if v}
-        if not spec.namespaced:
-            method, args = self._method(spec, f"list_{spec.plural}"), ()
-        elif namespace is None:
-            method, args = self._method(spec, f"list_{spec.plural}_for_all_namespaces"), ()
-        else:
-            method, args = self._method(spec, f"list_namespaced_{spec.plural}"), (namespace,)
-        data = self._call(kind, "", namespace, method, *args, _preload_content=False, **options)
-        return [_with_type(item, kind, spec) for item in _json(data).get("items") or []]
+        query = [(k, v) for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v]
+        data = self._request(kind, "", namespace, "GET", spec.path(namespace), query=query)
+        return [_with_type(item, kind, spec) for item in data.get("items") or []]
 
     # ------------------------------------------------------------ writes
 
     def create_config_map(self, namespace: str, body: Mapping) -> dict:
-        method = self._method(_KINDS["ConfigMap"], "create_namespaced_config_map")
-        return _json(self._call("ConfigMap", _name(body), namespace, method, namespace, dict(body), _preload_content=False))
+        return self._request("ConfigMap", _name(body), namespace, "POST", _KINDS["ConfigMap"].path(namespace),
+                             body=dict(body))
 
     def create_pod(self, namespace: str, body: Mapping) -> Pod:
-        method = self._method(_KINDS["Pod"], "create_namespaced_pod")
-        return Pod.from_api(_json(self._call("Pod", _name(body), namespace, method, namespace, dict(body), _preload_content=False)))
+        return Pod.from_api(self._request("Pod", _name(body), namespace, "POST", _KINDS["Pod"].path(namespace),
+                                          body=dict(body)))
 
     def delete(self, kind: str, namespace: str | None, name: str) -> bool:
         """Delete with background propagation (dependents are garbage-collected); False if gone."""
-        from kubernetes import client
-
-        spec = _kind(kind)
-        options = client.V1DeleteOptions(propagation_policy="Background")
+        options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         try:
-            if spec.namespaced:
-                method = self._method(spec, f"delete_namespaced_{spec.plural}")
-                self._call(kind, name, namespace, method, name, namespace, body=options, _preload_content=False)
-            else:
-                self._call(kind, name, None, self._method(spec, f"delete_{spec.plural}"), name, body=options, _preload_content=False)
+            self._request(kind, name, namespace, "DELETE", _kind(kind).path(namespace, name), body=options)
         except NotFound:
             return False
         return True
@@ -250,38 +229,42 @@ class Kube:
 
     def exec_stream(self, namespace: str, pod: str, command: list[str], container: str | None = None) -> ExecStream:
         """Start a command and hand back its streams, for long runs such as `tcpdump -w -`."""
-        from kubernetes.stream import stream
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.stream.ws_client import websocket_call
 
-        options: dict[str, Any] = dict(
-            command=list(command), stdout=True, stderr=True, stdin=False, tty=False, _preload_content=False, binary=True
-        )
+        query = [("command", part) for part in command] + [("stdout", "true"), ("stderr", "true")]
         if container:
-            options["container"] = container
-        with self._stream_lock:
-            method = self._stream_core.connect_get_namespaced_pod_exec
-            ws = self._call("Pod", pod, namespace, stream, method, pod, namespace, **options)
+            query.append(("container", container))
+        _, url, headers, _, _ = self._client.param_serialize(
+            "GET", _KINDS["Pod"].path(namespace, pod) + "/exec", query_params=query, auth_settings=["BearerToken"])
+        try:
+            ws = websocket_call(self._client.configuration, "GET", url, headers=headers, _preload_content=False,
+                                binary=True)
+        except ApiException as exc:  # the WebSocket handshake failed: exc.__context__ says how
+            raise self._api_error(exc, "Pod", pod, namespace) from None
         return ExecStream(ws)
 
     # ------------------------------------------------------------ plumbing
 
-    def _method(self, spec: _Kind, name: str) -> Callable:
-        from kubernetes import client
-
-        return getattr(getattr(client, spec.api)(self._client), name)
-
-    def _call(self, kind: str, name: str, namespace: str | None, method: Callable, *args, **kwargs):
-        """Call the API and turn every failure into one of our errors."""
+    def _request(self, kind: str, name: str, namespace: str | None, method: str, path: str,
+                 query: list | None = None, body: Any = None) -> dict:
+        """One REST call through the official client; every failure becomes one of our errors."""
         import urllib3
-        from kubernetes.client.exceptions import ApiException
 
-        kwargs["_request_timeout"] = self._timeout
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        method, url, headers, body, post = self._client.param_serialize(
+            method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"])
         try:
-            response = method(*args, **kwargs)
-        except ApiException as exc:
-            raise self._api_error(exc, kind, name, namespace) from None
+            response = self._client.call_api(method, url, header_params=headers, body=body, post_params=post,
+                                             _request_timeout=self._timeout)
+            data = response.read()
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise self._unreachable(exc) from None
-        return response
+        if not 200 <= response.status < 300:
+            raise _status_error(response.status, _body(data), kind, name, namespace)
+        return json.loads(data or b"{}")
 
     def _api_error(self, exc, kind: str, name: str, namespace: str | None) -> Exception:
         if exc.status:
@@ -420,10 +403,6 @@ def _with_type(obj: dict, kind: str, spec: _Kind) -> dict:
     obj.setdefault("kind", kind)
     obj.setdefault("apiVersion", spec.api_version)
     return obj
-
-
-def _json(response: Any) -> dict:
-    return json.loads(response.data or b"{}")
 
 
 def _body(raw: bytes | str | None) -> dict:

@@ -106,9 +106,12 @@ class ReadResolvConf:
 
 @dataclass(frozen=True)
 class Ping:
-    ip: str
+    """`ip` of a backend, or `to_probe`: the role of another probe, whose IP the runner knows."""
+
+    ip: str | None
     size: int
     dont_fragment: bool = False
+    to_probe: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,7 @@ class PolicyFlow:
 
     backend: str
     verdict: FlowVerdict
+    icmp: bool = True  # whether the policies let ping through (only port-less rules admit ICMP)
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,7 @@ class Facts:
     dns_backends: tuple[Pod, ...] = ()
     cluster_domain: str = "cluster.local"
     policy: tuple[PolicyFlow, ...] | None = None  # None: not evaluated, see policy_error
+    probe_icmp: bool = True  # whether the policies let ping through between two source probes
     policy_error: str | None = None
 
 

@@ -121,7 +121,20 @@ def _service_steps(f: Facts, o: Options) -> list[Step]:
     return steps
 
 
+def _icmp_ok(f: Facts, backend: str) -> bool:
+    flow = next((p for p in f.policy or () if p.backend == backend), None)
+    return flow is None or flow.icmp
+
+
+def _ping_steps(probe: PlannedProbe, target: str, key: str, ip: str | None, to_probe: str | None = None) -> list[Step]:
+    return [_step(f"ping:{probe.role}:{key}:{size}", "ND-NODE-004", Layer.NODE, probe.role,
+                  Ping(ip, size, size != SMALL_PING, to_probe), f"{probe.node or '?'} ping {target} {size}B")
+            for size in (SMALL_PING, *MTU_PINGS)]
+
+
 def _node_steps(f: Facts, probes: list[PlannedProbe]) -> list[Step]:
+    """Each node's probe → each backend (TCP, and ping where the policies admit ICMP), → the
+    Service IP, and DF pings to the probes on the other nodes: the overlay's path MTU."""
     if not f.target_port:
         return []
     steps = []
@@ -130,9 +143,12 @@ def _node_steps(f: Facts, probes: list[PlannedProbe]) -> list[Step]:
         for p in _reachable_backends(f):
             steps.append(_step(f"node:{probe.role}:{p.name}", "ND-NODE-002", Layer.NODE, probe.role,
                                TcpConnect(p.ip, f.target_port), f"{where} → {p.name} ({p.node_name})", _expect(f, p.name)))
-            for size in (SMALL_PING, *MTU_PINGS):
-                steps.append(_step(f"ping:{probe.role}:{p.name}:{size}", "ND-NODE-004", Layer.NODE, probe.role,
-                                   Ping(p.ip, size, size != SMALL_PING), f"{where} ping {p.name} {size}B"))
+            if _icmp_ok(f, p.name):
+                steps += _ping_steps(probe, p.name, p.name, p.ip)
+        if f.probe_icmp:
+            for peer in probes:
+                if peer.node != probe.node:
+                    steps += _ping_steps(probe, f"probe on {peer.node}", f"probe-{peer.role}", None, peer.role)
         if f.service and f.service.cluster_ip and f.service_port:
             sp = f.service_port
             steps.append(_step(f"nodesvc:{probe.role}", "ND-NODE-003", Layer.NODE, probe.role,

@@ -91,31 +91,45 @@ def _elapsed(t0: str, t1: str) -> float | None:
 
 # ---------------------------------------------------------------- TCP
 
-_TCP_HEADER = re.compile(r"^netdoctor-tcp rc=(?P<rc>\d+) t0=(?P<t0>\S*) t1=(?P<t1>\S*)$", re.M)
+_TCP_LINE = re.compile(
+    r"^netdoctor-tcp attempt=(?P<n>\d+) rc=(?P<rc>\d+) t0=(?P<t0>\S*) t1=(?P<t1>\S*) err=(?P<err>.*)$", re.M)
 
 
-def tcp_command(ip: str, port: int, timeout: float) -> list[str]:
+def tcp_command(ip: str, port: int, timeout: float, attempts: int = 1) -> list[str]:
+    """One exec connecting `attempts` times at once, one line per attempt (errors tab-joined),
+    so a blackholed port costs one timeout however many attempts."""
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
     target = f"/dev/tcp/{_ip(ip)}/{_port(port)}"
     inner = shlex.quote(f"exec 3<>{target}")
     return _bash(
-        "t0=$EPOCHREALTIME\n"
-        f"err=$(timeout {_seconds(timeout)} bash -c {inner} 2>&1)\n"
-        "rc=$?\n"
-        "t1=$EPOCHREALTIME\n"
-        "printf 'netdoctor-tcp rc=%s t0=%s t1=%s\\n%s\\n' \"$rc\" \"$t0\" \"$t1\" \"$err\"\n"
+        "attempt() {\n"
+        "  t0=$EPOCHREALTIME\n"
+        f"  err=$(timeout {_seconds(timeout)} bash -c {inner} 2>&1)\n"
+        "  rc=$?\n"
+        "  t1=$EPOCHREALTIME\n"
+        "  printf 'netdoctor-tcp attempt=%s rc=%s t0=%s t1=%s err=%s\\n' "
+        "\"$1\" \"$rc\" \"$t0\" \"$t1\" \"${err//$'\\n'/$'\\t'}\"\n"
+        "}\n"
+        f"for ((i = 1; i <= {int(attempts)}; i++)); do attempt \"$i\" & done\n"
+        "wait\n"
     )
 
 
-def parse_tcp(ip: str, port: int, result: ExecResult) -> TcpResult:
+def parse_tcp(ip: str, port: int, result: ExecResult) -> list[TcpResult]:
+    """One TcpResult per attempt, in attempt order; a single ERROR when the exec itself failed."""
     failure = _missing_tool(result)
     if failure:
-        return TcpResult(ip, port, TcpOutcome.ERROR, None, failure)
-    text = result.stdout.decode("utf-8", "replace")
-    header = _TCP_HEADER.search(text)
-    if not header:
-        return TcpResult(ip, port, TcpOutcome.ERROR, None, _unexpected(result))
-    rc, elapsed = int(header["rc"]), _elapsed(header["t0"], header["t1"])
-    detail = _tool_message(text[header.end():])
+        return [TcpResult(ip, port, TcpOutcome.ERROR, None, failure)]
+    lines = sorted(_TCP_LINE.finditer(result.stdout.decode("utf-8", "replace")), key=lambda m: int(m["n"]))
+    if not lines:
+        return [TcpResult(ip, port, TcpOutcome.ERROR, None, _unexpected(result))]
+    return [_tcp_attempt(ip, port, line) for line in lines]
+
+
+def _tcp_attempt(ip: str, port: int, line: re.Match) -> TcpResult:
+    rc, elapsed = int(line["rc"]), _elapsed(line["t0"], line["t1"])
+    detail = _tool_message(line["err"].replace("\t", "\n"))
     return TcpResult(ip, port, _tcp_outcome(rc, detail), elapsed, detail)
 
 
@@ -160,10 +174,11 @@ def dns_query(name: str, rdtype: str) -> dns.message.Message:
 
 
 def dns_command(server: str, query: dns.message.Message, timeout: float, attempts: int) -> list[str]:
-    """One exec sending `query` `attempts` times (a new socket each), one framed line per attempt.
+    """One exec sending `query` `attempts` times at once (a socket each), one framed line per attempt.
 
-    Each line carries the exit code and the reply (or dd's error text) as hex: exit 0 means the
-    hex is the DNS response, a timeout exit code means no reply, anything else is an error text.
+    The attempts run concurrently so that the whole exec lasts one timeout, lost or not. Each line
+    carries the exit code and the reply (or dd's error text) as hex: exit 0 means the hex is the
+    DNS response, a timeout exit code means no reply, anything else is an error text.
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
@@ -174,14 +189,16 @@ def dns_command(server: str, query: dns.message.Message, timeout: float, attempt
     )
     return _bash(
         "set -o pipefail\n"
-        f"for ((i = 1; i <= {int(attempts)}; i++)); do\n"
+        "attempt() {\n"
         "  t0=$EPOCHREALTIME\n"
         f"  out=$( ( {send} ) 2>&1 | od -An -v -tx1 )\n"
         "  rc=$?\n"
         "  t1=$EPOCHREALTIME\n"
         "  printf 'netdoctor-dns attempt=%s rc=%s t0=%s t1=%s hex=%s\\n' "
-        "\"$i\" \"$rc\" \"$t0\" \"$t1\" \"${out//[[:space:]]/}\"\n"
-        "done\n"
+        "\"$1\" \"$rc\" \"$t0\" \"$t1\" \"${out//[[:space:]]/}\"\n"
+        "}\n"
+        f"for ((i = 1; i <= {int(attempts)}; i++)); do attempt \"$i\" & done\n"
+        "wait\n"
     )
 
 

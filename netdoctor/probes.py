@@ -16,7 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from enum import Enum
-from importlib import resources
+from netdoctor.catalog import data_dir
 from typing import Callable, Iterable
 
 import yaml
@@ -42,7 +42,7 @@ RUN_LABEL = "netdoctor.io/run"
 ROLE_LABEL = "netdoctor.io/role"
 DEADLINE_MARGIN = 120  # seconds a probe outlives the run's own timeout
 START_TIMEOUT = 120.0  # seconds to wait for probe pods to run (image pulls included)
-POLL_INTERVAL = 1.0
+POLL_INTERVAL = 0.2  # seconds between looks at the probes while they start
 NONROOT_UID = 65534  # probes without capabilities run as nobody: PodSecurity "restricted" admits them
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 CONTAINER_ERROR_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
@@ -116,17 +116,21 @@ class Probe:
     def namespace(self) -> str:
         return self.pod.namespace
 
+    @property
+    def ip(self) -> str | None:
+        return self.pod.ip
+
     def exec(self, command: list[str], timeout: float) -> ExecResult:
         return self.kube.exec(self.namespace, self.name, command, "probe", timeout=timeout)
 
-    def tcp_connect(self, ip: str, port: int, timeout: float = 3.0) -> TcpResult:
-        result = self.exec(probecmds.tcp_command(ip, port, timeout), probecmds.exec_deadline(timeout))
+    def tcp_connect(self, ip: str, port: int, timeout: float = 3.0, attempts: int = 1) -> list[TcpResult]:
+        result = self.exec(probecmds.tcp_command(ip, port, timeout, attempts), probecmds.exec_deadline(timeout))
         return probecmds.parse_tcp(ip, port, result)
 
     def dns_query(self, server: str, name: str, rdtype: str = "A", timeout: float = 2.0, attempts: int = 3) -> list[DnsResult]:
         query = probecmds.dns_query(name, rdtype)
         command = probecmds.dns_command(server, query, timeout, attempts)
-        return probecmds.parse_dns(server, query, self.exec(command, probecmds.exec_deadline(timeout, attempts)))
+        return probecmds.parse_dns(server, query, self.exec(command, probecmds.exec_deadline(timeout)))
 
     def resolv_conf(self) -> ResolvConf:
         result = self.exec(probecmds.resolv_conf_command(), probecmds.exec_deadline(2.0))
@@ -338,7 +342,7 @@ def _report_cleanup_failures(failures: tuple[str, ...], exc: BaseException | Non
 
 
 def _template(name: str) -> dict:
-    return yaml.safe_load(resources.files("netdoctor.checks").joinpath("probes", name).read_text())
+    return yaml.safe_load((data_dir() / "probes" / name).read_text())
 
 
 def owner_manifest(run_id: str, namespace: str) -> dict:

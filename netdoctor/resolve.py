@@ -35,20 +35,20 @@ def resolve(kube: Kube, req: Request) -> Facts:
     target_port, problems = _target_port(service, sp, backends, req.port)
     nodes = tuple(kube.nodes())
     source_pod = _source(kube, ns, req.source) if req.source else None
-    labels, impersonates, flows, policy_error = _policy(kube, ns, source_pod, backends, target_port)
+    policy = _policy(kube, ns, source_pod, backends, target_port)
     node = source_pod.node_name if source_pod else _default_node(nodes, backends)
     who = f"pod/{source_pod.name}" if source_pod else "a probe"
     return Facts(
         namespace=ns, target=req.target, source=f"{who} on {node or 'any node'}", source_node=node,
         source_pod=source_pod.name if source_pod else None,
         source_namespace=source_pod.namespace if source_pod else ns,
-        port=sp.port if sp else target_port, target_port=target_port, source_labels=labels, impersonates=impersonates,
+        port=sp.port if sp else target_port, target_port=target_port, source_labels=policy.labels, impersonates=policy.impersonates,
         service=service, service_port=sp, backends=backends,
         selector_misses=_misses(kube, ns, service) if service and service.selector and not backends else (),
         slices=tuple(kube.endpoint_slices(ns, service.name)) if service else None, port_problems=problems,
         nodes=nodes, dns_service=_optional(lambda: kube.service(DNS_NAMESPACE, DNS_SERVICE)),
         dns_backends=tuple(_optional(lambda: kube.pods(DNS_NAMESPACE, DNS_SELECTOR)) or ()),
-        policy=flows, policy_error=policy_error,
+        policy=policy.flows, policy_error=policy.error, probe_icmp=policy.probe_icmp,
     )
 
 
@@ -155,30 +155,43 @@ def _default_node(nodes, backends) -> str | None:
     return next((n for n in ready if n not in hosting), ready[0] if ready else None)
 
 
-def _policy(kube: Kube, ns: str, source: Pod | None, backends, port):
-    """(probe labels, whom they impersonate, verdicts, error) — imports the engine only here."""
-    from netdoctor.policy.engine import decide
+@dataclass(frozen=True)
+class _PolicyView:
+    labels: tuple[tuple[str, str], ...]  # what the probes carry
+    impersonates: str | None
+    flows: tuple[PolicyFlow, ...] | None
+    error: str | None = None
+    probe_icmp: bool = True
+
+
+def _policy(kube: Kube, ns: str, source: Pod | None, backends, port) -> _PolicyView:
+    """The labels the probes carry and the policies' verdicts for them (imports the engine only here)."""
+    from netdoctor.policy.engine import decide, icmp_allowed
     from netdoctor.policy.model import Pod as PolicyPod, Protocol, world_from_objects
 
     own = tuple(source.labels) if source else PROBE_LABELS
     who = f"pod/{source.name}" if source else None
+    namespace = source.namespace if source else ns
     try:
         objects = kube.list_objects("NetworkPolicy", None) + kube.list_objects("Namespace") + kube.list_objects("Pod", ns)
         world = world_from_objects(objects)
     except ClusterError as exc:
-        return own, who, None, exc.message
+        return _PolicyView(own, who, None, exc.message)
     targets = [world.pod(f"{ns}/{p.name}") for p in backends]
     targets = [t for t in targets if t is not None]
 
-    def flows(labels, namespace):
+    def view(labels, whom) -> _PolicyView:
         src = PolicyPod(namespace, "netdoctor-probe", dict(labels))
-        return tuple(PolicyFlow(t.name, decide(world, src, t, Protocol.TCP, port)) for t in targets) if port else ()
+        peer = PolicyPod(namespace, "netdoctor-probe-peer", dict(labels))
+        flows = tuple(PolicyFlow(t.name, decide(world, src, t, Protocol.TCP, port), icmp_allowed(world, src, t))
+                      for t in targets) if port else ()
+        return _PolicyView(tuple(labels), whom, flows, None, icmp_allowed(world, src, peer))
 
-    verdicts = flows(own, source.namespace if source else ns)
-    if source or all(v.verdict.allowed for v in verdicts):
-        return own, who, verdicts, None
+    mine = view(own, who)
+    if source or all(f.verdict.allowed for f in mine.flows):
+        return mine
     for candidate in (p for p in world.pods if p.namespace == ns and p.origin == "Pod"):
-        trial = flows(tuple(candidate.labels.items()), ns)
-        if trial and all(v.verdict.allowed for v in trial):
-            return tuple(sorted(candidate.labels.items())), f"pod/{candidate.name}", trial, None
-    return own, who, verdicts, None
+        trial = view(tuple(sorted(candidate.labels.items())), f"pod/{candidate.name}")
+        if trial.flows and all(f.verdict.allowed for f in trial.flows):
+            return trial
+    return mine

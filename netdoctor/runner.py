@@ -28,7 +28,7 @@ class RunOptions:
     timeout: float = 3.0  # per network probe
     image: str = DEFAULT_IMAGE
     keep: bool = False
-    workers: int = 8
+    workers: int = 16
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,10 @@ class _Executor:
         probe = self.probes[step.probe]
         log.append(f"in {probe.namespace}/{probe.name}")
         if isinstance(action, TcpConnect):
-            return tuple(probe.tcp_connect(action.ip, action.port, self.timeout) for _ in range(action.attempts))
+            return tuple(probe.tcp_connect(action.ip, action.port, self.timeout, action.attempts))
         if isinstance(action, Ping):
-            return probe.ping(action.ip, action.size, action.dont_fragment, self.timeout)
+            ip = self.probes[action.to_probe].ip if action.to_probe else action.ip
+            return probe.ping(ip, action.size, action.dont_fragment, self.timeout)
         if isinstance(action, ReadResolvConf):
             if action.pod:
                 result = self.kube.exec(self.facts.source_namespace, action.pod, probecmds.resolv_conf_command(),

@@ -208,22 +208,24 @@ def _node_service_ip(ev: Evidence) -> CheckResult:
 def _pings(ev: Evidence) -> list[CheckResult]:
     done, problems = completed(ev, "ND-NODE-004")
     if not done:
-        reason = "no pings planned" if not problems else "pings did not run"
+        reason = "the NetworkPolicies admit no ICMP on these paths" if not problems else "pings did not run"
         return [skip("ND-NODE-004", reason), skip("ND-NODE-005", reason)]
     by_pair: dict[tuple[str | None, str], list[PingResult]] = {}
     for step, obs in done:
-        by_pair.setdefault((ev.node_of(step.probe), obs.result.ip), []).append(obs.result)
-    tcp = {(a.node, a.step.action.ip): a.outcome for a in attempts(ev, "ND-NODE-002")[0]}
+        by_pair.setdefault((ev.node_of(step.probe), _target(ev, step.action, obs.result)), []).append(obs.result)
     if all(r.outcome is PingOutcome.ERROR for rs in by_pair.values() for r in rs):
         detail = next(r.detail for rs in by_pair.values() for r in rs)
         reason = f"ping unavailable in the probe: {detail}"
         return [skip("ND-NODE-004", reason), skip("ND-NODE-005", reason)]
-    return [_mtu(ev, by_pair), _icmp(ev, by_pair, tcp)]
+    return [_mtu(ev, by_pair), _icmp(ev, by_pair)]
 
 
-def _pair_name(ev: Evidence, node: str | None, ip: str) -> str:
-    pod = next((p for p in ev.facts.backends if p.ip == ip), None)
-    return f"{node} → {pod.name if pod else ip}" + (f" ({pod.node_name})" if pod else "")
+def _target(ev: Evidence, action, result: PingResult) -> str:
+    """Who was pinged, for humans: a backend (and its node), or the probe on another node."""
+    if action.to_probe:
+        return f"probe on {ev.node_of(action.to_probe)}"
+    pod = next((p for p in ev.facts.backends if p.ip == result.ip), None)
+    return f"{pod.name} ({pod.node_name})" if pod else result.ip
 
 
 def _small_ok(results: list[PingResult]) -> bool:
@@ -232,12 +234,12 @@ def _small_ok(results: list[PingResult]) -> bool:
 
 def _mtu(ev: Evidence, by_pair: dict) -> CheckResult:
     lines, holes = [], []
-    for (node, ip), results in sorted(by_pair.items(), key=str):
-        lines.append(_pair_name(ev, node, ip) + ": " + ", ".join(
+    for (node, target), results in sorted(by_pair.items(), key=str):
+        lines.append(f"{node} → {target}: " + ", ".join(
             f"{r.size}B{' DF' if r.size > _SMALL else ''} {r.outcome.value}" for r in sorted(results, key=lambda r: r.size)))
         lost = [r.size for r in results if r.size > _SMALL and r.outcome is PingOutcome.TIMEOUT]
         if _small_ok(results) and lost:
-            holes.append((_pair_name(ev, node, ip), min(lost)))
+            holes.append((f"{node} → {target}", min(lost)))
     if not any(_small_ok(rs) for rs in by_pair.values()):
         return skip("ND-NODE-004", "no small ping got through (ICMP filtered?), path MTU not measurable")
     if holes:
@@ -247,11 +249,12 @@ def _mtu(ev: Evidence, by_pair: dict) -> CheckResult:
     return passed("ND-NODE-004", "full-size DF pings pass (or the sender knows the path MTU)", lines)
 
 
-def _icmp(ev: Evidence, by_pair: dict, tcp: dict) -> CheckResult:
-    blocked = [(node, ip) for (node, ip), rs in by_pair.items()
-               if not _small_ok(rs) and tcp.get((node, ip)) in _REACHED]
-    if blocked:
-        pairs = names(_pair_name(ev, n, ip) for n, ip in blocked)
+def _icmp(ev: Evidence, by_pair: dict) -> CheckResult:
+    """Pings the policies admit fail while TCP across the nodes works: ICMP is filtered."""
+    tcp_works = any(a.outcome in _REACHED for a in attempts(ev, "ND-NODE-002")[0])
+    blocked = [pair for pair, rs in by_pair.items() if not _small_ok(rs)]
+    if blocked and tcp_works:
+        pairs = names(f"{n} → {t}" for n, t in blocked)
         return failed("ND-NODE-005", "icmp-blocked", f"ping fails, TCP works on {len(blocked)} path(s)",
                       [pairs], {"pairs": pairs}, State.WARN)
-    return passed("ND-NODE-005", "ping and TCP agree")
+    return passed("ND-NODE-005", "ping gets through where the policies admit it")

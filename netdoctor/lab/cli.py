@@ -110,6 +110,31 @@ def fix(
 
 
 @app.command()
+def demo(
+    ctx: typer.Context,
+    fault: str = typer.Option("kube-proxy-stale", "--fault", help="The fault to inject (netdoctor lab faults)."),
+    name: str = typer.Option("demo", "--name", help="Lab name."),
+) -> int:
+    """Build a lab, break it, run `netdoctor check svc/api -n shop` on it, tear it down."""
+    from netdoctor.cli import program
+
+    env: Environment = ctx.obj
+    out = env.console()
+    config = LabConfig(name).validate()
+    result = lifecycle.up(config)
+    try:
+        out.print(f"lab {name} is up in {result.seconds:.1f}s; kubeconfig {result.kubeconfig}")
+        applied = lifecycle.break_fault(name, fault, None)
+        out.print(f"broke [bold]{applied.name}[/] on {applied.target}: {applied.summary}")
+        out.print(f"$ netdoctor check svc/api -n shop --kubeconfig {result.kubeconfig}\n")
+        code = program(["check", "svc/api", "-n", "shop", "--kubeconfig", str(result.kubeconfig)], env)
+    finally:
+        lifecycle.down(name)
+    out.print(f"\nlab {name} removed; the check exited with {code}")
+    return 0
+
+
+@app.command()
 def faults(ctx: typer.Context) -> int:
     """The fault catalog, one line each."""
     table = Table("fault", "layer", "default target", "what breaks")

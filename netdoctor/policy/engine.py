@@ -124,6 +124,23 @@ def _direction(
     )
 
 
+def icmp_allowed(world: World, source: Endpoint, destination: Endpoint) -> bool:
+    """Whether ping may pass: ICMP has no port, so in each isolated direction only a rule
+    without `ports` whose peers match the other end admits it."""
+    for direction, subject, other in ((Direction.EGRESS, source, destination),
+                                      (Direction.INGRESS, destination, source)):
+        if isinstance(subject, External):
+            continue
+        policies = world.selecting(subject, direction)
+        if policies and not any(
+            not rule.ports and not min((peer_mismatches(world, policy.namespace, p, other) for p in rule.peers),
+                                       key=len, default=())
+            for policy in policies for rule in policy.rules(direction)
+        ):
+            return False
+    return True
+
+
 def rule_mismatches(
     world: World, namespace: str, rule: Rule, peer: Endpoint, destination: Endpoint, protocol: Protocol, port: int
 ) -> tuple[Mismatch, ...]:

@@ -218,12 +218,12 @@ def test_cleanup_failure_after_success_raises():
 
 def test_one_owner_per_namespace_and_probe_methods():
     kube = FakeKube()
-    kube.exec_result = ExecResult(0, b"netdoctor-tcp rc=0 t0=1.0 t1=1.1\n\n", b"")
+    kube.exec_result = ExecResult(0, b"netdoctor-tcp attempt=1 rc=0 t0=1.0 t1=1.1 err=\n", b"")
     with fleet(kube) as f:
         probes = f.launch([ProbeSpec("a", "demo"), ProbeSpec("b", "other")])
         assert {k for k in kube.objects if k[0] == "ConfigMap"} == {
             ("ConfigMap", "demo", "netdoctor-run-abc123"), ("ConfigMap", "other", "netdoctor-run-abc123")}
-        assert probes[1].tcp_connect("10.96.0.1", 443).outcome is TcpOutcome.CONNECTED
+        assert probes[1].tcp_connect("10.96.0.1", 443)[0].outcome is TcpOutcome.CONNECTED
         assert kube.execs[-1][:2] == ["bash", "-c"]
         with pytest.raises(ValueError):
             f.launch([ProbeSpec("a", "demo")])

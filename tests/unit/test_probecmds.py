@@ -49,8 +49,9 @@ def run_locally(argv: list[str]) -> ExecResult:
     ],
 )
 def test_parse_tcp_shapes(rc, text, outcome):
-    out = f"netdoctor-tcp rc={rc} t0=100.250000 t1=100.750000\n{text}\n"
-    result = pc.parse_tcp("10.0.0.1", 80, ok(out))
+    err = text.replace("\n", "\t")
+    out = f"netdoctor-tcp attempt=1 rc={rc} t0=100.250000 t1=100.750000 err={err}\n"
+    [result] = pc.parse_tcp("10.0.0.1", 80, ok(out))
     assert result.outcome is outcome
     assert result.elapsed == pytest.approx(0.5)
     if outcome is TcpOutcome.REFUSED:
@@ -58,9 +59,9 @@ def test_parse_tcp_shapes(rc, text, outcome):
 
 
 def test_parse_tcp_missing_binary_and_garbage():
-    assert pc.parse_tcp("10.0.0.1", 80, MISSING_BASH).outcome is TcpOutcome.ERROR
-    assert "bash is not in the probe image" in pc.parse_tcp("10.0.0.1", 80, MISSING_BASH).detail
-    garbage = pc.parse_tcp("10.0.0.1", 80, ok("sh: bad\n", 2))
+    assert pc.parse_tcp("10.0.0.1", 80, MISSING_BASH)[0].outcome is TcpOutcome.ERROR
+    assert "bash is not in the probe image" in pc.parse_tcp("10.0.0.1", 80, MISSING_BASH)[0].detail
+    [garbage] = pc.parse_tcp("10.0.0.1", 80, ok("sh: bad\n", 2))
     assert garbage.outcome is TcpOutcome.ERROR and "unexpected probe output" in garbage.detail
 
 
@@ -77,11 +78,20 @@ def test_tcp_command_for_real_on_loopback():
     server.listen()
     port = server.getsockname()[1]
     try:
-        assert pc.parse_tcp("127.0.0.1", port, run_locally(pc.tcp_command("127.0.0.1", port, 2))).outcome is TcpOutcome.CONNECTED
+        assert pc.parse_tcp("127.0.0.1", port, run_locally(pc.tcp_command("127.0.0.1", port, 2)))[0].outcome is TcpOutcome.CONNECTED
     finally:
         server.close()
-    refused = pc.parse_tcp("127.0.0.1", port, run_locally(pc.tcp_command("127.0.0.1", port, 2)))
+    [refused] = pc.parse_tcp("127.0.0.1", port, run_locally(pc.tcp_command("127.0.0.1", port, 2)))
     assert refused.outcome is TcpOutcome.REFUSED
+
+
+def test_tcp_attempts_come_back_one_result_each_in_order():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    server.close()  # nothing listens: every attempt is refused
+    results = pc.parse_tcp("127.0.0.1", port, run_locally(pc.tcp_command("127.0.0.1", port, 1, attempts=4)))
+    assert [r.outcome for r in results] == [TcpOutcome.REFUSED] * 4
 
 
 # ---------------------------------------------------------------- DNS
