@@ -43,6 +43,8 @@ def prog_name(argv0: str) -> str:
 def program(argv: Sequence[str], env: Environment, name: str = "netdoctor") -> int:
     command = typer.main.get_command(app)
     result = command.main(args=list(argv), prog_name=name, standalone_mode=False, obj=env)
+    if result == ExitCode.INTERRUPTED:  # typer returns Ctrl-C as exit code 130, after the cleanups ran
+        raise Interrupted("interrupted")
     return int(result) if isinstance(result, int) else ExitCode.OK
 
 

@@ -213,6 +213,7 @@ class Facts:
     cluster_domain: str = "cluster.local"
     policy: tuple[PolicyFlow, ...] | None = None  # None: not evaluated, see policy_error
     probe_icmp: bool = True  # whether the policies let ping through between two source probes
+    dns_policy: tuple[PolicyFlow, ...] | None = None  # source → each DNS pod on UDP 53
     policy_error: str | None = None
 
 

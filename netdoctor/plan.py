@@ -24,6 +24,7 @@ MTU_PINGS = (1422, 1472)
 class Options:
     nodes: tuple[str, ...] | None = None  # --nodes: sample; None: every Ready node
     dns_attempts: int = 10
+    lookup_attempts: int = 3  # a resolver retries too: a name resolves if one of these is answered
     backend_dns_attempts: int = 3
     service_attempts_per_backend: int = 3
 
@@ -83,8 +84,10 @@ def _dns_steps(f: Facts, o: Options) -> list[Step]:
     short = svc.name if f.source_namespace == f.namespace else f"{svc.name}.{f.namespace}"
     steps = [
         _step("dns:resolv", "ND-DNS-001", Layer.DNS, SOURCE, ReadResolvConf(f.source_pod), "read resolv.conf"),
-        _step("dns:short", "ND-DNS-002", Layer.DNS, SOURCE, DnsQuery(None, short, search=True), f"resolve {short}"),
-        _step("dns:fqdn", "ND-DNS-002", Layer.DNS, SOURCE, DnsQuery(None, fqdn), f"resolve {fqdn}"),
+        _step("dns:short", "ND-DNS-002", Layer.DNS, SOURCE, DnsQuery(None, short, search=True, attempts=o.lookup_attempts),
+              f"resolve {short}"),
+        _step("dns:fqdn", "ND-DNS-002", Layer.DNS, SOURCE, DnsQuery(None, fqdn, attempts=o.lookup_attempts),
+              f"resolve {fqdn}"),
         _step("dns:repeat", "ND-DNS-004", Layer.DNS, SOURCE, DnsQuery(None, fqdn, attempts=o.dns_attempts),
               f"resolve {fqdn} ×{o.dns_attempts}"),
     ]

@@ -48,7 +48,7 @@ def resolve(kube: Kube, req: Request) -> Facts:
         slices=tuple(kube.endpoint_slices(ns, service.name)) if service else None, port_problems=problems,
         nodes=nodes, dns_service=_optional(lambda: kube.service(DNS_NAMESPACE, DNS_SERVICE)),
         dns_backends=tuple(_optional(lambda: kube.pods(DNS_NAMESPACE, DNS_SELECTOR)) or ()),
-        policy=policy.flows, policy_error=policy.error, probe_icmp=policy.probe_icmp,
+        policy=policy.flows, policy_error=policy.error, probe_icmp=policy.probe_icmp, dns_policy=policy.dns_flows,
     )
 
 
@@ -162,6 +162,7 @@ class _PolicyView:
     flows: tuple[PolicyFlow, ...] | None
     error: str | None = None
     probe_icmp: bool = True
+    dns_flows: tuple[PolicyFlow, ...] | None = None
 
 
 def _policy(kube: Kube, ns: str, source: Pod | None, backends, port) -> _PolicyView:
@@ -174,18 +175,21 @@ def _policy(kube: Kube, ns: str, source: Pod | None, backends, port) -> _PolicyV
     namespace = source.namespace if source else ns
     try:
         objects = kube.list_objects("NetworkPolicy", None) + kube.list_objects("Namespace") + kube.list_objects("Pod", ns)
+        objects += kube.list_objects("Pod", DNS_NAMESPACE, DNS_SELECTOR)
         world = world_from_objects(objects)
     except ClusterError as exc:
         return _PolicyView(own, who, None, exc.message)
     targets = [world.pod(f"{ns}/{p.name}") for p in backends]
     targets = [t for t in targets if t is not None]
+    dns_pods = [p for p in world.pods if p.namespace == DNS_NAMESPACE]
 
     def view(labels, whom) -> _PolicyView:
         src = PolicyPod(namespace, "netdoctor-probe", dict(labels))
         peer = PolicyPod(namespace, "netdoctor-probe-peer", dict(labels))
         flows = tuple(PolicyFlow(t.name, decide(world, src, t, Protocol.TCP, port), icmp_allowed(world, src, t))
                       for t in targets) if port else ()
-        return _PolicyView(tuple(labels), whom, flows, None, icmp_allowed(world, src, peer))
+        dns = tuple(PolicyFlow(d.name, decide(world, src, d, Protocol.UDP, 53)) for d in dns_pods)
+        return _PolicyView(tuple(labels), whom, flows, None, icmp_allowed(world, src, peer), dns)
 
     mine = view(own, who)
     if source or all(f.verdict.allowed for f in mine.flows):

@@ -58,14 +58,28 @@ def _resolves(ev: Evidence) -> CheckResult:
     bad = [(step, r) for step, r in finals if r.outcome is not DnsOutcome.ANSWER]
     if not bad:
         return passed("ND-DNS-002", "short name and FQDN resolve", lines + problems)
-    step, worst = bad[0]
+    step, worst = bad[0] if len(bad) < len(finals) else bad[-1]  # all failed: name the FQDN
     if len(bad) < len(finals):
         lines.append("the FQDN resolves but the short name does not: the search path is wrong" if step.action.search
                      else "the short name resolves but the FQDN does not")
     cause = {DnsOutcome.NXDOMAIN: "nxdomain", DnsOutcome.SERVFAIL: "servfail", DnsOutcome.REFUSED: "refused",
              DnsOutcome.NOANSWER: "noanswer"}.get(worst.outcome, "timeout")
-    return failed("ND-DNS-002", cause, f"{worst.name}: {worst.outcome.value}", lines + problems,
-                  {"name": worst.name, "server": worst.server}, log=logs(ev, "ND-DNS-002"))
+    params = {"name": worst.name, "server": worst.server}
+    if cause == "timeout":
+        cause, params = _why_lost(ev.facts, params)
+    return failed("ND-DNS-002", cause, f"{worst.name}: {worst.outcome.value}", lines + problems, params,
+                  log=logs(ev, "ND-DNS-002"))
+
+
+def _why_lost(f: Facts, params: dict) -> tuple[str, dict]:
+    """Lost DNS queries: no DNS pod at all, or an egress policy of the source that forgets DNS."""
+    if f.dns_service is not None and not f.dns_backends:
+        return "no-dns-pods", params
+    denied = [flow.verdict.egress for flow in f.dns_policy or () if not flow.verdict.egress.allowed]
+    if f.dns_policy and len(denied) == len(f.dns_policy):
+        return "egress-blocked", {**params, "policies": ", ".join(denied[0].isolating),
+                                  "policy": denied[0].isolating[0].split("/")[-1]}
+    return "timeout", params
 
 
 def _matches(ev: Evidence) -> CheckResult:
@@ -96,6 +110,8 @@ def _repeated(ev: Evidence) -> CheckResult:
     if not lost:
         return passed("ND-DNS-004", f"{len(results)}/{len(results)} answered", [line])
     params = {"lost": str(len(lost)), "total": str(len(results)), "server": results[0].server}
+    if len(lost) == len(results):  # not lossy: nothing gets through, the name lookups say why
+        return failed("ND-DNS-004", "silent", f"0 of {len(results)} queries answered", [line], params)
     return failed("ND-DNS-004", "lossy", f"{len(lost)} of {len(results)} queries lost", [line], params,
                   log=logs(ev, "ND-DNS-004"))
 

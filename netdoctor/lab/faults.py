@@ -302,7 +302,7 @@ CATALOG: dict[str, Fault] = {f.name: f for f in [
           _dns_lossy, _dns_lossless),
     Fault("selector-mismatch", "endpoints", "the Service's selector matches no pod", "shop/api",
           _selector_mismatch, _selector_restore),
-    Fault("target-port-wrong", "pod", "the Service's targetPort points at a port nothing listens on", "shop/api",
+    Fault("target-port-wrong", "target", "the Service's targetPort points at a port nothing listens on", "shop/api",
           _target_port_wrong, _target_port_restore),
     Fault("app-bind-localhost", "target", "the app listens on 127.0.0.1 only", "shop/api",
           _set_bind_address("127.0.0.1"), _set_bind_address(None)),

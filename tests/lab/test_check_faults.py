@@ -1,0 +1,156 @@
+"""`netdoctor check` on the lab, end to end through the official client: for every fault in the
+catalog the first failing layer is the right one and the summary names the cause; the healthy
+shop passes every layer with no WARN; no probe is left behind (success, failure, SIGINT)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from io import StringIO
+
+import pytest
+
+from netdoctor.cli import main
+from netdoctor.environment import Environment
+from netdoctor.exitcodes import ExitCode
+from netdoctor.lab import lifecycle
+from netdoctor.lab.faults import CATALOG
+from netdoctor.lab.state import LabConfig
+
+from labkit import start, unique_name
+
+pytestmark = pytest.mark.lab
+
+MANAGED = "app.kubernetes.io/managed-by=netdoctor"
+
+# fault -> (first failing layer, check ID, cause), for `check svc/api -n shop` from the default source.
+# A cross-node fault breaks DNS first when the DNS pod runs on the other node: CROSS allows both.
+CROSS = ("dns", "pod")
+VERDICTS = {
+    "dns-down": ("dns", "ND-DNS-002", "no-dns-pods"),
+    "dns-stale-record": ("dns", "ND-DNS-003", "stale"),
+    "dns-lossy": ("dns", "ND-DNS-004", "lossy"),
+    "policy-egress-dns-blocked": ("dns", "ND-DNS-002", "egress-blocked"),
+    "selector-mismatch": ("endpoints", "ND-EP-002", "selector-mismatch"),
+    "target-port-wrong": ("target", "ND-TGT-003", "not-listening"),
+    "app-bind-localhost": ("target", "ND-TGT-003", "loopback-only"),
+    "pod-not-ready": ("target", "ND-TGT-002", "not-ready"),
+    "kube-proxy-stale": ("dns", "ND-SVC-001", "node-only"),  # DNS rides on a ClusterIP too
+    "route-missing": (CROSS, "ND-NODE-002", "cross-node"),
+    "overlay-port-blocked": (CROSS, "ND-NODE-002", "cross-node"),
+    "overlay-mtu": ("node", "ND-NODE-004", "mtu"),
+    "policy-deny-ingress": ("pod", "ND-POL-001", "ingress-denied"),
+    "icmp-blocked": ("node", "ND-NODE-005", "icmp-blocked"),
+    "node-down": (CROSS, "ND-NODE-001", "not-ready"),
+}
+
+
+def test_every_fault_has_a_verdict():
+    assert set(VERDICTS) == set(CATALOG)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    running = start(LabConfig(unique_name()))
+    yield running
+    lifecycle.down(running.name)
+
+
+def check(lab, *extra) -> tuple[int, dict, str]:
+    out, err = StringIO(), StringIO()
+    code = main(["check", "svc/api", "-n", "shop", "--kubeconfig", lab.kubeconfig, "-o", "json", *extra],
+                Environment(stdout=out, stderr=err, environ={"NO_COLOR": "1"}))
+    return code, (json.loads(out.getvalue()) if out.getvalue() else {}), err.getvalue()
+
+
+def leftovers(lab) -> list[str]:
+    v1, _ = lab.api()
+    pods = [p.metadata.name for p in v1.list_pod_for_all_namespaces(label_selector=MANAGED).items]
+    maps = [c.metadata.name for c in v1.list_config_map_for_all_namespaces(label_selector=MANAGED).items]
+    return pods + maps
+
+
+def all_states(report: dict) -> set[str]:
+    return {c["state"] for layer in report["layers"] for c in layer["checks"]}
+
+
+def test_healthy_shop_passes_every_layer(lab):
+    code, report, err = check(lab)
+    assert code == ExitCode.OK, err
+    assert report["state"] == "pass"
+    assert all_states(report) <= {"pass", "skip"}
+    skipped = [c["id"] for layer in report["layers"] for c in layer["checks"] if c["state"] == "skip"]
+    assert skipped == ["ND-SVC-002"]  # not a NodePort Service
+    assert leftovers(lab) == []
+
+
+def settle(lab, fault):
+    """Faults that roll pods out need the new pods running before the check is meaningful."""
+    if fault == "app-bind-localhost":
+        lab.wait(lambda: all(p.metadata.name not in lab._before for p in lab.pods("shop", "app=api"))
+                 and len([p for p in lab.pods("shop", "app=api") if p.status.phase == "Running"]) == 2,
+                 timeout=15, what="api rollout")
+    time.sleep(0.7)  # endpoints, kube-proxy and DNS follow within a reconcile or two
+
+
+def healthy(lab) -> bool:
+    pods = lab.pods("shop") + lab.pods("kube-system")
+    ready = [p for p in pods if p.status.phase == "Running"
+             and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+    return len(ready) == len(pods) and len(lab.pods("kube-system")) == 1 and len(lab.pods("shop", "app=api")) == 2
+
+
+@pytest.mark.parametrize("fault", sorted(VERDICTS))
+def test_check_names_the_broken_layer_and_cause(lab, fault):
+    lab._before = {p.metadata.name for p in lab.pods("shop", "app=api")}
+    lifecycle.break_fault(lab.name, fault, None)
+    try:
+        settle(lab, fault)
+        code, report, err = check(lab)
+    finally:
+        lab._before = {p.metadata.name for p in lab.pods("shop", "app=api")}
+        lifecycle.fix_faults(lab.name, fault)
+        settle(lab, fault)
+        lab.wait(lambda: healthy(lab), timeout=15, what="the shop to be healthy again")
+    layer, check_id, cause = VERDICTS[fault]
+    diagnosis = report["diagnosis"]
+    assert (diagnosis["check_id"], diagnosis["cause"]) == (check_id, cause), err
+    assert diagnosis["first_broken"] in (layer if isinstance(layer, tuple) else (layer,))
+    assert code == (ExitCode.OK if fault == "icmp-blocked" else ExitCode.CHECK_FAILED)
+    assert leftovers(lab) == []
+
+
+def test_sigint_cleans_up(lab):
+    proc = subprocess.Popen([sys.executable, "-m", "netdoctor", "check", "svc/api", "-n", "shop",
+                             "--kubeconfig", lab.kubeconfig, "-o", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
+    lab.wait(lambda: leftovers(lab), timeout=10, what="probes to appear")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert b"interrupted" in err and b"Traceback" not in err
+    assert lab.wait(lambda: leftovers(lab) == [], timeout=10, what="cleanup") is True or leftovers(lab) == []
+
+
+def test_bad_input_gets_one_line_and_its_exit_code(lab, tmp_path):
+    cases = [
+        (["check", "svc/nope", "-n", "shop"], ExitCode.CLUSTER, "not found"),
+        (["check", "svc/api", "-n", "nowhere"], ExitCode.CLUSTER, "namespace 'nowhere' does not exist"),
+        (["check", "svc:api", "-n", "shop"], ExitCode.USAGE, "error:"),
+        (["check", "svc/api", "-n", "shop", "--context", f"{lab.name}-limited"], ExitCode.CLUSTER, "forbidden"),
+    ]
+    for argv, code, text in cases:
+        err = StringIO()
+        got = main([*argv, "--kubeconfig", lab.kubeconfig], Environment(stdout=StringIO(), stderr=err))
+        assert got == code, (argv, err.getvalue())
+        assert text in err.getvalue() and "Traceback" not in err.getvalue()
+        assert err.getvalue().startswith("error: ")
+    unreadable = tmp_path / "kubeconfig"
+    unreadable.write_text("{ not yaml")
+    err = StringIO()
+    assert main(["check", "svc/api", "--kubeconfig", str(unreadable)], Environment(stdout=StringIO(), stderr=err)) == ExitCode.USAGE
+    assert leftovers(lab) == []
