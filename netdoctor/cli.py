@@ -17,7 +17,7 @@ import typer
 
 from netdoctor import checkcmd
 from netdoctor.environment import Environment
-from netdoctor.errors import Interrupted, NetdoctorError
+from netdoctor.errors import Interrupted, NetdoctorError, UsageError
 from netdoctor.exitcodes import ExitCode
 from netdoctor.lab.cli import app as lab_app
 from netdoctor.policy.cli import app as policy_app
@@ -33,6 +33,39 @@ app.add_typer(lab_app, name="lab")
 app.add_typer(policy_app, name="policy")
 app.command("check")(checkcmd.check)
 app.command("cleanup")(checkcmd.cleanup)
+
+
+@app.command()
+def completion(
+    ctx: typer.Context,
+    shell: str = typer.Argument(..., help="bash, zsh or fish"),
+) -> int:
+    """Print the shell completion script (also shipped in completions/)."""
+    from netdoctor import completions
+
+    if shell not in completions.SHELLS:
+        raise UsageError(f"unknown shell {shell!r}; use one of {', '.join(completions.SHELLS)}")
+    ctx.obj.stdout.write(completions.render(shell, completion_tree()))
+    return ExitCode.OK
+
+
+def completion_tree():
+    """The app's commands with the values worth completing."""
+    from netdoctor import completions
+    from netdoctor.lab.faults import CATALOG
+
+    faults = tuple(CATALOG)
+    formats = ("text", "json", "markdown", "junit")
+    values = {
+        ("check",): {"-o": formats},
+        ("policy", "matrix"): {"-o": ("text", "json")},
+        ("lab", "up"): {"--overlay": ("vxlan", "routed"), "--policy": ("enforce", "off")},
+        ("lab", "break"): {"": faults},
+        ("lab", "fix"): {"": faults},
+        ("lab", "demo"): {"--fault": faults},
+        ("completion",): {"": completions.SHELLS},
+    }
+    return completions.command_tree(typer.main.get_command(app), values)
 
 
 def prog_name(argv0: str) -> str:

@@ -9,6 +9,7 @@ terminal can show live progress. Only this module touches probes.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable
@@ -35,14 +36,18 @@ class RunOptions:
 class RunResult:
     observations: tuple[Observation, ...]
     kept: tuple[str, ...]  # "kubectl exec" lines for --keep
+    launch_seconds: float = 0.0  # until every probe ran
+    probe_seconds: float = 0.0  # running the steps
 
 
 def run(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,
         progress: Callable[[Step, Observation], None] = lambda step, obs: None) -> RunResult:
     specs = [ProbeSpec(p.role, p.namespace, ProbeRole.SOURCE if p.copy_labels else ProbeRole.CLIENT, p.node,
                        options.image, impersonate_labels=p.copy_labels) for p in plan.probes]
+    started = time.monotonic()
     with ProbeFleet(kube, run_timeout=options.timeout * 60, keep=options.keep) as fleet:
         probes = {spec.name: probe for spec, probe in zip(specs, fleet.launch(specs))}
+        launched = time.monotonic()
         executor = _Executor(kube, probes, facts, options.timeout)
         observations = []
         with ThreadPoolExecutor(max_workers=options.workers) as pool:
@@ -50,9 +55,11 @@ def run(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,
             for future in as_completed(futures):
                 observations.append(future.result())
                 progress(futures[future], observations[-1])
+        probed = time.monotonic()
         kept = tuple(f"kubectl -n {p.namespace} exec -it {p.name} -- bash" for p in probes.values()) if options.keep else ()
     order = {s.key: i for i, s in enumerate(plan.steps)}
-    return RunResult(tuple(sorted(observations, key=lambda o: order[o.step_key])), kept)
+    return RunResult(tuple(sorted(observations, key=lambda o: order[o.step_key])), kept,
+                     launched - started, probed - launched)
 
 
 class _Executor:

@@ -25,7 +25,7 @@ from netdoctor.lab.sh import LabCommandError
 from netdoctor.lab.state import LabPaths, write_json_atomically
 from netdoctor.labels import Selector, from_match_labels
 
-TICK = 0.2
+TICK = 0.1
 
 
 @dataclass

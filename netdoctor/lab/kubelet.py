@@ -2,7 +2,8 @@
 
 Called by the lab controller on every reconcile, for all nodes at once. Readiness probes run from
 the node's network namespace (as a kubelet's do) in a small thread pool every PROBE_PERIOD
-seconds; the lab acts on the first result (no failureThreshold) so faults show at once.
+seconds (faster while a pod is not Ready yet); the lab acts on the first result (no
+failureThreshold) so faults show at once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from netdoctor.lab.api.status import ApiError
 from netdoctor.lab.runtime import PodRuntime
 
 PROBE_PERIOD = 0.5
+STARTUP_PROBE_PERIOD = 0.1  # until a pod is Ready, so that `lab up` and rollouts are quick
 PROBE_TIMEOUT = 1.0
 
 
@@ -139,7 +141,8 @@ class Kubelets:
             return
         if time.time() < state.next_probe:
             return
-        state.next_probe = time.time() + PROBE_PERIOD
+        ready = bool(state.ready) and all(state.ready.values())
+        state.next_probe = time.time() + (PROBE_PERIOD if ready else STARTUP_PROBE_PERIOD)
         started = self._runtime.started(state.uid)
         for container in pod["spec"]["containers"]:
             name, probe = container["name"], container.get("readinessProbe")

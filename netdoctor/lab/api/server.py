@@ -53,7 +53,7 @@ class ApiServer:
         self._http = _HttpServer(self._address, context, self._tokens)
         port = self._http.server_address[1]
         self._http.routes = Routes(self._store, self._runtime, self._hub, f"{self._address[0]}:{port}")
-        self._thread = threading.Thread(target=self._http.serve_forever, name="lab-api", daemon=True)
+        self._thread = threading.Thread(target=self._http.serve_forever, args=(0.05,), name="lab-api", daemon=True)
         self._thread.start()
         return port
 
