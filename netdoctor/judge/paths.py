@@ -104,13 +104,19 @@ def _cluster_ip(ev: Evidence) -> CheckResult:
         return failed("ND-SVC-001", "partial", f"{a.connected}/{a.tries} connections succeeded", lines, params,
                       log=logs(ev, "ND-SVC-001"))
     good = sorted({x.node for x in _node_service(ev) if x.connected and x.node != a.node})
-    if good and a.node:
+    if good and a.node and _reaches_every_backend(ev, a.node):
         params |= {"node": a.node, "good_nodes": ", ".join(good)}
         return failed("ND-SVC-001", "node-only", f"fails from {a.node}, works from {', '.join(good)}", lines, params)
     pod_ok = any(x.outcome is TcpOutcome.CONNECTED for x in attempts(ev, "ND-POD-001")[0])
     cause = "all-fail" if pod_ok else "backends-fail"
     return failed("ND-SVC-001", cause, f"0/{a.tries} connections ({a.outcome.value})", lines, params,
                   log=logs(ev, "ND-SVC-001"))
+
+
+def _reaches_every_backend(ev: Evidence, node: str) -> bool:
+    """The node's probe reached each backend's pod IP: its paths are fine, its Service rules aren't."""
+    from_node = [x for x in attempts(ev, "ND-NODE-002")[0] if x.node == node]
+    return bool(from_node) and all(x.outcome in _REACHED for x in from_node)
 
 
 def _node_service(ev: Evidence) -> list[Attempt]:
@@ -196,8 +202,7 @@ def _node_service_ip(ev: Evidence) -> CheckResult:
     if not tried:
         return error("ND-NODE-003", "no node probe reached the Service IP step", problems, logs(ev, "ND-NODE-003"))
     lines = [_line(a) for a in tried] + problems
-    reached = {a.node for a in attempts(ev, "ND-NODE-002")[0] if a.outcome in _REACHED}
-    bad = [a.node for a in tried if a.connected == 0 and a.node in reached]
+    bad = [a.node for a in tried if a.connected == 0 and _reaches_every_backend(ev, a.node)]
     if not bad:
         return passed("ND-NODE-003", f"the Service IP works from {len(tried)} node(s)", lines)
     cause = "everywhere" if len(bad) == len(tried) else "kube-proxy"
