@@ -10,6 +10,7 @@ checks/probes/probe.yaml; commands and parsing are in `netdoctor.probecmds`.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 import math
 import re
 import secrets
@@ -17,7 +18,7 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 from netdoctor.catalog import data_dir
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import yaml
 
@@ -222,15 +223,25 @@ class ProbeFleet:
         if ObjectRef("Pod", spec.namespace, name) in self._created:
             raise ValueError(f"probe {spec.name!r} already launched in {spec.namespace}")
 
-    def _register(self, ref: ObjectRef) -> None:
-        """Before the create call: a create that succeeds but whose answer is lost is cleaned too."""
+    @contextmanager
+    def _creating(self, ref: ObjectRef) -> Iterator[None]:
+        """Registered before the create call, so a create whose answer is lost is cleaned too;
+        forgotten again when the server answered with an error (then nothing was created)."""
         self._created.append(ref)
+        try:
+            yield
+        except ApiError as exc:
+            self._created.remove(ref)
+            if isinstance(exc, Forbidden) and not exc.pod_security and exc.hint is None:
+                exc.hint = (f"netdoctor's probes need create/delete on pods and configmaps, and create on "
+                            f"pods/exec, in namespace {ref.namespace}")
+            raise
 
     def _owner(self, namespace: str) -> dict:
         if namespace not in self._owners:
             body = owner_manifest(self.run_id, namespace)
-            self._register(ObjectRef("ConfigMap", namespace, body["metadata"]["name"]))
-            created = self.kube.create_config_map(namespace, body)
+            with self._creating(ObjectRef("ConfigMap", namespace, body["metadata"]["name"])):
+                created = self.kube.create_config_map(namespace, body)
             self._owners[namespace] = {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
@@ -244,9 +255,9 @@ class ProbeFleet:
     def _create_pod(self, spec: ProbeSpec) -> Pod:
         owner = self._owner(spec.namespace)
         body = probe_manifest(spec, self.pod_name(spec), self.run_id, owner, self.deadline_seconds)
-        self._register(ObjectRef("Pod", spec.namespace, body["metadata"]["name"]))
         try:
-            return self.kube.create_pod(spec.namespace, body)
+            with self._creating(ObjectRef("Pod", spec.namespace, body["metadata"]["name"])):
+                return self.kube.create_pod(spec.namespace, body)
         except Forbidden as exc:
             if exc.pod_security:
                 raise ProbeLaunchError(

@@ -21,7 +21,7 @@ from netdoctor.model import (
     DnsQuery, Facts, InspectListeners, Observation, Ping, Plan, ReadResolvConf, Step, TcpConnect,
 )
 from netdoctor.observations import DnsOutcome
-from netdoctor.probes import DEFAULT_IMAGE, Probe, ProbeFleet, ProbeRole, ProbeSpec, listeners_of
+from netdoctor.probes import DEFAULT_IMAGE, Probe, ProbeFleet, ProbeLaunchError, ProbeRole, ProbeSpec, listeners_of
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,11 @@ def run(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,
                        options.image, impersonate_labels=p.copy_labels) for p in plan.probes]
     started = time.monotonic()
     with ProbeFleet(kube, run_timeout=options.timeout * 60, keep=options.keep) as fleet:
-        probes = {spec.name: probe for spec, probe in zip(specs, fleet.launch(specs))}
+        try:
+            probes = {spec.name: probe for spec, probe in zip(specs, fleet.launch(specs))}
+        except ProbeLaunchError as exc:
+            exc.hint = "; ".join(filter(None, (exc.hint, _cost(plan, exc.spec.name))))
+            raise
         launched = time.monotonic()
         executor = _Executor(kube, probes, facts, options.timeout)
         observations = []
@@ -60,6 +64,12 @@ def run(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,
     order = {s.key: i for i, s in enumerate(plan.steps)}
     return RunResult(tuple(sorted(observations, key=lambda o: order[o.step_key])), kept,
                      launched - started, probed - launched)
+
+
+def _cost(plan: Plan, probe: str) -> str:
+    """Which layers a probe that could not run takes down with it, for the error's hint."""
+    layers = sorted({step.layer.value for step in plan.steps if step.probe == probe})
+    return f"without the {probe} probe these layers cannot run: {', '.join(layers)}" if layers else ""
 
 
 class _Executor:

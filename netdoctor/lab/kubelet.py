@@ -81,6 +81,10 @@ class Kubelets:
         if uid not in self._pods:
             if node.name in self.down_nodes:
                 return
+            failure = pull_failure(pod)
+            if failure:
+                self._publish_pull_failure(store, pod, node, failure)
+                return
             self._pods[uid] = self._start(pod, node)
         state = self._pods[uid]
         self._handle_exits(pod, state, exits)
@@ -234,6 +238,24 @@ class Kubelets:
             status["ephemeralContainerStatuses"] = [_container_status(c, started.get(c["name"]), state) for c in ephemeral]
         return status
 
+    def _publish_pull_failure(self, store, pod: dict, node: net.NodeNet, failure: tuple[str, str]) -> None:
+        """What a kubelet reports for an image it cannot pull: Pending, ErrImagePull, then back-off."""
+        old = pod.get("status") or {}
+        tried = any((c.get("state") or {}).get("waiting") for c in old.get("containerStatuses") or [])
+        image, message = failure
+        waiting = {"reason": "ImagePullBackOff" if tried else "ErrImagePull",
+                   "message": f'Back-off pulling image "{image}"' if tried else message}
+        status = {
+            "phase": "Pending", "hostIP": node.underlay_ip, "hostIPs": [{"ip": node.underlay_ip}],
+            "startTime": old.get("startTime") or now(), "qosClass": "BestEffort",
+            "conditions": _conditions(old, False),
+            "containerStatuses": [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
+                                   "started": False, "restartCount": 0, "state": {"waiting": waiting}}
+                                  for c in pod["spec"]["containers"]],
+        }
+        if _comparable(old) != _comparable(status):
+            store.update_status("pods", pod["metadata"]["namespace"], pod["metadata"]["name"], status)
+
     def _teardown(self, uid: str, keep_state: bool = False) -> None:
         state = self._pods.get(uid)
         if state is None:
@@ -253,6 +275,19 @@ class Kubelets:
 
     def local_pod_uids(self, node: str) -> list[str]:
         return [uid for uid, s in self._pods.items() if s.sandbox.node.name == node]
+
+
+def pull_failure(pod: dict) -> tuple[str, str] | None:
+    """Images are not pulled in the lab, but one from a registry under the reserved `.invalid`
+    domain fails as a real pull would: (image, the container runtime's message)."""
+    for container in pod["spec"].get("containers") or []:
+        image = container.get("image", "")
+        host = image.split("/", 1)[0] if "/" in image else ""
+        if host.split(":")[0].endswith(".invalid"):
+            return image, (f'failed to pull and unpack image "{image}": failed to resolve reference "{image}": '
+                           f'failed to do request: Head "https://{host}/v2/": dial tcp: lookup '
+                           f'{host.split(":")[0]}: no such host')
+    return None
 
 
 def _port(port, container: dict) -> int:

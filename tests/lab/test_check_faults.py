@@ -154,3 +154,31 @@ def test_bad_input_gets_one_line_and_its_exit_code(lab, tmp_path):
     err = StringIO()
     assert main(["check", "svc/api", "--kubeconfig", str(unreadable)], Environment(stdout=StringIO(), stderr=err)) == ExitCode.USAGE
     assert leftovers(lab) == []
+
+
+def test_api_down_is_exit_3(lab, tmp_path):
+    import socket
+
+    import yaml
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    config = yaml.safe_load(open(lab.kubeconfig))
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    dead = tmp_path / "kubeconfig"
+    dead.write_text(yaml.safe_dump(config))
+    err = StringIO()
+    code = main(["check", "svc/api", "-n", "shop", "--kubeconfig", str(dead)], Environment(stdout=StringIO(), stderr=err))
+    assert code == ExitCode.CLUSTER
+    assert err.getvalue().startswith(f"error: cannot reach the API server at https://127.0.0.1:{port}")
+    assert len(err.getvalue().strip().splitlines()) <= 2
+
+
+def test_image_that_cannot_run_is_exit_4_and_leaves_nothing(lab):
+    image = "registry.invalid/netshoot:v0.13"
+    code, _, err = check(lab, "--image", image)
+    assert code == ExitCode.PROBES, err
+    assert err.startswith("error: ") and image in err and "Traceback" not in err
+    assert leftovers(lab) == []

@@ -105,3 +105,57 @@ def test_active_deadline_ends_the_pod(lab):
     lab.wait(lambda: v1.read_namespaced_pod("short", "default").status.phase == "Failed", timeout=5,
              what="DeadlineExceeded")
     assert v1.read_namespaced_pod("short", "default").status.reason == "DeadlineExceeded"
+
+
+def pod(name, node=None, command=None, restart="Always", host_network=False, **extra):
+    return client.V1Pod(metadata=client.V1ObjectMeta(name=name), spec=client.V1PodSpec(
+        node_name=node, restart_policy=restart, host_network=host_network,
+        containers=[client.V1Container(name="c", image="x", command=command, **extra)]))
+
+
+def test_exited_containers_end_the_pod(lab):
+    v1, _ = lab.api()
+    v1.create_namespaced_pod("default", pod("ok", command=["true"], restart="Never"))
+    v1.create_namespaced_pod("default", pod("bad", command=["sh", "-c", "exit 3"], restart="Never"))
+    lab.wait(lambda: v1.read_namespaced_pod("ok", "default").status.phase == "Succeeded", what="Succeeded")
+    lab.wait(lambda: v1.read_namespaced_pod("bad", "default").status.phase == "Failed", what="Failed")
+    state = v1.read_namespaced_pod("bad", "default").status.container_statuses[0].state
+    assert state.terminated.exit_code == 3
+
+
+def test_host_network_pod_runs_in_the_node(lab):
+    v1, _ = lab.api()
+    v1.create_namespaced_pod("default", pod("hostnet", node="node-1", host_network=True))
+    lab.wait(lambda: v1.read_namespaced_pod("hostnet", "default").status.phase == "Running", what="hostnet")
+    status = v1.read_namespaced_pod("hostnet", "default").status
+    assert status.pod_ip == status.host_ip == "172.30.0.1"
+    out = stream(v1.connect_get_namespaced_pod_exec, "hostnet", "default", command=["ip", "-o", "link"],
+                 stdout=True, stderr=True, stdin=False, tty=False)
+    assert "cni0" in out and "flannel.1" in out
+
+
+def test_ephemeral_container_joins_the_pod(lab):
+    v1, _ = lab.api()
+    v1.create_namespaced_pod("default", pod("target", node="node-2", command=["python3", "-m", "http.server", "7070"]))
+    lab.wait(lambda: v1.read_namespaced_pod("target", "default").status.phase == "Running", what="target")
+    v1.patch_namespaced_pod_ephemeralcontainers("target", "default", {"spec": {"ephemeralContainers": [
+        {"name": "debug", "image": "nicolaka/netshoot", "command": ["sleep", "infinity"]}]}})
+    lab.wait(lambda: v1.read_namespaced_pod("target", "default").status.ephemeral_container_statuses,
+             what="ephemeral container status")
+    out = stream(v1.connect_get_namespaced_pod_exec, "target", "default", container="debug",
+                 command=["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/7070 && echo shared"],
+                 stdout=True, stderr=True, stdin=False, tty=False)
+    assert "shared" in out  # the debug container sees the pod's own loopback listener
+
+
+def test_node_port_answers_on_every_node(lab):
+    v1, _ = lab.api()
+    v1.create_namespaced_service("shop", client.V1Service(
+        metadata=client.V1ObjectMeta(name="front-np"), spec=client.V1ServiceSpec(
+            type="NodePort", selector={"app": "frontend"}, ports=[client.V1ServicePort(port=80, target_port=8080)])))
+    node_port = v1.read_namespaced_service("front-np", "shop").spec.ports[0].node_port
+    toolbox = lab.pods("ops")[0]
+    from labkit import tcp
+
+    for node_ip in ("172.30.0.1", "172.30.0.2"):
+        assert lab.wait(lambda: tcp(lab.netns(toolbox), node_ip, node_port) == "ok", what=f"NodePort on {node_ip}")
