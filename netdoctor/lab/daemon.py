@@ -22,6 +22,7 @@ from netdoctor.lab.api import auth, kubeconfig, pki
 from netdoctor.lab.api.server import ApiServer
 from netdoctor.lab.api.status import ApiError
 from netdoctor.lab.api.store import Store
+from netdoctor.lab.client import APPLY_ORDER
 from netdoctor.lab.controller import Cluster, Controller, node_object
 from netdoctor.lab.dataplane import DataPlane
 from netdoctor.lab.kubelet import Kubelets
@@ -31,9 +32,9 @@ from netdoctor.lab.state import LabConfig, LabPaths
 DNS_IP = "10.96.0.10"
 READY_TIMEOUT = 20.0
 NODE_RESOLV_CONF = f"nameserver {DNS_IP}\noptions ndots:1 timeout:1 attempts:2\n"
-APPLY_ORDER = ("Namespace", "ConfigMap", "NetworkPolicy", "Service", "Deployment", "ReplicaSet", "Pod")
 RESOURCE_OF = {"Namespace": "namespaces", "ConfigMap": "configmaps", "NetworkPolicy": "networkpolicies",
-               "Service": "services", "Deployment": "deployments", "ReplicaSet": "replicasets", "Pod": "pods"}
+               "Service": "services", "Endpoints": "endpoints", "Deployment": "deployments",
+               "ReplicaSet": "replicasets", "Pod": "pods"}
 
 
 def scenario_objects(scenario: str) -> list[dict]:

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from netdoctor.lab import lifecycle, net
+from netdoctor.lab.sh import entered
 from netdoctor.lab.state import LabConfig, LabPaths
 
 
@@ -47,6 +48,12 @@ class RunningLab:
 def start(config: LabConfig) -> RunningLab:
     result = lifecycle.up(config)
     return RunningLab(config.name, str(result.kubeconfig))
+
+
+def in_netns(netns: str, fn, *args):
+    """fn(*args) with this thread inside `netns`; sockets it creates stay there."""
+    with entered(netns):
+        return fn(*args)
 
 
 def run_in(netns: str, *argv: str, timeout: float = 5.0) -> subprocess.CompletedProcess:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import dns.exception
@@ -21,6 +19,8 @@ import dns.rdatatype
 import pytest
 
 from netdoctor.lab.dnsserver import Zone, build_zone, handle_wire
+
+from labkit import in_netns
 
 SERVICES = [
     {"metadata": {"name": "web", "namespace": "shop"},
@@ -93,32 +93,6 @@ def test_oversized_udp_answer_is_truncated():
 # ---- the real server in a namespace -------------------------------------------------------
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
-_libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNET = 0x40000000
-
-
-def in_netns(ns: str, fn, *args):
-    """Run fn in a thread that joined `ns`; sockets it creates stay in `ns`."""
-    out: dict = {}
-
-    def run():
-        try:
-            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns {ns}")
-            finally:
-                os.close(fd)
-            out["value"] = fn(*args)
-        except BaseException as exc:  # re-raised in the caller's thread
-            out["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
 
 
 def udp(name: str, rdtype: str, timeout: float = 0.3) -> dns.message.Message:

@@ -15,7 +15,7 @@ from kubernetes import client
 from netdoctor.lab import lifecycle
 from netdoctor.lab.state import LabConfig
 
-from labkit import dig, mtu, ping, run_in, start, tcp, unique_name
+from labkit import dig, mtu, ping, start, tcp, unique_name
 
 pytestmark = pytest.mark.lab
 

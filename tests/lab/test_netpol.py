@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 import shutil
@@ -13,6 +12,8 @@ import threading
 import pytest
 
 from netdoctor.lab.netpol import render_policy
+
+from labkit import in_netns
 
 
 def pod(name, ip, labels, ns="default", ports=()):
@@ -93,36 +94,10 @@ def test_egress_defaults_and_empty_rules():
 # ---- real namespaces ----------------------------------------------------------------------
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft"), reason="needs root and nft")
-_libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNET = 0x40000000
 
 
 def sh(*args: str, stdin: str | None = None) -> None:
     subprocess.run(args, check=True, capture_output=True, text=True, input=stdin)
-
-
-def in_netns(ns: str, fn, *args):
-    """Run fn in a thread that joined `ns`; sockets it creates stay in `ns`."""
-    out: dict = {}
-
-    def run():
-        try:
-            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns {ns}")
-            finally:
-                os.close(fd)
-            out["value"] = fn(*args)
-        except BaseException as exc:  # re-raised in the caller's thread
-            out["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
 
 
 def fetch(host: str, port: int, timeout: float = 0.4) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import secrets
 import shutil
@@ -13,6 +12,8 @@ import threading
 import pytest
 
 from netdoctor.lab.proxy import Endpoint, NodeInfo, programmed_services, render_kube_proxy
+
+from labkit import in_netns
 
 NODE = NodeInfo("node-1", "192.168.50.11", "10.244.1.0/24", "10.244.0.0/16")
 
@@ -88,36 +89,10 @@ def test_external_traffic_policy_local_without_local_endpoint_drops_nodeport():
 # ---- real namespaces ----------------------------------------------------------------------
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft"), reason="needs root and nft")
-_libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNET = 0x40000000
 
 
 def sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True, text=True)
-
-
-def in_netns(ns: str, fn, *args):
-    """Run fn in a thread that joined `ns`; sockets it creates stay in `ns`."""
-    out: dict = {}
-
-    def run():
-        try:
-            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns {ns}")
-            finally:
-                os.close(fd)
-            out["value"] = fn(*args)
-        except BaseException as exc:  # re-raised in the caller's thread
-            out["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
 
 
 class Bridge:
