@@ -11,7 +11,6 @@ import json
 import threading
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TextIO
 
 from netdoctor.lab import net, workloads

@@ -25,5 +25,5 @@ def render(report: Report) -> str:
     for c in bad:
         out += ["", f"<details><summary>{c.check_id} {c.title}: {c.message}</summary>", "", "```", *c.evidence, "```",
                 "</details>"]
-    out += [f"", *[f"_{n}_" for n in report.notes]]
+    out += ["", *[f"_{n}_" for n in report.notes]]
     return "\n".join(out).rstrip() + "\n"
