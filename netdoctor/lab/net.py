@@ -60,6 +60,12 @@ class NodeNet:
         return f"02:4e:44:00:00:{self.index:02x}"
 
     @property
+    def bridge_mac(self) -> str:
+        """Pinned, as CNI bridge plugins do: an unset bridge MAC follows its lowest port's, and
+        every pod added could change it under the other pods' ARP entries for their gateway."""
+        return f"0a:58:0a:f4:{self.index:02x}:01"
+
+    @property
     def pod_mtu(self) -> int:
         return 1450 if self.overlay == "vxlan" else 1500
 
@@ -108,6 +114,7 @@ def build_node(node: NodeNet, peers: list[NodeNet], resolv_conf: str) -> None:
         f"link set {UNDERLAY_IF} up",
         f"route add default via {FABRIC_GATEWAY}",
         f"link add {POD_BRIDGE} type bridge",
+        f"link set {POD_BRIDGE} address {node.bridge_mac}",
         f"addr add {node.bridge_ip}/24 dev {POD_BRIDGE}",
         f"link set {POD_BRIDGE} mtu {node.pod_mtu} up",
     ])

@@ -71,3 +71,29 @@ def test_two_labs_run_side_by_side():
         lifecycle.down(first.name)
         lifecycle.down(second.name)
     assert lab_leftovers(first.name) == [] and lab_leftovers(second.name) == []
+
+
+def test_pod_bridge_keeps_its_mac_when_pods_come_and_go():
+    """Real CNI bridges pin their MAC; otherwise new pods silently break their neighbours' gateway."""
+    import subprocess
+
+    from kubernetes import client
+
+    lab = start(LabConfig(unique_name()))
+    try:
+        node = f"nd-{lab.name}-node-1"
+
+        def bridge_mac():
+            return subprocess.run(["ip", "-n", node, "-br", "link", "show", "cni0"], capture_output=True,
+                                  text=True).stdout.split()[2]
+
+        before = bridge_mac()
+        v1, _ = lab.api()
+        for i in range(4):
+            v1.create_namespaced_pod("default", client.V1Pod(metadata=client.V1ObjectMeta(name=f"p{i}"),
+                                     spec=client.V1PodSpec(node_name="node-1",
+                                                           containers=[client.V1Container(name="c", image="x")])))
+        lab.wait(lambda: len([p for p in lab.pods("default") if p.status.phase == "Running"]) == 4, what="pods")
+        assert bridge_mac() == before
+    finally:
+        lifecycle.down(lab.name)
