@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from enum import Enum
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
@@ -20,10 +20,10 @@ from netdoctor.errors import UsageError
 from netdoctor.exitcodes import ExitCode
 from netdoctor.manifests import load_paths
 from netdoctor.policy import sources
-from netdoctor.policy.engine import decide
-from netdoctor.policy.matrix import PortQuery, compute_matrix, parse_port
-from netdoctor.policy.model import DEFAULT_NAMESPACE, Endpoint, External, Pod, World, world_from_objects
-from netdoctor.policy.render import matrix_json, render_explain, render_matrix
+
+if TYPE_CHECKING:  # the engine is imported by the commands, not at CLI start
+    from netdoctor.policy.matrix import PortQuery
+    from netdoctor.policy.model import Endpoint, World
 
 app = typer.Typer(help="Who may talk to whom under the NetworkPolicies, and why.", no_args_is_help=True)
 
@@ -59,6 +59,10 @@ def matrix_command(
     env: Environment = ctx.obj
     if namespace and all_namespaces:
         raise UsageError("use either -n/--namespace or -A/--all-namespaces, not both")
+    from netdoctor.policy.matrix import compute_matrix, parse_port
+    from netdoctor.policy.model import world_from_objects
+    from netdoctor.policy.render import matrix_json, render_matrix
+
     queries = [parse_port(p) for p in ports] if ports else None
     if files:
         scope = namespace
@@ -87,6 +91,11 @@ def explain_command(
 ) -> int:
     """The reasoning for one flow, egress at the source and ingress at the destination."""
     env: Environment = ctx.obj
+    from netdoctor.policy.engine import decide
+    from netdoctor.policy.matrix import parse_port
+    from netdoctor.policy.model import DEFAULT_NAMESPACE, world_from_objects
+    from netdoctor.policy.render import render_explain
+
     query = parse_port(port)
     if files:
         default_namespace = DEFAULT_NAMESPACE
@@ -117,6 +126,8 @@ def _ip(ref: str):
 
 
 def _endpoint(world: World, ref: str, default_namespace: str) -> Endpoint:
+    from netdoctor.policy.model import External
+
     ip = _ip(ref)
     if ip is not None:
         return External(ip)
@@ -134,6 +145,8 @@ def _endpoint(world: World, ref: str, default_namespace: str) -> Endpoint:
 
 
 def _port_number(query: PortQuery, destination: Endpoint) -> int:
+    from netdoctor.policy.model import Pod
+
     number = query.resolve(destination) if isinstance(destination, Pod) else query.port
     if not isinstance(number, int):
         raise UsageError(f"{destination.key} declares no {query.protocol.value} port named {query.port!r}")
