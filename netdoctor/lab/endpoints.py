@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
+from netdoctor.lab.api.status import ApiError
 from netdoctor.labels import from_match_labels
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -114,8 +115,6 @@ def reconcile_endpoints(store) -> None:
 
 
 def _write(store, resource: str, ns: str, desired: dict, fields: tuple[str, ...]) -> None:
-    from netdoctor.lab.api.store import ApiError
-
     name = desired["metadata"]["name"]
     try:
         current = store.get(resource, ns, name)

@@ -48,11 +48,10 @@ def _dns_up(lab, target):
 
 def _dns_stale(lab, target):
     ns, name = _split(target)
-    service = lab.store.get("services", ns, name)
+    lab.store.get("services", ns, name)  # 404 for a target that is not a Service
     taken = {s["spec"].get("clusterIP") for s in lab.store.list("services")}
     stale = next(str(ip) for ip in reversed(list(ipaddress.ip_network(net.SERVICE_CIDR).hosts())) if str(ip) not in taken)
     lab.dataplane.dns_overrides[f"{name}.{ns}.svc.cluster.local."] = [stale]
-    lab.saved[("dns-stale-record", target)] = service["spec"]["clusterIP"]
 
 
 def _dns_fresh(lab, target):

@@ -92,8 +92,8 @@ class Kubelets:
         self._enforce_deadline(pod, state)
         self._probe(pod, state, node)
         self._publish(store, pod, state, node)
-        if state.finished:
-            self._teardown(uid, keep_state=True)
+        if state.finished:  # its final status is out; reconcile skips Succeeded/Failed pods from now on
+            self._teardown(uid)
 
     def _start(self, pod: dict, node: net.NodeNet) -> PodState:
         uid = pod["metadata"]["uid"]
@@ -256,18 +256,14 @@ class Kubelets:
         if _comparable(old) != _comparable(status):
             store.update_status("pods", pod["metadata"]["namespace"], pod["metadata"]["name"], status)
 
-    def _teardown(self, uid: str, keep_state: bool = False) -> None:
-        state = self._pods.get(uid)
+    def _teardown(self, uid: str) -> None:
+        state = self._pods.pop(uid, None)
         if state is None:
             return
         self._runtime.stop_pod(uid)
         if state.sandbox.host_veth:  # hostNetwork pods share the node's namespace
             net.delete_netns(state.sandbox.netns)
             self._pools[state.sandbox.node.name].give_back(state.sandbox.ip)
-        if not keep_state:
-            del self._pods[uid]
-        else:
-            state.sandbox = net.Sandbox(state.sandbox.netns, "", state.sandbox.ip, state.sandbox.node)
 
     def sandbox_of(self, uid: str) -> net.Sandbox | None:
         state = self._pods.get(uid)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from netdoctor import manifests
 from netdoctor.errors import NetdoctorError, UsageError
+from netdoctor.exitcodes import ExitCode
 from netdoctor.lab import net, sh
 from netdoctor.lab.faults import CATALOG, Fault
 from netdoctor.lab.state import LabConfig, LabPaths, existing_labs, write_json_atomically
@@ -32,7 +33,7 @@ FAULT_TIMEOUT = 10.0
 class LabError(NetdoctorError):
     """The lab could not be built or changed; its message says what the daemon reported."""
 
-    exit_code = 5
+    exit_code = ExitCode.ENVIRONMENT
 
 
 @dataclass(frozen=True)
