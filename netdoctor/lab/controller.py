@@ -184,8 +184,10 @@ class FaultManager:
         fault = CATALOG[name]
         try:
             (fault.revert if revert else fault.apply)(self._cluster, target)
-        except (ApiError, LabCommandError, OSError, KeyError) as exc:
-            return {name: getattr(exc, "message", None) or str(exc)}
+        except (ApiError, KeyError) as exc:  # the target is not in this lab: the user's to fix
+            return {name: {"message": getattr(exc, "message", None) or str(exc), "usage": True}}
+        except (LabCommandError, OSError) as exc:
+            return {name: {"message": getattr(exc, "message", None) or str(exc), "usage": False}}
         if revert:
             self._applied.pop(name, None)
         else:

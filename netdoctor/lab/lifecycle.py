@@ -233,7 +233,9 @@ def _set_faults(paths: LabPaths, faults: dict[str, str]) -> None:
         if applied.get("generation") == generation:
             if applied["errors"]:
                 write_json_atomically(paths.faults, {k: v for k, v in applied["active"].items()})
-                raise LabError("; ".join(f"{k}: {v}" for k, v in applied["errors"].items()))
+                errors = applied["errors"]
+                message = "; ".join(f"{name}: {e['message']}" for name, e in errors.items())
+                raise (UsageError if all(e["usage"] for e in errors.values()) else LabError)(message)
             return
         time.sleep(0.02)
     write_json_atomically(paths.faults, previous)

@@ -97,3 +97,15 @@ def test_pod_bridge_keeps_its_mac_when_pods_come_and_go():
         assert bridge_mac() == before
     finally:
         lifecycle.down(lab.name)
+
+
+def test_a_fault_target_that_is_not_in_the_lab_is_a_usage_error():
+    lab = start(LabConfig(unique_name()))
+    try:
+        code, _, err = run_cli("lab", "break", "dns-stale-record", "--target", "shop/nope", "--name", lab.name)
+        assert code == ExitCode.USAGE and err == 'error: dns-stale-record: services "nope" not found\n'
+        code, _, err = run_cli("lab", "break", "overlay-mtu", "--target", "node-9", "--name", lab.name)
+        assert code == ExitCode.USAGE and "node-9" in err
+        assert lifecycle.statuses(lab.name)[0].faults == ()  # nothing was left half-broken
+    finally:
+        lifecycle.down(lab.name)
