@@ -74,6 +74,12 @@ def leftovers(lab) -> list[str]:
     return pods + maps
 
 
+def failing(report: dict) -> list:
+    """The evidence and logs of every check that did not pass, for a failure message."""
+    return [(c["id"], c["message"], c["evidence"], c["log"]) for layer in report["layers"]
+            for c in layer["checks"] if c["state"] not in ("pass", "skip")]
+
+
 def all_states(report: dict) -> set[str]:
     return {c["state"] for layer in report["layers"] for c in layer["checks"]}
 
@@ -121,9 +127,10 @@ def test_check_names_the_broken_layer_and_cause(lab, fault):
     try:
         settle(lab, fault)
         layer, check_id, cause = VERDICTS[fault]
-        code, report, err = check_until(
-            lab, lambda r: ((r.get("diagnosis") or {}).get("check_id"), (r.get("diagnosis") or {}).get("cause"))
-            == (check_id, cause))
+        layers = layer if isinstance(layer, tuple) else (layer,)
+        code, report, err = check_until(lab, lambda r: (
+            ((r.get("diagnosis") or {}).get("check_id"), (r.get("diagnosis") or {}).get("cause")) == (check_id, cause)
+            and (r.get("diagnosis") or {}).get("first_broken") in layers))
     finally:
         lab._before = {p.metadata.name for p in lab.pods("shop", "app=api")}
         lifecycle.fix_faults(lab.name, fault)
@@ -131,7 +138,7 @@ def test_check_names_the_broken_layer_and_cause(lab, fault):
         lab.wait(lambda: healthy(lab), timeout=15, what="the shop to be healthy again")
     diagnosis = report["diagnosis"]
     assert (diagnosis["check_id"], diagnosis["cause"]) == (check_id, cause), err
-    assert diagnosis["first_broken"] in (layer if isinstance(layer, tuple) else (layer,))
+    assert diagnosis["first_broken"] in layers, failing(report)
     assert code == (ExitCode.OK if fault == "icmp-blocked" else ExitCode.CHECK_FAILED)
     assert leftovers(lab) == []
 
