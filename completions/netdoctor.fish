@@ -16,6 +16,9 @@ complete -c netdoctor -n '__fish_seen_subcommand_from check' -s o -l output -x -
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l image -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l nodes -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l keep
+complete -c netdoctor -n '__fish_seen_subcommand_from check' -l capture -r
+complete -c netdoctor -n '__fish_seen_subcommand_from check' -l capture-namespace -r
+complete -c netdoctor -n '__fish_seen_subcommand_from check' -l pcap -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l plan
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -s v -l verbose
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l help

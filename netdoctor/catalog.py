@@ -9,7 +9,7 @@ package `netdoctor.checks`; in an editable install it is read from the repositor
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Mapping
@@ -65,10 +65,23 @@ class Rendered:
 
 
 @dataclass(frozen=True)
+class HopDef:
+    """checks/hops.yaml: the hop-by-hop verdict's ID, title and causes."""
+
+    id: str
+    title: str
+    causes: Mapping[str, Cause]
+
+
+HOP_PARAMS = frozenset({"what", "dst", "hop", "last", "node", "sender", "icmp", "size", "tunnel", "from", "why"})
+
+
+@dataclass(frozen=True)
 class Catalog:
     checks: Mapping[str, CheckDef]
     layers: tuple[LayerDef, ...]
     root_causes: tuple[tuple[str, str], ...]  # (check id, cause key), most likely first
+    hops: HopDef | None = None
 
     def check(self, check_id: str) -> CheckDef:
         return self.checks[check_id]
@@ -78,7 +91,7 @@ class Catalog:
 
     def render(self, check_id: str, cause: str, params: Mapping[str, str]) -> Rendered:
         """A cause's texts with its placeholders filled; a missing value shows as `<name>`."""
-        c = self.checks[check_id].causes[cause]
+        c = self.hops.causes[cause] if self.hops and check_id == self.hops.id else self.checks[check_id].causes[cause]
         values = _Defaulting(params)
         fill = lambda text: string.Formatter().vformat(text, (), values)  # noqa: E731
         return Rendered(fill(c.summary), fill(c.remediation), tuple(fill(x) for x in c.commands))
@@ -97,7 +110,7 @@ def load(directory: Path | None = None) -> Catalog:
     base = directory or data_dir()
     checks_doc = _read(base / "checks.yaml")
     runbook_doc = _read(base / "runbooks.yaml")
-    return parse(checks_doc, runbook_doc)
+    return replace(parse(checks_doc, runbook_doc), hops=parse_hops(_read(base / "hops.yaml")))
 
 
 def data_dir() -> Path:
@@ -132,6 +145,17 @@ def parse(checks_doc: dict, runbook_doc: dict) -> Catalog:
         raise CatalogError("runbooks.yaml: layers must list each layer exactly once")
     roots = tuple(_root_cause(text, checks) for text in runbook_doc["root_causes"] or [])
     return Catalog(checks, layers, roots)
+
+
+def parse_hops(doc: dict) -> HopDef:
+    _keys(doc, "hops.yaml", required={"version", "id", "title", "causes"})
+    if not isinstance(doc["causes"], dict) or not doc["causes"]:
+        raise CatalogError("hops.yaml: causes must be a non-empty mapping")
+    causes = {key: _cause(key, body, f"hops.yaml cause {key}") for key, body in doc["causes"].items()}
+    for key, cause in causes.items():
+        if set(cause.params) - HOP_PARAMS:
+            raise CatalogError(f"hops.yaml cause {key}: unknown params {', '.join(sorted(set(cause.params) - HOP_PARAMS))}")
+    return HopDef(str(doc["id"]), str(doc["title"]), causes)
 
 
 def _keys(entry, where: str, required: set[str], optional: frozenset[str] = frozenset()) -> None:

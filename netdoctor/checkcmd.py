@@ -8,6 +8,7 @@ The cluster connection comes from `env.connect` when a test injects one.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -15,7 +16,7 @@ import typer
 from netdoctor.environment import Environment
 from netdoctor.errors import UsageError
 from netdoctor.exitcodes import ExitCode
-from netdoctor.model import Plan, State
+from netdoctor.model import CaptureMode, Plan, State
 from netdoctor.report import FORMATS
 from netdoctor.target import parse_source, parse_target
 
@@ -41,6 +42,12 @@ def check(
     image: Optional[str] = typer.Option(None, "--image", help="Probe image (needs bash; netshoot by default)"),
     nodes: Optional[str] = typer.Option(None, "--nodes", help="Comma-separated nodes to probe from (default: all)"),
     keep: bool = typer.Option(False, "--keep", help="Leave the probes running and print how to exec into them"),
+    capture: str = typer.Option("auto", "--capture", help="Packet capture at every hop: auto (go on blind where "
+                                "the cluster forbids it), strict (fail instead) or off"),
+    capture_namespace: Optional[str] = typer.Option(None, "--capture-namespace",
+                                                    help="Namespace for the hostNetwork capture probes (default: the source's)"),
+    pcap: Optional[Path] = typer.Option(None, "--pcap", help="Write a pcap per capture point into this directory",
+                                        file_okay=False),
     plan_only: bool = typer.Option(False, "--plan", help="Print what would be created and run; create nothing"),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show every check's evidence and log"),
 ) -> int:
@@ -48,6 +55,9 @@ def check(
     env: Environment = ctx.obj
     if output not in FORMATS:
         raise UsageError(f"unknown output format {output!r}; use one of {', '.join(FORMATS)}")
+    mode = _capture_mode(capture)
+    if pcap is not None and mode is CaptureMode.OFF:
+        raise UsageError("--pcap needs packet capture; drop --capture off")
     request = _request(target, namespace, source, port)
     from netdoctor import catalog, plan, resolve
 
@@ -55,17 +65,41 @@ def check(
     kube = _connect(env, kubeconfig, context)
     started = time.monotonic()
     facts = resolve.resolve(kube, request)
-    the_plan = plan.build(facts, plan.Options(nodes=tuple(nodes.split(",")) if nodes else None))
+    options = plan.Options(nodes=tuple(nodes.split(",")) if nodes else None, capture=mode,
+                           capture_namespace=capture_namespace)
+    the_plan = plan.build(facts, options)
     if plan_only:
         _print_plan(env, the_plan)
         return ExitCode.OK
-    report, kept = _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started)
+    report, result = _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started)
     from netdoctor.report import render
 
     render(report, output, env, verbose)
-    for line in kept:
+    for line in result.kept:
         env.stderr.write(f"kept probe: {line}\n")
+    if pcap is not None:
+        _write_pcaps(env, pcap, result.captures)
     return _exit_code(report.state)
+
+
+def _capture_mode(value: str) -> CaptureMode:
+    try:
+        return CaptureMode(value)
+    except ValueError:
+        raise UsageError(f"unknown capture mode {value!r}; use auto, strict or off") from None
+
+
+def _write_pcaps(env: Environment, directory: Path, captures) -> None:
+    from netdoctor import pcap
+
+    for capture in captures:
+        if capture.pcap and capture.inventory:
+            prefix = capture.point.replace(" ", "-")
+            try:
+                written = pcap.write_per_interface(capture.pcap, capture.inventory.names(), directory, prefix)
+            except OSError as exc:
+                raise UsageError(f"cannot write pcaps to {directory}: {exc.strerror or exc}") from None
+            env.stderr.write(f"pcap: {capture.point}: {len(written)} files in {directory}\n")
 
 
 def _request(target, namespace, source, port):
@@ -88,8 +122,8 @@ def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, s
             status.update(f"probing… {len(done)}/{len(the_plan.steps)} {step.title}")
 
         result = runner.run(kube, the_plan, facts, options, progress)
-    evidence = Evidence(facts, the_plan, result.observations)
-    return judge(evidence, checks, time.monotonic() - started), result.kept
+    evidence = Evidence(facts, the_plan, result.observations, result.captures, result.probes)
+    return judge(evidence, checks, time.monotonic() - started), result
 
 
 def _print_plan(env: Environment, the_plan: Plan) -> None:
@@ -97,7 +131,9 @@ def _print_plan(env: Environment, the_plan: Plan) -> None:
     out.write("probes to create:\n")
     for p in the_plan.probes:
         who = f", impersonating {p.impersonates}" if p.impersonates else ""
-        out.write(f"  {p.role}: namespace {p.namespace}, node {p.node or '(scheduler)'}{who}\n")
+        what = ", hostNetwork, captures the node" if p.purpose.value == "node-capture" else (
+            ", captures its eth0" if p.capture else "")
+        out.write(f"  {p.role}: namespace {p.namespace}, node {p.node or '(scheduler)'}{who}{what}\n")
     out.write("steps:\n")
     for s in the_plan.steps:
         out.write(f"  {s.check_id} [{s.layer.value}] {s.title or s.key}" + (" (expect: blocked)" if s.expect.value == "blocked" else "") + "\n")

@@ -227,12 +227,16 @@ class Kube:
             stream.close()
         return ExecResult(stream.returncode, bytes(stdout), stream.stderr, stream.error)
 
-    def exec_stream(self, namespace: str, pod: str, command: list[str], container: str | None = None) -> ExecStream:
-        """Start a command and hand back its streams, for long runs such as `tcpdump -w -`."""
+    def exec_stream(self, namespace: str, pod: str, command: list[str], container: str | None = None, *,
+                    stdin: bool = False) -> ExecStream:
+        """Start a command and hand back its streams, for long runs such as `tcpdump -w -`;
+        with `stdin` the caller can write to the command (to tell it to stop, say)."""
         from kubernetes.client.exceptions import ApiException
         from kubernetes.stream.ws_client import websocket_call
 
         query = [("command", part) for part in command] + [("stdout", "true"), ("stderr", "true")]
+        if stdin:
+            query.append(("stdin", "true"))
         if container:
             query.append(("container", container))
         _, url, headers, _, _ = self._client.param_serialize(
@@ -303,6 +307,16 @@ class ExecStream:
             self._lost = ExecError(ExecErrorKind.CONNECTION_LOST, f"exec stream broke: {_one_line(exc)}")
         self._stderr += self._ws.read_channel(STDERR)
         return self._ws.read_channel(STDOUT)
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the command's stdin (the stream must have been opened with stdin)."""
+        from websocket import WebSocketException
+
+        try:
+            self._ws.write_stdin(data)
+        except (WebSocketException, OSError) as exc:
+            self._ws.close()
+            self._lost = ExecError(ExecErrorKind.CONNECTION_LOST, f"exec stream broke: {_one_line(exc)}")
 
     @property
     def closed(self) -> bool:

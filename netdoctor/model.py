@@ -12,7 +12,9 @@ from enum import Enum
 from typing import TYPE_CHECKING, Mapping, Union
 
 from netdoctor.objects import EndpointSlice, Node, Pod, Service, ServicePort
-from netdoctor.observations import DnsResult, ListenerTable, PingResult, ResolvConf, TcpResult
+from netdoctor.observations import (
+    DnsResult, Inventory, ListenerTable, NatEntry, Packet, PingResult, ResolvConf, TcpResult,
+)
 
 if TYPE_CHECKING:  # the engine is imported by plan only when policies are evaluated
     from netdoctor.policy.engine import FlowVerdict
@@ -61,6 +63,20 @@ class Ref:
 # --- the plan: probes to create and steps to run, each with its declared expectation ---------
 
 
+class CaptureMode(Enum):
+    """--capture: `auto` captures where the cluster admits it and says which hops are blind;
+    `strict` fails (exit 4) instead; `off` runs no capture."""
+
+    AUTO = "auto"
+    STRICT = "strict"
+    OFF = "off"
+
+
+class ProbePurpose(Enum):
+    TRAFFIC = "traffic"  # sends the check's traffic (and captures its own eth0 when capturing)
+    NODE_CAPTURE = "node-capture"  # hostNetwork: captures every interface of its node
+
+
 @dataclass(frozen=True)
 class PlannedProbe:
     """A probe pod the plan asks for. `copy_labels` impersonates `impersonates` (never Ready)."""
@@ -70,6 +86,8 @@ class PlannedProbe:
     namespace: str
     copy_labels: tuple[tuple[str, str], ...] = ()
     impersonates: str | None = None
+    purpose: ProbePurpose = ProbePurpose.TRAFFIC
+    capture: bool = False  # capture packets in this probe (needs NET_RAW)
 
 
 class Expect(Enum):
@@ -141,6 +159,7 @@ class Plan:
     probes: tuple[PlannedProbe, ...]
     steps: tuple[Step, ...]
     notes: tuple[str, ...] = ()  # decisions worth telling the user (impersonation, sampling)
+    capture: CaptureMode = CaptureMode.OFF
 
     def step(self, key: str) -> Step:
         return next(s for s in self.steps if s.key == key)
@@ -160,6 +179,32 @@ class Observation:
     result: ProbeResult | None
     error: str | None = None
     log: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunningProbe:
+    """A traffic probe as it ran: where the check's packets came from."""
+
+    role: str
+    pod: str
+    ip: str | None
+    node: str | None
+
+
+@dataclass(frozen=True)
+class Capture:
+    """What one capture point saw while the steps ran: a node (a hostNetwork probe seeing every
+    interface) or a traffic probe (its own eth0). `blind` says why nothing could be seen there."""
+
+    point: str  # "node-1", or "probe source"
+    node: str | None
+    probe: str | None = None  # the traffic probe's role for a pod capture; None for a node
+    packets: tuple[Packet, ...] = ()
+    inventory: Inventory | None = None
+    nat: tuple[NatEntry, ...] = ()  # the host's tracked connections from the probes (nodes only)
+    blind: str | None = None
+    truncated: bool = False  # the packet limit was reached: later packets are missing
+    pcap: bytes = field(default=b"", repr=False, compare=False)  # as captured, for --pcap
 
 
 @dataclass(frozen=True)
@@ -222,6 +267,8 @@ class Evidence:
     facts: Facts
     plan: Plan
     observations: tuple[Observation, ...]
+    captures: tuple[Capture, ...] = ()
+    probes: Mapping[str, RunningProbe] = field(default_factory=dict)  # the traffic probes, by role
 
     def observed(self, key: str) -> Observation | None:
         return next((o for o in self.observations if o.step_key == key), None)
@@ -258,6 +305,74 @@ class LayerResult:
     reason: str = ""  # why the layer was skipped
 
 
+class HopKind(Enum):
+    POD = "pod"  # inside the pod: its eth0
+    VETH = "veth"  # the pod's host-side interface on its node
+    BRIDGE = "bridge"
+    OVERLAY = "overlay"  # the tunnel device (VXLAN, Geneve)
+    UNDERLAY = "underlay"  # the node's own interface between nodes
+
+
+class Reply(Enum):
+    """What came back through a hop."""
+
+    ANSWER = "answer"  # SYN-ACK, DNS response, echo reply
+    RST = "rst"
+    ICMP = "icmp"  # an ICMP error (unreachable, fragmentation needed)
+
+
+@dataclass(frozen=True)
+class Hop:
+    node: str | None
+    interface: str
+    kind: HopKind
+    request: bool = False  # the request was seen here
+    reply: Reply | None = None
+    note: str = ""  # what changed here: "DNAT 10.96.0.20:80 → 10.244.2.5:8080", "VXLAN 172.30.0.1 → 172.30.0.2"
+    blind: str | None = None  # why this hop could not be observed
+    pod: str | None = None  # for a POD hop: whose eth0 ("source", a pod name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.pod} {self.interface}" if self.kind is HopKind.POD else f"{self.node} {self.interface}"
+
+
+class PathOutcome(Enum):
+    DELIVERED = "delivered"  # request and answer made it
+    REFUSED = "refused"  # a reset came back
+    ICMP_ERROR = "icmp-error"  # an ICMP error came back
+    DROPPED = "dropped"  # the request vanished
+    REPLY_LOST = "reply-lost"  # the answer vanished on the way back
+    UNKNOWN = "unknown"  # the captures do not show it (blind hops)
+
+
+@dataclass(frozen=True)
+class HopPath:
+    """One step's connection followed hop by hop: where the packet was last seen and why.
+    `at` indexes `hops`: the hop where it was lost (the first that missed it) or refused."""
+
+    step_key: str
+    flow: str  # "10.244.1.7:40112 → 10.96.0.20:80 tcp"
+    hops: tuple[Hop, ...]
+    outcome: PathOutcome
+    cause: str  # a key of checks/hops.yaml
+    at: int | None = None
+    params: tuple[tuple[str, str], ...] = ()  # fill the cause's template in checks/hops.yaml
+    summary: str = ""  # the cause in words, rendered from the catalog
+    connections: int = 1  # connections the step made; this path is the most telling one
+    same_outcome: int = 1  # how many of them ended like this one
+    backends: tuple[tuple[str, int], ...] = ()  # Service spread: translated destination -> connections
+
+
+@dataclass(frozen=True)
+class CaptureStatus:
+    """How the capture went, for the report: the mode, what was seen, and the blind spots."""
+
+    mode: CaptureMode
+    points: tuple[str, ...] = ()  # capture points that saw the traffic
+    blind: tuple[str, ...] = ()  # "node-2: <why>", one line each
+
+
 @dataclass(frozen=True)
 class Diagnosis:
     """The summary: first broken layer, the most likely cause and what to run next."""
@@ -269,6 +384,7 @@ class Diagnosis:
     headline: str
     remediation: str = ""
     commands: tuple[str, ...] = ()
+    path: HopPath | None = None  # where the packet of the broken layer was lost, when captured
 
 
 @dataclass(frozen=True)
@@ -280,6 +396,8 @@ class Report:
     diagnosis: Diagnosis
     notes: tuple[str, ...] = ()
     duration_s: float = 0.0
+    paths: tuple[HopPath, ...] = ()
+    capture: CaptureStatus = CaptureStatus(CaptureMode.OFF)
 
     @property
     def state(self) -> State:

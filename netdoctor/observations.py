@@ -75,6 +75,7 @@ class DnsResult:
     rcode: str | None = None  # e.g. "NOERROR", None when no response was decoded
     elapsed: float | None = None  # seconds, measured inside the probe
     detail: str = ""
+    query_id: int | None = None  # the DNS message id, to find the query in packet captures
 
 
 @dataclass(frozen=True)
@@ -146,3 +147,139 @@ def bind_scope(address: str, pod_ip: str | None) -> BindScope:
     if pod_ip and ip == ipaddress.ip_address(pod_ip):
         return BindScope.POD_IP
     return BindScope.OTHER
+
+
+# --- packet captures: decoded by netdoctor.pcap, interfaces listed by netdoctor.inventory ----------
+
+
+class Direction(Enum):
+    """Seen from the capturing interface (Linux cooked v2 packet type)."""
+
+    IN = "in"  # received on the interface (host, broadcast, multicast, otherhost)
+    OUT = "out"  # sent by this host on the interface
+
+
+@dataclass(frozen=True)
+class Encap:
+    """The outer headers of a tunnelled packet: which nodes, which UDP port, which network."""
+
+    kind: str  # "vxlan" or "geneve"
+    outer_src: str
+    outer_dst: str
+    port: int
+    vni: int
+
+
+@dataclass(frozen=True)
+class Quoted:
+    """The packet an ICMP error quotes (its first bytes): what the error is about."""
+
+    proto: str  # "tcp", "udp", "icmp"
+    src: str
+    dst: str
+    sport: int | None = None
+    dport: int | None = None
+    icmp_id: int | None = None
+
+
+@dataclass(frozen=True)
+class DnsInfo:
+    """A DNS message in a captured UDP packet, decoded with dnspython."""
+
+    id: int
+    response: bool
+    rcode: str  # "NOERROR", "NXDOMAIN", ...
+    qname: str  # "api.shop.svc.cluster.local." ("" when it has no question)
+    answers: tuple[str, ...] = ()  # A/AAAA addresses
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One captured IPv4 packet, the inner one when tunnelled. `index` is its position in the
+    capture, so per-interface pcaps can be written from the raw bytes."""
+
+    index: int
+    time: float  # seconds since the epoch, from the pcap record
+    ifindex: int
+    interface: str  # name from the capturing host's interface list; "if<N>" when unknown
+    direction: Direction
+    proto: str  # "tcp", "udp", "icmp" or "ip"
+    src: str
+    dst: str
+    length: int  # IP total length of the (inner) packet
+    dont_fragment: bool = False
+    sport: int | None = None
+    dport: int | None = None
+    tcp_flags: str = ""  # scapy-style letters: "S", "SA", "R", "RA", "A", "PA", "FA" ...
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    icmp_id: int | None = None  # echo request/reply identifier
+    quoted: Quoted | None = None  # for ICMP errors
+    encap: Encap | None = None
+    dns: DnsInfo | None = None
+
+
+class InterfaceKind(Enum):
+    LOOPBACK = "loopback"
+    VETH = "veth"
+    BRIDGE = "bridge"
+    OVERLAY = "overlay"  # vxlan, geneve, ipip, wireguard: carries pod traffic between nodes
+    DEVICE = "device"  # a physical or other interface (the underlay when it holds the node IP)
+
+
+@dataclass(frozen=True)
+class Interface:
+    index: int
+    name: str
+    kind: InterfaceKind
+    mtu: int | None = None
+    master: str | None = None  # the bridge a port belongs to
+    addresses: tuple[str, ...] = ()  # IPv4 addresses with prefix, "10.244.1.1/24"
+    link: str | None = None  # an overlay's underlay device (`dev eth0` of a vxlan)
+    overlay_port: int | None = None  # a vxlan's/geneve's UDP port
+    up: bool = True
+
+
+@dataclass(frozen=True)
+class Route:
+    destination: str  # "10.244.2.0/24" or "default"
+    device: str | None
+    via: str | None = None
+
+
+@dataclass(frozen=True)
+class NatEntry:
+    """A connection-tracking entry: the connection as sent, and who the host expects to answer
+    (for a Service IP after DNAT: the chosen pod). Read on the node, so it holds even when the
+    translated packet was dropped before any interface saw it."""
+
+    proto: str
+    src: str
+    sport: int | None  # the source port, or the ICMP echo id
+    dst: str
+    dport: int | None
+    reply_src: str
+    reply_sport: int | None
+
+    @property
+    def translated(self) -> bool:
+        return self.reply_src != self.dst or (self.dport is not None and self.reply_sport != self.dport)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A host's (node or pod) interfaces, IPv4 routes, neighbours and bridge forwarding table."""
+
+    interfaces: tuple[Interface, ...]
+    routes: tuple[Route, ...] = ()
+    neighbours: tuple[tuple[str, str, str], ...] = ()  # (ip, mac, device)
+    fdb: tuple[tuple[str, str], ...] = ()  # (mac, port device) learned or static on a bridge
+
+    def by_index(self, index: int) -> Interface | None:
+        return next((i for i in self.interfaces if i.index == index), None)
+
+    def by_name(self, name: str | None) -> Interface | None:
+        return next((i for i in self.interfaces if i.name == name), None)
+
+    def names(self) -> dict[int, str]:
+        return {i.index: i.name for i in self.interfaces}

@@ -7,11 +7,12 @@ a flow the policies deny is expected to be BLOCKED, so a connection that passes 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from netdoctor.model import (
-    Action, DnsQuery, Expect, Facts, InspectListeners, Layer, Ping, Plan, PlannedProbe, ReadResolvConf,
-    Step, TcpConnect,
+    Action, CaptureMode, DnsQuery, Expect, Facts, InspectListeners, Layer, Ping, Plan, PlannedProbe, ProbePurpose,
+    ReadResolvConf, Step, TcpConnect,
 )
 
 SOURCE = "source"
@@ -27,21 +28,43 @@ class Options:
     lookup_attempts: int = 3  # a resolver retries too: a name resolves if one of these is answered
     backend_dns_attempts: int = 3
     service_attempts_per_backend: int = 3
+    capture: CaptureMode = CaptureMode.AUTO
+    capture_namespace: str | None = None  # where node capture probes run (default: the source's)
 
 
 def build(f: Facts, options: Options = Options()) -> Plan:
     probes = _probes(f, options)
+    traffic = [p for p in probes if p.purpose is ProbePurpose.TRAFFIC]
     steps = [*_listener_steps(f), *_dns_steps(f, options), *_pod_steps(f), *_service_steps(f, options),
-             *_node_steps(f, probes)]
-    return Plan(tuple(probes), tuple(steps), _notes(f, probes))
+             *_node_steps(f, traffic)]
+    return Plan(tuple(probes), tuple(steps), _notes(f, probes), options.capture)
+
+
+def role_name(prefix: str, node: str) -> str:
+    """A probe role from a node name that may hold dots or capitals (ip-10-0-1-2.ec2.internal):
+    a DNS label short enough for `netdoctor-<run>-<role>` to be a valid pod name."""
+    label = re.sub(r"[^a-z0-9-]+", "-", node.lower()).strip("-")
+    return f"{prefix}-{label}"[:40].rstrip("-")
 
 
 def _probes(f: Facts, options: Options) -> list[PlannedProbe]:
     labels, who = f.source_labels, f.impersonates
-    source = PlannedProbe(SOURCE, f.source_node, f.source_namespace, labels, who)
+    capture = options.capture is not CaptureMode.OFF
+    source = PlannedProbe(SOURCE, f.source_node, f.source_namespace, labels, who, capture=capture)
     ready = [n.name for n in f.nodes if n.ready and (options.nodes is None or n.name in options.nodes)]
-    others = [PlannedProbe(f"node-{n}", n, f.source_namespace, labels, who) for n in ready if n != f.source_node]
-    return [source, *others] if f.backends and f.target_port else [source]
+    others = [PlannedProbe(role_name("node", n), n, f.source_namespace, labels, who, capture=capture)
+              for n in ready if n != f.source_node]
+    traffic = [source, *others] if f.backends and f.target_port else [source]
+    return traffic + (_capture_probes(f, options, traffic) if capture else [])
+
+
+def _capture_probes(f: Facts, options: Options, traffic: list[PlannedProbe]) -> list[PlannedProbe]:
+    """A hostNetwork capture probe on every Ready node the check's packets can cross: the traffic
+    probes' nodes and the nodes of the backends and of the DNS pods."""
+    wanted = {p.node for p in traffic} | {p.node_name for p in (*f.backends, *f.dns_backends)}
+    namespace = options.capture_namespace or f.source_namespace
+    return [PlannedProbe(role_name("capture", n.name), n.name, namespace, purpose=ProbePurpose.NODE_CAPTURE)
+            for n in f.nodes if n.ready and n.name in wanted]
 
 
 def _notes(f: Facts, probes: list[PlannedProbe]) -> tuple[str, ...]:

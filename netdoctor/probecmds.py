@@ -210,13 +210,14 @@ def parse_dns(server: str, query: dns.message.Message, result: ExecResult) -> li
     lines = [] if failure else list(_DNS_LINE.finditer(result.stdout.decode("ascii", "replace")))
     if not lines:
         detail = failure or _unexpected(result)
-        return [DnsResult(name, rdtype, server, DnsOutcome.ERROR, 1, detail=detail)]
+        return [DnsResult(name, rdtype, server, DnsOutcome.ERROR, 1, detail=detail, query_id=query.id)]
     return [_dns_attempt(name, rdtype, server, query, line) for line in lines]
 
 
 def _dns_attempt(name: str, rdtype: str, server: str, query: dns.message.Message, line: re.Match) -> DnsResult:
     attempt, rc, data = int(line["n"]), int(line["rc"]), bytes.fromhex(line["hex"])
-    base = DnsResult(name, rdtype, server, DnsOutcome.ERROR, attempt, elapsed=_elapsed(line["t0"], line["t1"]))
+    base = DnsResult(name, rdtype, server, DnsOutcome.ERROR, attempt, elapsed=_elapsed(line["t0"], line["t1"]),
+                     query_id=query.id)
     if rc in TIMEOUT_EXIT_CODES:
         return replace(base, outcome=DnsOutcome.TIMEOUT)
     if rc != 0:

@@ -94,6 +94,12 @@ class ProbeLaunchError(ProbeError):
 
 
 @dataclass(frozen=True)
+class Launch:
+    probes: dict[str, Probe]  # by spec name: every required probe, and the optional ones that run
+    failures: dict[str, ProbeLaunchError]  # optional probes that could not run, and why
+
+
+@dataclass(frozen=True)
 class ObjectRef:
     kind: str
     namespace: str
@@ -192,12 +198,23 @@ class ProbeFleet:
 
     def launch(self, specs: Iterable[ProbeSpec]) -> list[Probe]:
         """Create the probe pods and wait until every one runs; raise ProbeLaunchError if one can't."""
-        specs = list(specs)
-        for spec in specs:
+        return list(self.launch_all(specs).probes.values())
+
+    def launch_all(self, required: Iterable[ProbeSpec], optional: Iterable[ProbeSpec] = ()) -> Launch:
+        """Like `launch`, plus `optional` probes (packet capture) whose failure to run is recorded
+        in `Launch.failures` instead of raised. Required pods are created first: when one is
+        refused, no optional pod has been created yet."""
+        required, optional = list(required), list(optional)
+        for spec in required + optional:
             self._validate(spec)
-        pods = [self._create_pod(spec) for spec in specs]
-        running = self._wait_running(specs, pods)
-        return [Probe(self.kube, spec, pod) for spec, pod in zip(specs, running)]
+        pods: list[Pod | ProbeLaunchError] = [self._create_pod(spec) for spec in required]
+        pods += [self._try_create(spec) for spec in optional]
+        states = self._wait_running(required + optional, pods, frozenset(s.name for s in optional))
+        probes = {spec.name: Probe(self.kube, spec, pod) for spec, pod in zip(required + optional, states)
+                  if isinstance(pod, Pod)}
+        failures = {spec.name: state for spec, state in zip(optional, states[len(required):])
+                    if isinstance(state, ProbeLaunchError)}
+        return Launch(probes, failures)
 
     def cleanup(self) -> list[str]:
         """Delete what this run created, pods first; the failures, one line each."""
@@ -252,6 +269,15 @@ class ProbeFleet:
             }
         return self._owners[namespace]
 
+    def _try_create(self, spec: ProbeSpec) -> Pod | ProbeLaunchError:
+        try:
+            return self._create_pod(spec)
+        except ProbeLaunchError as exc:
+            return exc
+        except ApiError as exc:  # RBAC, quota, a namespace that does not exist
+            return ProbeLaunchError(LaunchFailure.REJECTED, spec, f"the {spec.role.value} probe {spec.name} was "
+                                    f"refused: {exc.message}", exc.server_message)
+
     def _create_pod(self, spec: ProbeSpec) -> Pod:
         owner = self._owner(spec.namespace)
         body = probe_manifest(spec, self.pod_name(spec), self.run_id, owner, self.deadline_seconds)
@@ -270,18 +296,26 @@ class ProbeFleet:
 
     # ------------------------------------------------------------ waiting
 
-    def _wait_running(self, specs: list[ProbeSpec], pods: list[Pod]) -> list[Pod]:
+    def _wait_running(self, specs: list[ProbeSpec], pods: list[Pod | ProbeLaunchError],
+                      optional: frozenset[str] = frozenset()) -> list[Pod | ProbeLaunchError]:
+        """Each pod running, or (optional ones only) the error that stopped it."""
         deadline = self._clock() + self.start_timeout
-        namespaces = sorted({spec.namespace for spec in specs})
+        namespaces = sorted({spec.namespace for spec, pod in zip(specs, pods) if isinstance(pod, Pod)})
         while True:
             current = self._current_pods(namespaces)
-            states = [_launch_state(spec, current.get((spec.namespace, pod.name))) for spec, pod in zip(specs, pods)]
-            failed = next((s for s in states if isinstance(s, ProbeLaunchError)), None)
+            states = [pod if isinstance(pod, ProbeLaunchError) else _launch_state(spec, current.get((spec.namespace, pod.name)))
+                      for spec, pod in zip(specs, pods)]
+            failed = next((s for spec, s in zip(specs, states)
+                           if isinstance(s, ProbeLaunchError) and spec.name not in optional), None)
             if failed:
                 raise failed
-            if all(isinstance(s, Pod) for s in states):
+            if all(not isinstance(s, str) for s in states):
                 return states
             if self._clock() >= deadline:
+                late = [(spec, s) for spec, s in zip(specs, states) if isinstance(s, str)]
+                if all(spec.name in optional for spec, _ in late):
+                    return [_timeout([spec], [s], self.start_timeout) if isinstance(s, str) else s
+                            for spec, s in zip(specs, states)]
                 raise _timeout(specs, states, self.start_timeout)
             self._sleep(POLL_INTERVAL)
 

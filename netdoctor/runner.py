@@ -11,17 +11,21 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from netdoctor import probecmds
 from netdoctor.errors import NetdoctorError
 from netdoctor.kube import Kube
 from netdoctor.model import (
-    DnsQuery, Facts, InspectListeners, Observation, Ping, Plan, ReadResolvConf, Step, TcpConnect,
+    Capture, CaptureMode, DnsQuery, Facts, InspectListeners, Observation, Ping, Plan, PlannedProbe, ProbePurpose,
+    ReadResolvConf, RunningProbe, Step, TcpConnect,
 )
 from netdoctor.observations import DnsOutcome
-from netdoctor.probes import DEFAULT_IMAGE, Probe, ProbeFleet, ProbeLaunchError, ProbeRole, ProbeSpec, listeners_of
+from netdoctor.probes import (
+    DEFAULT_IMAGE, Capability, LaunchFailure, Probe, ProbeFleet, ProbeLaunchError, ProbeRole, ProbeSpec, listeners_of,
+)
+from netdoctor.sniff import Point, Sniffer
 
 
 @dataclass(frozen=True)
@@ -38,32 +42,108 @@ class RunResult:
     kept: tuple[str, ...]  # "kubectl exec" lines for --keep
     launch_seconds: float = 0.0  # until every probe ran
     probe_seconds: float = 0.0  # running the steps
+    captures: tuple[Capture, ...] = ()
+    probes: dict[str, RunningProbe] = field(default_factory=dict)  # traffic probes by role
+    capture_seconds: float = 0.0  # starting and stopping the captures, decoding them
 
 
 def run(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,
         progress: Callable[[Step, Observation], None] = lambda step, obs: None) -> RunResult:
-    specs = [ProbeSpec(p.role, p.namespace, ProbeRole.SOURCE if p.copy_labels else ProbeRole.CLIENT, p.node,
-                       options.image, impersonate_labels=p.copy_labels) for p in plan.probes]
     started = time.monotonic()
     with ProbeFleet(kube, run_timeout=options.timeout * 60, keep=options.keep) as fleet:
-        try:
-            probes = {spec.name: probe for spec, probe in zip(specs, fleet.launch(specs))}
-        except ProbeLaunchError as exc:
-            exc.hint = "; ".join(filter(None, (exc.hint, _cost(plan, exc.spec.name))))
-            raise
+        probes, nodes, blind = _launch(fleet, plan, options)
         launched = time.monotonic()
-        executor = _Executor(kube, probes, facts, options.timeout)
-        observations = []
-        with ThreadPoolExecutor(max_workers=options.workers) as pool:
-            futures = {pool.submit(executor.observe, step): step for step in plan.steps}
-            for future in as_completed(futures):
-                observations.append(future.result())
-                progress(futures[future], observations[-1])
-        probed = time.monotonic()
-        kept = tuple(f"kubectl -n {p.namespace} exec -it {p.name} -- bash" for p in probes.values()) if options.keep else ()
+        points = _capture_points(plan, probes, nodes)
+        ips = [p.ip for p in probes.values() if p.ip]
+        with Sniffer(points, ips, max_seconds=options.timeout * 60) as sniffer:
+            if points:
+                sniffer.start()
+            listening = time.monotonic()
+            observations = _run_steps(kube, plan, facts, options, probes, progress)
+            probed = time.monotonic()
+            captures = sniffer.stop() if points else ()
+        stopped = time.monotonic()
+        kept = tuple(f"kubectl -n {p.namespace} exec -it {p.name} -- bash"
+                     for p in (*probes.values(), *nodes.values())) if options.keep else ()
+    running = {role: RunningProbe(role, p.name, p.ip, p.pod.node_name) for role, p in probes.items()}
+    return RunResult(observations, kept, launched - started, probed - listening, (*captures, *blind), running,
+                     (listening - launched) + (stopped - probed))
+
+
+def _run_steps(kube, plan: Plan, facts: Facts, options: RunOptions, probes: dict[str, Probe],
+               progress) -> tuple[Observation, ...]:
+    executor = _Executor(kube, probes, facts, options.timeout)
+    observations = []
+    with ThreadPoolExecutor(max_workers=options.workers) as pool:
+        futures = {pool.submit(executor.observe, step): step for step in plan.steps}
+        for future in as_completed(futures):
+            observations.append(future.result())
+            progress(futures[future], observations[-1])
     order = {s.key: i for i, s in enumerate(plan.steps)}
-    return RunResult(tuple(sorted(observations, key=lambda o: order[o.step_key])), kept,
-                     launched - started, probed - launched)
+    return tuple(sorted(observations, key=lambda o: order[o.step_key]))
+
+
+def _traffic_spec(p: PlannedProbe, image: str, capture: bool) -> ProbeSpec:
+    role = ProbeRole.SOURCE if p.copy_labels else ProbeRole.CLIENT
+    caps = frozenset({Capability.NET_RAW}) if capture else frozenset()  # tcpdump, and ping without ping_group_range
+    return ProbeSpec(p.role, p.namespace, role, p.node, image, caps, impersonate_labels=p.copy_labels)
+
+
+def _capture_spec(p: PlannedProbe, image: str) -> ProbeSpec:
+    """tcpdump needs NET_RAW; reading the node's connection tracking table needs NET_ADMIN."""
+    return ProbeSpec(p.role, p.namespace, ProbeRole.CAPTURE, p.node, image,
+                     frozenset({Capability.NET_RAW, Capability.NET_ADMIN}), host_network=True)
+
+
+def _launch(fleet: ProbeFleet, plan: Plan, options: RunOptions):
+    """The traffic probes (required), the node capture probes (optional unless --capture strict),
+    and a blind Capture for every capture point the cluster refused, with the reason."""
+    traffic = [p for p in plan.probes if p.purpose is ProbePurpose.TRAFFIC]
+    capturing = [p for p in plan.probes if p.purpose is ProbePurpose.NODE_CAPTURE]
+    specs = [_traffic_spec(p, options.image, p.capture) for p in traffic]
+    optional = [_capture_spec(p, options.image) for p in capturing]
+    blind: list[Capture] = []
+    try:
+        launch = fleet.launch_all(specs, optional)
+    except ProbeLaunchError as exc:
+        if not (_capture_refused(exc) and plan.capture is CaptureMode.AUTO):
+            _explain(exc, plan)
+            raise
+        blind = [Capture(f"probe {p.role}", p.node, p.role, blind=f"no capture in the probe: {exc.server_message}")
+                 for p in traffic if p.capture]
+        launch = fleet.launch_all([replace(s, capabilities=frozenset()) for s in specs], optional)
+    if launch.failures and plan.capture is CaptureMode.STRICT:
+        failure = next(iter(launch.failures.values()))
+        _explain(failure, plan)
+        raise failure
+    by_role = {p.role: p for p in capturing}
+    blind += [Capture(by_role[name].node, by_role[name].node, blind=f"no capture on the node: {exc.message}")
+              for name, exc in launch.failures.items()]
+    probes = {p.role: launch.probes[p.role] for p in traffic}
+    nodes = {p.role: launch.probes[p.role] for p in capturing if p.role in launch.probes}
+    return probes, nodes, tuple(blind)
+
+
+def _capture_refused(exc: ProbeLaunchError) -> bool:
+    return exc.reason is LaunchFailure.POD_SECURITY and bool(exc.spec.capabilities)
+
+
+def _explain(exc: ProbeLaunchError, plan: Plan) -> None:
+    """Add to the error's hint which layers it costs, or how to go on without capture."""
+    if exc.spec.capabilities and plan.capture is CaptureMode.STRICT:
+        extra = "--capture strict needs probes with NET_RAW and hostNetwork; use --capture auto to go on without " \
+                "the blocked hops, or --capture-namespace for a namespace that admits them"
+    else:
+        extra = _cost(plan, exc.spec.name)
+    exc.hint = "; ".join(filter(None, (exc.hint, extra)))
+
+
+def _capture_points(plan: Plan, probes: dict[str, Probe], nodes: dict[str, Probe]) -> list[Point]:
+    planned = {p.role: p for p in plan.probes}
+    pods = [Point(f"probe {role}", probe.pod.node_name, probe, role) for role, probe in probes.items()
+            if planned[role].capture and probe.spec.capabilities]
+    return pods + [Point(probe.pod.node_name or planned[role].node, probe.pod.node_name, probe)
+                   for role, probe in nodes.items()]
 
 
 def _cost(plan: Plan, probe: str) -> str:

@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from netdoctor.catalog import Catalog
-from netdoctor.judge import dns, endpoints, paths, policy, target
+from netdoctor.judge import dns, endpoints, hops, paths, policy, target
 from netdoctor.judge.common import skip
-from netdoctor.judge.diagnose import diagnose
-from netdoctor.model import CheckResult, Evidence, Layer, LayerResult, Report, State
+from netdoctor.judge.diagnose import common_params, diagnose
+from netdoctor.model import (
+    CaptureStatus, CheckResult, Diagnosis, Evidence, HopPath, Layer, LayerResult, PathOutcome, Report, State,
+)
 
 LAYER_JUDGES = {
     Layer.TARGET: target.judge,
@@ -50,15 +52,53 @@ def judge(evidence: Evidence, catalog: Catalog, duration_s: float = 0.0) -> Repo
         checks = _titled(_run(definition.layer, evidence), catalog)
         layers.append(LayerResult(definition.layer, title, _layer_state(checks), checks, _skip_reason(checks)))
     facts = evidence.facts
+    found = _rendered(hops.paths(evidence), catalog, evidence)
+    diagnosis = diagnose(tuple(layers), catalog, facts)
     return Report(
         target=str(facts.target),
         namespace=facts.namespace,
         source=facts.source,
         layers=tuple(layers),
-        diagnosis=diagnose(tuple(layers), catalog, facts),
+        diagnosis=replace(diagnosis, path=_key_path(found, tuple(layers), diagnosis, evidence)),
         notes=evidence.plan.notes,
         duration_s=duration_s,
+        paths=found,
+        capture=_capture_status(evidence),
     )
+
+
+def _rendered(found: tuple[HopPath, ...], catalog: Catalog, ev: Evidence) -> tuple[HopPath, ...]:
+    if catalog.hops is None:
+        return found
+    base = common_params(ev.facts)
+    return tuple(replace(p, summary=catalog.render(catalog.hops.id, p.cause, base | dict(p.params)).summary)
+                 for p in found)
+
+
+_UNINFORMATIVE = ("not-seen", "blind")
+
+
+def _key_path(found: tuple[HopPath, ...], layers: tuple[LayerResult, ...], d: Diagnosis, ev: Evidence) -> HopPath | None:
+    """The path that shows the diagnosis: a failing one of the named check's steps, else of the
+    failed checks in layer order; for a healthy check, the Service IP's (or a pod IP's) path."""
+    by_step = {p.step_key: p for p in found}
+    if d.state in (State.PASS, State.SKIP):
+        return next((by_step[k] for k in ("svc:clusterip", *(s.key for s in ev.plan.steps)) if k in by_step), None)
+    checks = [d.check_id] + [c.check_id for layer in layers for c in layer.checks if c.state in (State.FAIL, State.ERROR, State.WARN)]
+    for informative in (True, False):
+        for check_id in checks:
+            for step, _ in ev.runs(check_id):
+                p = by_step.get(step.key)
+                if p and p.outcome is not PathOutcome.DELIVERED and (p.cause not in _UNINFORMATIVE or not informative):
+                    return p
+    return next((p for p in found if p.outcome is not PathOutcome.DELIVERED and p.cause not in _UNINFORMATIVE), None)
+
+
+def _capture_status(ev: Evidence) -> CaptureStatus:
+    seen = tuple(c.point for c in ev.captures if not c.blind)
+    blind = tuple(f"{c.point}: {c.blind}" for c in ev.captures if c.blind)
+    truncated = tuple(f"{c.point}: packet limit reached, later packets missing" for c in ev.captures if c.truncated)
+    return CaptureStatus(ev.plan.capture, seen, blind + truncated)
 
 
 def _run(layer: Layer, evidence: Evidence) -> tuple[CheckResult, ...]:

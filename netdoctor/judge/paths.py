@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from netdoctor.judge import hops
 from netdoctor.judge.common import completed, error, failed, logs, names, passed, skip
 from netdoctor.model import CheckResult, Evidence, Expect, State, Step
 from netdoctor.observations import PingOutcome, PingResult, TcpOutcome, TcpResult
@@ -96,7 +97,7 @@ def _cluster_ip(ev: Evidence) -> CheckResult:
     if not tried:
         return error("ND-SVC-001", "no connection to the Service IP completed", problems, logs(ev, "ND-SVC-001"))
     a = tried[0]
-    lines = [_line(a)] + problems + ["TCP cannot tell which backend answered; the spread is not observed"]
+    lines = [_line(a)] + problems + [_spread(ev, a.step)]
     params = {"connected": str(a.connected), "attempts": str(a.tries), "outcome": a.outcome.value}
     if a.connected == a.tries:
         return passed("ND-SVC-001", f"{a.connected}/{a.tries} connections to {svc.cluster_ip}:{ev.facts.port}", lines)
@@ -111,6 +112,17 @@ def _cluster_ip(ev: Evidence) -> CheckResult:
     cause = "all-fail" if pod_ok else "backends-fail"
     return failed("ND-SVC-001", cause, f"0/{a.tries} connections ({a.outcome.value})", lines, params,
                   log=logs(ev, "ND-SVC-001"))
+
+
+def _spread(ev: Evidence, step: Step) -> str:
+    """Which backends the Service IP's connections were translated to, from the captures."""
+    if not ev.captures:
+        return "the spread across backends is not observed without packet capture"
+    counts = hops.spread(ev, step)
+    if not counts:
+        return "no translated connection seen in the captures"
+    pods = {f"{p.ip}:{ev.facts.target_port}": p.name for p in ev.facts.backends}
+    return "spread: " + ", ".join(f"{pods.get(target, target)} ×{n}" for target, n in counts)
 
 
 def _reaches_every_backend(ev: Evidence, node: str) -> bool:

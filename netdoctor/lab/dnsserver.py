@@ -278,7 +278,10 @@ class Server:
         try:
             wire, peer = self.udp.recvfrom(65535)
             reply = handle_wire(self.zone_file.zone, wire, max_size=512)
-            if reply is not None:
+            if reply is None:  # in the pod's log: a client that splits its queries shows up here
+                log.warning("udp: no answer to %d bytes from %s:%d that are not a DNS query: %s",
+                            len(wire), *peer, wire[:16].hex())
+            else:
                 self.udp.sendto(reply, peer)
         except OSError as exc:  # one client's trouble (e.g. unreachable) must not stop the server
             log.warning("udp: %s", exc)

@@ -1,16 +1,20 @@
 """`-o json`: the Report as a documented, versioned document (schema "netdoctor.check/v1").
 
 Keys: schema, target, namespace, source, state, duration_s, notes, diagnosis{state, first_broken,
-check_id, cause, headline, remediation, commands}, layers[{id, title, state, reason,
-checks[{id, title, state, cause, message, evidence, log}]}]. States are pass/warn/fail/error/skip.
-New keys may be added within v1; none is removed or renamed.
+check_id, cause, headline, remediation, commands, path}, layers[{id, title, state, reason,
+checks[{id, title, state, cause, message, evidence, log}]}], capture{mode, points, blind},
+paths[PATH]. A PATH is {step, flow, outcome, cause, summary, params, at, connections, same_outcome,
+backends{"ip:port": n}, hops[{label, node, pod, interface, kind, request, reply, note, blind}]};
+`at` indexes hops (the hop of loss or refusal), `diagnosis.path` is a PATH or null.
+States are pass/warn/fail/error/skip; outcomes delivered/refused/icmp-error/dropped/reply-lost/
+unknown; replies answer/rst/icmp or null. New keys may be added within v1; none is removed or renamed.
 """
 
 from __future__ import annotations
 
 import json
 
-from netdoctor.model import CheckResult, LayerResult, Report
+from netdoctor.model import CheckResult, Hop, HopPath, LayerResult, Report
 
 SCHEMA = "netdoctor.check/v1"
 
@@ -28,10 +32,24 @@ def document(report: Report) -> dict:
         "diagnosis": {
             "state": d.state.value, "first_broken": d.first_broken.value if d.first_broken else None,
             "check_id": d.check_id, "cause": d.cause, "headline": d.headline, "remediation": d.remediation,
-            "commands": list(d.commands),
+            "commands": list(d.commands), "path": _path(d.path) if d.path else None,
         },
         "layers": [_layer(layer) for layer in report.layers],
+        "capture": {"mode": report.capture.mode.value, "points": list(report.capture.points),
+                    "blind": list(report.capture.blind)},
+        "paths": [_path(p) for p in report.paths],
     }
+
+
+def _path(p: HopPath) -> dict:
+    return {"step": p.step_key, "flow": p.flow, "outcome": p.outcome.value, "cause": p.cause, "summary": p.summary,
+            "params": dict(p.params), "at": p.at, "connections": p.connections, "same_outcome": p.same_outcome, "backends": dict(p.backends),
+            "hops": [_hop(h) for h in p.hops]}
+
+
+def _hop(h: Hop) -> dict:
+    return {"label": h.label, "node": h.node, "pod": h.pod, "interface": h.interface, "kind": h.kind.value,
+            "request": h.request, "reply": h.reply.value if h.reply else None, "note": h.note, "blind": h.blind}
 
 
 def _layer(layer: LayerResult) -> dict:

@@ -3,7 +3,8 @@ then the evidence of what did not pass."""
 
 from __future__ import annotations
 
-from netdoctor.model import Report, State
+from netdoctor.model import HopPath, Report, State
+from netdoctor.report import marks
 
 ICON = {State.PASS: "✅", State.WARN: "⚠️", State.FAIL: "❌", State.ERROR: "💥", State.SKIP: "⏭️"}
 
@@ -12,6 +13,8 @@ def render(report: Report) -> str:
     d = report.diagnosis
     out = [f"### netdoctor: `{report.target}` in `{report.namespace}` — {ICON[d.state]} {d.state.value.upper()}", "",
            f"**{d.headline}**", "", f"Source: {report.source}"]
+    if d.path:
+        out += ["", *_path(d.path)]
     if d.remediation:
         out += ["", f"Fix: {d.remediation}"]
     if d.commands:
@@ -25,5 +28,16 @@ def render(report: Report) -> str:
     for c in bad:
         out += ["", f"<details><summary>{c.check_id} {c.title}: {c.message}</summary>", "", "```", *c.evidence, "```",
                 "</details>"]
-    out += ["", *[f"_{n}_" for n in report.notes]]
+    out += ["", *[f"_{n}_" for n in report.notes], *[f"_capture blind at {b}_" for b in report.capture.blind]]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _path(path: HopPath) -> list[str]:
+    """The hop path as a table, one hop per row (request →, answer ←)."""
+    rows = [f"Hop by hop — {marks.heading(path)}: {path.summary}", "", "| # | Hop | → | ← | Note |", "|---|---|---|---|---|"]
+    for i, hop in enumerate(path.hops):
+        name = f"**{hop.label}**" if i == path.at and path.outcome.value != "delivered" else hop.label
+        note = hop.blind or hop.note
+        rows.append(f"| {i + 1} | {name} | {marks.request_mark(path, i)} | {marks.reply_mark(path, i)} | "
+                    f"{note.replace('|', '/')} |")
+    return rows

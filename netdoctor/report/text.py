@@ -3,11 +3,13 @@ buffered logs of failed checks, then the verdict with the next commands. Plain o
 
 from __future__ import annotations
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
+from rich.table import Table
 from rich.tree import Tree
 
-from netdoctor.model import CheckResult, Report, State
+from netdoctor.model import CheckResult, HopPath, Report, State
+from netdoctor.report import marks
 
 STYLE = {State.PASS: "green", State.WARN: "yellow", State.FAIL: "bold red", State.ERROR: "magenta", State.SKIP: "dim"}
 
@@ -27,6 +29,10 @@ def render(report: Report, console: Console, verbose: bool = False) -> None:
     console.print(tree)
     for note in report.notes:
         console.print(f"[dim]note: {escape(note)}[/]")
+    for blind in report.capture.blind:
+        console.print(f"[yellow]capture: blind at {escape(blind)}[/]")
+    if verbose:
+        _all_paths(report, console)
     _verdict(report, console)
 
 
@@ -46,7 +52,56 @@ def _verdict(report: Report, console: Console) -> None:
     console.print()
     where = f" at {d.first_broken.value}" if d.first_broken else ""
     console.print(f"{_tag(d.state)}{escape(where)}: [bold]{escape(d.headline)}[/]" + (f" ({d.check_id})" if d.check_id else ""))
+    if d.path:
+        console.print(f"{'where' if d.path.outcome.value != 'delivered' else 'path'}: {escape(d.path.summary)}")
+        console.print(picture(d.path, console.width))
     if d.remediation:
         console.print(f"fix: {escape(d.remediation)}")
     for command in d.commands:
         console.print(f"  $ {escape(command)}")
+
+
+def picture(path: HopPath, width: int) -> Group:
+    """The path as a row of hops with what each saw of the request (→) and of the answer (←);
+    one hop per line when the row does not fit `width`. What changed on the way comes after."""
+    columns = [(h.pod or h.node or "?", h.interface) for h in path.hops]
+    row_width = 3 + sum(max(len(a), len(b), 4) + 2 for a, b in columns)
+    table = Table(box=None, padding=(0, 1), show_edge=False, show_header=row_width <= width)
+    if row_width <= width:
+        table.add_column("")
+        for index, (owner, interface) in enumerate(columns):
+            table.add_column(f"{escape(owner)}\n{escape(interface)}", justify="center", no_wrap=True,
+                             header_style=_hop_style(path, index))
+        table.add_row("→", *(marks.request_mark(path, i) for i in range(len(columns))))
+        table.add_row("←", *(marks.reply_mark(path, i) for i in range(len(columns))))
+    else:
+        for column in ("→", "←", "hop"):
+            table.add_column(column)
+        for index, hop in enumerate(path.hops):
+            table.add_row(marks.request_mark(path, index), marks.reply_mark(path, index),
+                          f"[{_hop_style(path, index)}]{escape(hop.label)}[/]")
+    return Group(f"[dim]{escape(marks.heading(path))}[/]", table, *_changes(path))
+
+
+def _hop_style(path: HopPath, index: int) -> str:
+    return "bold red" if index == path.at and path.outcome.value != "delivered" else "bold"
+
+
+def _changes(path: HopPath) -> list[str]:
+    """Each note (DNAT, tunnel, blind) once, at the first hop that shows it."""
+    lines, shown = [], set()
+    for hop in path.hops:
+        for note in filter(None, (*hop.note.split(", "), hop.blind)):
+            if note not in shown:
+                shown.add(note)
+                lines.append(f"  [dim]{escape(hop.label)}: {escape(note)}[/]")
+    return lines
+
+
+def _all_paths(report: Report, console: Console) -> None:
+    console.print()
+    console.print("[bold]hop by hop[/] (✓ seen, · not seen, ✗ lost here, ? not observed)")
+    for path in report.paths:
+        console.print(f"{escape(path.step_key)}: {escape(path.summary)}")
+        if path.hops:
+            console.print(picture(path, console.width))

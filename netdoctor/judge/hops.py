@@ -1,0 +1,525 @@
+"""Hop by hop: each network step's connections followed through the packet captures, from the
+source pod to the destination pod and back, to say where a packet was last seen and why it went
+no further.
+
+Called by the judge (the report's paths, the diagnosis's path) and by the Service-IP judge (which
+backends the ClusterIP's connections were translated to). Pure: reads the Evidence's captures,
+steps and facts. A connection is recognised at the source by what the step sent (the TCP SYN to
+its address, the ICMP echo of its size, the DNS query with its message id), then followed by its
+source port (or echo id) across every hop, DNAT and tunnels included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable
+
+from netdoctor import inventory
+from netdoctor.model import (
+    Capture, DnsQuery, Evidence, Hop, HopKind, HopPath, PathOutcome, Ping, Reply, Step, TcpConnect,
+)
+from netdoctor.observations import Interface, InterfaceKind, Inventory, NatEntry, Packet
+
+WINDOW = 15.0  # seconds after a connection's first packet during which its packets count
+BIG = 1000  # bytes: a request this large lost while small ones pass is an MTU problem
+ICMP_ERRORS = (3, 11, 12)
+
+
+@dataclass(frozen=True)
+class Conn:
+    """One connection a step made, as first seen at the source."""
+
+    proto: str
+    src: str
+    key: int  # the source port, or the ICMP echo id
+    dst: str
+    dport: int | None
+    start: float
+    size: int
+    what: str  # "SYN to 10.96.0.20:80", for humans
+
+
+@dataclass(frozen=True)
+class _Place:
+    """A hop to look at: which capture, which interface."""
+
+    hop: Hop
+    capture: Capture | None
+
+
+# --- the entry points ----------------------------------------------------------------------
+
+
+def paths(ev: Evidence) -> tuple[HopPath, ...]:
+    """A HopPath per network step that made connections (the most telling one of the step)."""
+    if not ev.captures:
+        return ()
+    found = [path for step in ev.plan.steps if (path := _step_path(ev, step)) is not None]
+    return tuple(_with_mtu(found, ev))
+
+
+def spread(ev: Evidence, step: Step) -> tuple[tuple[str, int], ...]:
+    """Where the step's connections were translated to (ip:port -> count), seen in the captures."""
+    counts: dict[str, int] = {}
+    for conn in _conns(ev, step):
+        target = _translated(ev, conn)
+        if target:
+            counts[target] = counts.get(target, 0) + 1
+    return tuple(sorted(counts.items()))
+
+
+# --- connections --------------------------------------------------------------------------
+
+
+def _source_ip(ev: Evidence, step: Step) -> str | None:
+    probe = ev.probes.get(step.probe or "")
+    return probe.ip if probe else None
+
+
+def _conns(ev: Evidence, step: Step) -> list[Conn]:
+    """The step's connections, from what the source sent before any translation: at its own
+    eth0, else at its host-side interface."""
+    src = _source_ip(ev, step)
+    match = _request_matcher(ev, step)
+    if src is None or match is None:
+        return []
+    conns: dict[tuple[str, int], Conn] = {}
+    for p in _first_sightings(ev, step.probe, src):
+        if p.src == src and match(p):
+            key = p.icmp_id if p.proto == "icmp" else p.sport
+            if key is not None and ((p.proto, key) not in conns or p.time < conns[(p.proto, key)].start):
+                conns[(p.proto, key)] = Conn(p.proto, src, key, p.dst, p.dport, p.time, p.length, _what(step, p))
+    return sorted(conns.values(), key=lambda c: c.start)
+
+
+def _first_sightings(ev: Evidence, role: str, src: str) -> list[Packet]:
+    pod = _pod_captures(ev).get(role)
+    if pod and not pod.blind:
+        return [p for p in pod.packets if p.interface != "lo"]
+    node = _node_captures(ev).get(ev.probes[role].node)
+    port = inventory.host_port_of(node.inventory, src) if node and node.inventory else None
+    return [p for p in node.packets if p.interface == port.name] if port else []
+
+
+def _request_matcher(ev: Evidence, step: Step) -> Callable[[Packet], bool] | None:
+    action = step.action
+    if isinstance(action, TcpConnect):
+        return lambda p: (p.proto == "tcp" and p.dst == action.ip and p.dport == action.port
+                          and "S" in p.tcp_flags and "A" not in p.tcp_flags)
+    if isinstance(action, Ping):
+        target = ev.probes[action.to_probe].ip if action.to_probe and action.to_probe in ev.probes else action.ip
+        return lambda p: p.proto == "icmp" and p.icmp_type == 8 and p.dst == target and p.length == action.size + 28
+    if isinstance(action, DnsQuery):
+        observation = ev.observed(step.key)
+        ids = {r.query_id for r in (observation.result or ()) if getattr(r, "query_id", None) is not None} \
+            if observation else set()
+        return lambda p: p.proto == "udp" and p.dns is not None and not p.dns.response and p.dns.id in ids
+    return None
+
+
+def _what(step: Step, p: Packet) -> str:
+    if isinstance(step.action, TcpConnect):
+        return f"SYN to {p.dst}:{p.dport}"
+    if isinstance(step.action, Ping):
+        return f"ping of {p.length} bytes to {p.dst}" + (" (DF)" if p.dont_fragment else "")
+    return f"DNS query for {p.dns.qname if p.dns else '?'} to {p.dst}"
+
+
+def _is_request(conn: Conn, p: Packet, targets: frozenset[str] = frozenset()) -> bool:
+    """`p` is the connection's request (to its destination, or to one of `targets` it was
+    translated to: a source port may be reused at once towards another address)."""
+    if p.src != conn.src or p.proto != conn.proto or (targets and p.dst not in targets):
+        return False
+    if conn.proto == "icmp":
+        return p.icmp_type == 8 and p.icmp_id == conn.key
+    return p.sport == conn.key
+
+
+def _reply_kind(conn: Conn, p: Packet, targets: frozenset[str] = frozenset()) -> Reply | None:
+    if p.dst != conn.src:
+        return None
+    if p.proto == "icmp" and p.icmp_type in ICMP_ERRORS and p.quoted:
+        q = p.quoted
+        same = q.src == conn.src and q.proto == conn.proto and (q.icmp_id if conn.proto == "icmp" else q.sport) == conn.key
+        return Reply.ICMP if same and (not targets or q.dst in targets) else None
+    if p.proto != conn.proto or (targets and p.src not in targets):
+        return None
+    if conn.proto == "icmp":
+        return Reply.ANSWER if p.icmp_type == 0 and p.icmp_id == conn.key else None
+    if p.dport != conn.key:
+        return None
+    if conn.proto == "tcp" and "R" in p.tcp_flags:
+        return Reply.RST
+    return Reply.ANSWER
+
+
+def _in_window(conn: Conn, p: Packet) -> bool:
+    return conn.start - 0.5 <= p.time <= conn.start + WINDOW
+
+
+def _translated(ev: Evidence, conn: Conn) -> str | None:
+    """The destination a Service connection's request was rewritten to (DNAT): from the source
+    node's connection tracking (which knows it even when the translated packet was dropped before
+    any interface), else from a packet seen after the translation."""
+    if not _is_service_ip(ev, conn.dst) and conn.dst not in {n.internal_ip for n in ev.facts.nodes}:
+        return None
+    entry = _tracked(ev, conn)  # exact: a reused source port can't fool it
+    if entry:
+        return (f"{entry.reply_src}:{entry.reply_sport}" if entry.reply_sport is not None else entry.reply_src) \
+            if entry.translated else None
+    for capture in ev.captures:
+        for p in capture.packets:
+            if _in_window(conn, p) and _is_request(conn, p) and (p.dst, p.dport) != (conn.dst, conn.dport):
+                return f"{p.dst}:{p.dport}" if p.dport is not None else p.dst
+    return None
+
+
+def _only_backend(ev: Evidence, ip: str) -> str | None:
+    """A Service IP's one backend: where its connections go even when no capture saw the DNAT."""
+    f = ev.facts
+    for service, pods in ((f.service, f.backends), (f.dns_service, f.dns_backends)):
+        ips = [p.ip for p in pods if p.ip]
+        if service and service.cluster_ip == ip and len(ips) == 1:
+            return ips[0]
+    return None
+
+
+def _tracked(ev: Evidence, conn: Conn) -> NatEntry | None:
+    return next((e for c in ev.captures for e in c.nat
+                 if (e.proto, e.src, e.sport, e.dst, e.dport) == (conn.proto, conn.src, conn.key, conn.dst, conn.dport)),
+                None)
+
+
+# --- the hops a connection should cross ----------------------------------------------------
+
+
+def _node_captures(ev: Evidence) -> dict[str, Capture]:
+    return {c.node: c for c in ev.captures if c.probe is None and c.node}
+
+
+def _pod_captures(ev: Evidence) -> dict[str, Capture]:
+    return {c.probe: c for c in ev.captures if c.probe}
+
+
+def _node_ip(ev: Evidence, node: str | None) -> str | None:
+    return next((n.internal_ip for n in ev.facts.nodes if n.name == node), None)
+
+
+def _node_of(ev: Evidence, ip: str) -> str | None:
+    f = ev.facts
+    pods = {p.ip: p.node_name for p in (*f.backends, *f.dns_backends) if p.ip}
+    pods |= {p.ip: p.node for p in ev.probes.values() if p.ip}
+    pods |= {n.internal_ip: n.name for n in f.nodes if n.internal_ip}
+    if ip in pods:
+        return pods[ip]
+    return next((node for node, c in _node_captures(ev).items()
+                 if c.inventory and inventory.host_port_of(c.inventory, ip)), None)
+
+
+def _places(ev: Evidence, conn: Conn, role: str, dst: str) -> list[_Place]:
+    src_node = ev.probes[role].node
+    dst_node = _node_of(ev, dst)
+    pods, nodes = _pod_captures(ev), _node_captures(ev)
+    places = []
+    if role in pods:
+        places.append(_pod_place(pods[role], role))
+    unresolved = dst_node is None and _is_service_ip(ev, dst)  # which pod the Service chose is unknown
+    if unresolved:
+        entry = _tracked(ev, conn)  # untranslated in conntrack: it left the node as it was
+        egress = entry is not None and not entry.translated
+        places += _source_node_places(ev, nodes.get(src_node), src_node, conn.src, dst, not egress)
+    else:
+        places += _source_node_places(ev, nodes.get(src_node), src_node, conn.src, dst, dst_node == src_node)
+    if dst_node != src_node and not unresolved:
+        places += _destination_node_places(ev, nodes.get(dst_node), dst_node, conn.src, dst)
+    dst_role = next((r for r, p in ev.probes.items() if p.ip == dst), None)
+    if dst_role in pods:
+        places.append(_pod_place(pods[dst_role], dst_role))
+    return places
+
+
+def _pod_place(capture: Capture, role: str) -> _Place:
+    return _Place(Hop(capture.node, "eth0", HopKind.POD, blind=capture.blind, pod=role), capture)
+
+
+def _blind_node(ev: Evidence, node: str | None, capture: Capture | None) -> _Place:
+    if node is None:
+        why = "the destination is outside the captured nodes"
+    elif capture is not None and capture.blind:
+        why = capture.blind
+    elif any(n.name == node and not n.ready for n in ev.facts.nodes):
+        why = f"{node} is NotReady: no probe can run there"
+    else:
+        why = f"no capture on {node}"
+    return _Place(Hop(node, "(node)", HopKind.UNDERLAY, blind=why), None)
+
+
+def _hop(capture: Capture, node: str, interface: Interface | None, kind: HopKind, missing: str) -> _Place:
+    if interface is None:
+        return _Place(Hop(node, missing, kind, blind=f"{node} has no such interface"), capture)
+    return _Place(Hop(node, interface.name, kind), capture)
+
+
+def _source_node_places(ev: Evidence, capture: Capture | None, node: str | None, src: str, dst: str,
+                        stays: bool) -> list[_Place]:
+    if capture is None or capture.inventory is None:
+        return [_blind_node(ev, node, capture)]
+    inv = capture.inventory
+    veth = inventory.host_port_of(inv, src)
+    places = [_hop(capture, node, veth, HopKind.VETH, "veth")]
+    bridge = _bridge_of(inv, veth)
+    if bridge:
+        places.append(_hop(capture, node, bridge, HopKind.BRIDGE, "bridge"))
+    if stays:  # to a pod on this node (or to an unknown one: no way out to show)
+        dst_veth = inventory.host_port_of(inv, dst)
+        return places + [_hop(capture, node, dst_veth, HopKind.VETH, "veth")] if dst_veth else places
+    return places + _egress(capture, node, inv, _node_ip(ev, node), dst)
+
+
+def _egress(capture: Capture, node: str, inv: Inventory, node_ip: str | None, dst: str) -> list[_Place]:
+    """The overlay and underlay a packet to `dst` leaves by; the usual ones when no route says."""
+    route = inventory.route_to(inv, dst)
+    device = inv.by_name(route.device) if route else None
+    overlay = device if device and device.kind is InterfaceKind.OVERLAY else (
+        None if device else next((i for i in inv.interfaces if i.kind is InterfaceKind.OVERLAY), None))
+    under = (inv.by_name(overlay.link) if overlay and overlay.link else None) or (
+        device if device and device.kind is not InterfaceKind.OVERLAY else None) or (
+        inventory.underlay(inv, node_ip) if node_ip else None)
+    places = [_hop(capture, node, overlay, HopKind.OVERLAY, "overlay")] if overlay else []
+    return places + [_hop(capture, node, under, HopKind.UNDERLAY, "underlay")]
+
+
+def _destination_node_places(ev: Evidence, capture: Capture | None, node: str | None, src: str,
+                             dst: str) -> list[_Place]:
+    if capture is None or capture.inventory is None:
+        return [_blind_node(ev, node, capture)]
+    inv = capture.inventory
+    node_ip = _node_ip(ev, node)
+    if dst == node_ip:
+        return [_hop(capture, node, inventory.underlay(inv, dst), HopKind.UNDERLAY, "underlay")]
+    back = _egress(capture, node, inv, node_ip, src)  # the way back is the way in
+    veth = inventory.host_port_of(inv, dst)
+    bridge = _bridge_of(inv, veth)
+    inward = [*reversed(back), *([_hop(capture, node, bridge, HopKind.BRIDGE, "bridge")] if bridge else [])]
+    return inward + [_hop(capture, node, veth, HopKind.VETH, "veth")]
+
+
+def _bridge_of(inv: Inventory, port: Interface | None) -> Interface | None:
+    bridge = inv.by_name(port.master) if port and port.master else None
+    return bridge if bridge and bridge.kind is InterfaceKind.BRIDGE else None
+
+
+# --- what each hop saw, and the verdict ----------------------------------------------------
+
+
+def _seen(place: _Place, conn: Conn, targets: frozenset[str]) -> Hop:
+    hop = place.hop
+    if hop.blind or place.capture is None:
+        return hop
+    packets = [p for p in place.capture.packets if p.interface == hop.interface and _in_window(conn, p)]
+    requests = [p for p in packets if _is_request(conn, p, targets)]
+    replies = [kind for p in packets if (kind := _reply_kind(conn, p, targets))]
+    reply = next((r for r in (Reply.ANSWER, Reply.RST, Reply.ICMP) if r in replies), None)
+    return replace(hop, request=bool(requests), reply=reply, note=_note(conn, requests))
+
+
+def _note(conn: Conn, requests: list[Packet]) -> str:
+    notes = []
+    moved = next((p for p in requests if (p.dst, p.dport) != (conn.dst, conn.dport)), None)
+    if moved:
+        notes.append(f"DNAT → {moved.dst}" + (f":{moved.dport}" if moved.dport is not None else ""))
+    tunnelled = next((p.encap for p in requests if p.encap), None)
+    if tunnelled:
+        notes.append(f"{tunnelled.kind.upper()} {tunnelled.outer_src} → {tunnelled.outer_dst}")
+    return ", ".join(notes)
+
+
+def _follow(ev: Evidence, step: Step, conn: Conn) -> HopPath:
+    dst = (_translated(ev, conn) or _only_backend(ev, conn.dst) or conn.dst).split(":")[0]
+    targets = frozenset({conn.dst, dst})
+    hops = tuple(_seen(place, conn, targets) for place in _places(ev, conn, step.probe, dst))
+    outcome, at = _outcome(hops)
+    cause, params = _cause(ev, step, conn, hops, outcome, at, dst)
+    flow = f"{conn.src}:{conn.key} → {conn.dst}" + (f":{conn.dport}" if conn.dport is not None else "") + f" {conn.proto}"
+    return HopPath(step.key, flow, hops, outcome, cause, at, params=_params_text(params))
+
+
+def _outcome(hops: tuple[Hop, ...]) -> tuple[PathOutcome, int | None]:
+    """The verdict, and the hop it points at: where the reset or ICMP error came from, or the
+    first hop that missed the request (or, going back, the answer)."""
+    looked = [i for i, h in enumerate(hops) if not h.blind]
+    if not looked:
+        return PathOutcome.UNKNOWN, None
+    kind = hops[looked[0]].reply
+    if kind is Reply.ANSWER:
+        return PathOutcome.DELIVERED, None
+    if kind is not None:
+        at = max(i for i, h in enumerate(hops) if h.reply is kind)
+        return (PathOutcome.REFUSED if kind is Reply.RST else PathOutcome.ICMP_ERROR), at
+    answered = [i for i, h in enumerate(hops) if h.reply]
+    if answered:
+        return PathOutcome.REPLY_LOST, min(answered) - 1
+    reached = [i for i, h in enumerate(hops) if h.request]
+    if not reached:
+        return PathOutcome.UNKNOWN, None
+    beyond = [i for i in range(max(reached) + 1, len(hops))]
+    # A bridge does not see what it only switches between two of its ports: look past it.
+    loud = [i for i in beyond if hops[i].kind is not HopKind.BRIDGE]
+    return PathOutcome.DROPPED, (loud or beyond or [max(reached)])[0]
+
+
+def _step_path(ev: Evidence, step: Step) -> HopPath | None:
+    if step.probe not in ev.probes or _request_matcher(ev, step) is None:
+        return None
+    conns = _conns(ev, step)
+    if not conns:
+        return HopPath(step.key, step.title or step.key, (), PathOutcome.UNKNOWN, "not-seen",
+                       params=_params_text({"what": step.title or step.key}))
+    followed = [_follow(ev, step, c) for c in conns]
+    longest = max(followed, key=lambda p: sum(1 for h in p.hops if h.request))  # a cross-node one, if any
+    worst = next((p for p in followed if p.outcome is not PathOutcome.DELIVERED), longest)
+    same = sum(1 for p in followed if p.cause == worst.cause)
+    return replace(worst, connections=len(followed), same_outcome=same, backends=spread(ev, step))
+
+
+# --- causes --------------------------------------------------------------------------------
+
+
+def _cause(ev: Evidence, step: Step, conn: Conn, hops: tuple[Hop, ...], outcome: PathOutcome, at: int | None,
+           dst: str) -> tuple[str, dict[str, str]]:
+    params = {"what": conn.what, "dst": dst}
+    if at is not None:
+        params |= {"hop": hops[at].label, "node": hops[at].node or "?"}
+    last = max((i for i, h in enumerate(hops) if h.request), default=None)
+    if last is not None:
+        params["last"] = hops[last].label
+    if outcome is PathOutcome.DELIVERED:
+        return "delivered", params
+    if outcome is PathOutcome.UNKNOWN:
+        blind = next((h for h in hops if h.blind), None)
+        return ("blind", params | {"why": blind.blind}) if blind else ("not-seen", params)
+    if outcome is PathOutcome.REFUSED:
+        return ("refused-by-pod" if hops[at].kind in (HopKind.VETH, HopKind.POD) and at == len(hops) - 1
+                else "refused-by-node"), params
+    if outcome is PathOutcome.ICMP_ERROR:
+        return _icmp_cause(ev, step, conn, params)
+    if outcome is PathOutcome.REPLY_LOST:
+        return _reply_lost_cause(ev, conn, hops, at, params)
+    return _drop_cause(ev, step, conn, hops, at, last, params)
+
+
+def _reply_lost_cause(ev: Evidence, conn: Conn, hops, at, params) -> tuple[str, dict[str, str]]:
+    """The answer vanished on the way back: say so, naming the node without a route back."""
+    answering = hops[at + 1].node
+    if answering and _no_route(ev, answering, conn.src):
+        return "reply-no-route", params | {"node": answering, "dst": conn.src}
+    return "reply-lost", params
+
+
+def _icmp_cause(ev: Evidence, step: Step, conn: Conn, params) -> tuple[str, dict[str, str]]:
+    error = next((p for c in ev.captures for p in c.packets
+                  if p.proto == "icmp" and p.quoted and p.dst == conn.src and _reply_kind(conn, p) is Reply.ICMP
+                  and _in_window(conn, p)), None)
+    params = params | {"sender": error.src if error else "?", "icmp": _icmp_text(error)}
+    if error and error.icmp_type == 3 and error.icmp_code == 4:
+        return "mtu", params | {"size": str(conn.size)}
+    if error and error.icmp_type == 3 and error.icmp_code == 3 and _is_service_ip(ev, conn.dst) \
+            and _from_node(ev, ev.probes[step.probe].node, error.src, conn.dst):
+        return "no-endpoints", params
+    return "icmp-unreachable", params
+
+
+def _from_node(ev: Evidence, node: str | None, sender: str, service_ip: str) -> bool:
+    """The ICMP error was made by the node (its Service rules), not by a pod."""
+    capture = _node_captures(ev).get(node)
+    return sender == service_ip or bool(capture and capture.inventory and sender in inventory.local_ips(capture.inventory))
+
+
+def _icmp_text(p: Packet | None) -> str:
+    names = {(3, 0): "network unreachable", (3, 1): "host unreachable", (3, 3): "port unreachable",
+             (3, 4): "fragmentation needed", (3, 9): "network prohibited", (3, 10): "host prohibited",
+             (3, 13): "administratively prohibited", (11, 0): "TTL exceeded"}
+    return names.get((p.icmp_type, p.icmp_code), f"ICMP type {p.icmp_type} code {p.icmp_code}") if p else "ICMP error"
+
+
+def _is_service_ip(ev: Evidence, ip: str) -> bool:
+    services = (ev.facts.service, ev.facts.dns_service)
+    return any(s and s.cluster_ip == ip for s in services)
+
+
+def _drop_cause(ev: Evidence, step: Step, conn: Conn, hops, at, last, params) -> tuple[str, dict[str, str]]:
+    hop = hops[at]
+    src_node = ev.probes[step.probe].node
+    if _untranslated(ev, conn, hops):
+        return "untranslated", params | {"node": src_node or "?"}
+    if hop.blind:
+        return ("node-not-ready" if "NotReady" in hop.blind else "blind"), params | {"why": hop.blind}
+    if last == len(hops) - 1:
+        return "no-answer", params
+    tunnel = next((h.note for h in hops if "VXLAN" in h.note or "GENEVE" in h.note), "")
+    pod_ip = not _is_service_ip(ev, params["dst"])
+    if pod_ip and hops[last].node == src_node and _no_route(ev, src_node, params["dst"]):
+        return "no-route", params | {"node": src_node}
+    if hop.node != src_node and hop.kind is HopKind.UNDERLAY:
+        return ("overlay-blocked" if tunnel else "fabric-drop"), params | {"tunnel": tunnel, "from": src_node or "?"}
+    if hop.node != src_node and hop.kind is HopKind.OVERLAY:
+        return "decap-drop", params
+    denial = _policy_denial(ev, params["dst"])
+    if denial:
+        return denial, params
+    return ("destination-drop" if hop.node != src_node or at == len(hops) - 1 else "source-drop"), params
+
+
+def _untranslated(ev: Evidence, conn: Conn, hops: tuple[Hop, ...]) -> bool:
+    """A Service IP that no DNAT touched: conntrack shows it untranslated, or it left its node
+    still addressed to the Service IP."""
+    if not _is_service_ip(ev, conn.dst) or _translated(ev, conn):
+        return False
+    entry = _tracked(ev, conn)
+    left = any(h.request and h.kind in (HopKind.OVERLAY, HopKind.UNDERLAY) for h in hops)
+    return left or (entry is not None and not entry.translated)
+
+
+def _no_route(ev: Evidence, node: str | None, dst: str) -> bool:
+    """The node has no route to a pod IP: none at all, or only its default route while it has an
+    overlay device (a tunnelling CNI routes pod CIDRs through it)."""
+    capture = _node_captures(ev).get(node)
+    if not (capture and capture.inventory):
+        return False
+    inv = capture.inventory
+    route = inventory.route_to(inv, dst)
+    tunnelling = any(i.kind is InterfaceKind.OVERLAY for i in inv.interfaces)
+    return route is None or route.device is None or (route.destination == "default" and tunnelling)
+
+
+def _policy_denial(ev: Evidence, dst: str) -> str | None:
+    """"policy-egress" or "policy-ingress" when the policy engine denies the flow to `dst`: a pod,
+    or a Service IP whose every backend is denied (whichever the translation chose)."""
+    f = ev.facts
+    groups = ((f.service, f.backends, f.policy), (f.dns_service, f.dns_backends, f.dns_policy))
+    for service, pods, flows in groups:
+        names = {p.name for p in pods if p.ip == dst or (service and service.cluster_ip == dst)}
+        denied = [flow for flow in flows or () if flow.backend in names and not flow.verdict.allowed]
+        if names and len(denied) == len(names):
+            return "policy-egress" if not denied[0].verdict.egress.allowed else "policy-ingress"
+    return None
+
+
+def _with_mtu(found: list[HopPath], ev: Evidence) -> Iterable[HopPath]:
+    """A big ping dropped where a small one to the same place got through: the path MTU."""
+    delivered = {(_step_probe(ev, p), p.flow.split(" → ")[1]) for p in found if p.outcome is PathOutcome.DELIVERED}
+    for path in found:
+        step = ev.plan.step(path.step_key)
+        big = isinstance(step.action, Ping) and step.action.size + 28 > BIG
+        if big and path.outcome is PathOutcome.DROPPED and (_step_probe(ev, path), path.flow.split(" → ")[1]) in delivered:
+            yield replace(path, cause="mtu", params=path.params + (("size", str(step.action.size + 28)),))
+        else:
+            yield path
+
+
+def _step_probe(ev: Evidence, path: HopPath) -> str | None:
+    return ev.plan.step(path.step_key).probe
+
+
+def _params_text(params: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, str(v)) for k, v in params.items()))

@@ -1,0 +1,341 @@
+"""Packet captures: classic pcap bytes in, `netdoctor.observations.Packet`s out.
+
+Called by the probe stage's capture code (`netdoctor.sniff`), which decodes the pcap streamed back
+from `tcpdump -i any -U --immediate-mode -w -` run in probe pods, and by `netdoctor.checkcmd`,
+which writes `--pcap DIR` files with `write_per_interface`. This is the only module that imports
+scapy, lazily (`preload` lets a background thread pay the import early); scapy types never leave
+it. The record framing and the link-layer headers are read here with `struct`, scapy dissects the
+IPv4 packets, and dnspython decodes DNS payloads. Checksums are never looked at: offload makes
+them wrong at every hop.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from netdoctor.observations import Direction, DnsInfo, Encap, Packet, Quoted
+
+_HEADER_LEN = 24
+_RECORD_HEADER_LEN = 16
+_MAX_RECORD = 262144  # tcpdump's default snaplen: a longer record means a corrupt file
+_MAGICS = {  # magic as stored → (byte order, timestamp fraction ticks per second)
+    b"\xd4\xc3\xb2\xa1": ("<", 1e6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e9),
+}
+_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+_ETH_P_IP = 0x0800
+_PACKET_OUTGOING = 4
+_SLL2 = struct.Struct("!H2xI2xB")  # protocol, ifindex, packet type
+_SLL2_LEN = 20
+_SLL = struct.Struct("!H12xH")  # packet type, protocol
+_SLL_LEN = 16
+_ETHER = struct.Struct("!12xH")  # ethertype
+_ETHER_LEN = 14
+_VXLAN_PORTS = (8472, 4789)
+_GENEVE_PORT = 6081
+_ICMP_ECHO_TYPES = (0, 8)
+_ICMP_ERROR_TYPES = (3, 11, 12)
+_PROTOS = {1: "icmp", 6: "tcp", 17: "udp"}
+_ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True)
+class _Layers:
+    """The scapy classes used here, imported once by `_layers`."""
+
+    ether: Any
+    ip: Any
+    iperror: Any
+    tcp: Any
+    udp: Any
+    icmp: Any
+    vxlan: Any
+    geneve: Any  # None when scapy.contrib.geneve can't be imported
+
+
+@dataclass(frozen=True)
+class _Header:
+    raw: bytes  # the 24-byte global header, copied as is into written files
+    record: struct.Struct  # the record header in the file's byte order
+    ticks: float  # timestamp fraction units per second (µs or ns pcap)
+    snaplen: int
+    linktype: int
+
+
+@dataclass(frozen=True)
+class _Record:
+    index: int
+    time: float
+    raw: bytes  # record header and captured bytes
+
+    @property
+    def frame(self) -> bytes:
+        return self.raw[_RECORD_HEADER_LEN:]
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What the link-layer header says about a record."""
+
+    ifindex: int
+    direction: Direction
+    ethertype: int
+    payload: bytes
+
+
+_lock = threading.Lock()
+_loaded: _Layers | None = None
+
+
+def preload() -> None:
+    """Import scapy and bind the tunnel ports now (idempotent, thread-safe)."""
+    _layers()
+
+
+def decode(data: bytes, names: Mapping[int, str]) -> tuple[Packet, ...]:
+    """The IPv4 packets of a whole pcap file, in capture order; `names` maps ifindex → name.
+
+    Empty or header-only data gives (); a truncated last record is dropped; data that is not a
+    classic pcap of a supported link type raises ValueError."""
+    header = _header(data)
+    if header is None:
+        return ()
+    layers = _layers()
+    link = _LINKS[header.linktype]
+    packets = (_packet(record, link(record.frame), names, layers) for record in _records(data, header))
+    return tuple(packet for packet in packets if packet is not None)
+
+
+def write_per_interface(data: bytes, names: Mapping[int, str], directory: Path, prefix: str) -> list[Path]:
+    """Write `<prefix>_<interface>.pcap` per interface and `<prefix>_all.pcap`, with the original
+    link type, snaplen, timestamps and record bytes; return the paths written, sorted."""
+    header = _header(data)
+    if header is None:
+        return []
+    link = _LINKS[header.linktype]
+    everything: list[bytes] = []
+    files: dict[Path, list[bytes]] = {directory / f"{prefix}_all.pcap": everything}
+    for record in _records(data, header):
+        name = _interface_name(names, link(record.frame).ifindex)
+        files.setdefault(directory / f"{prefix}_{_UNSAFE.sub('_', name)}.pcap", []).append(record.raw)
+        everything.append(record.raw)
+    directory.mkdir(parents=True, exist_ok=True)
+    for path, records in files.items():
+        path.write_bytes(header.raw + b"".join(records))
+    return sorted(files)
+
+
+# ---------------------------------------------------------------- scapy, imported lazily
+
+
+def _layers() -> _Layers:
+    global _loaded
+    with _lock:
+        if _loaded is None:
+            _loaded = _import_layers()
+        return _loaded
+
+
+def _import_layers() -> _Layers:
+    from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror
+    from scapy.layers.l2 import Ether
+    from scapy.layers.vxlan import VXLAN
+    from scapy.packet import bind_layers
+
+    bind_layers(UDP, VXLAN, dport=8472)  # Linux's VXLAN port: older scapy binds only 4789
+    return _Layers(Ether, IP, IPerror, TCP, UDP, ICMP, VXLAN, _import_geneve())
+
+
+def _import_geneve() -> Any:
+    try:
+        from scapy.contrib.geneve import GENEVE
+    except ImportError:
+        return None  # documented: Geneve packets are then described by their outer headers
+    return GENEVE
+
+
+# ---------------------------------------------------------------- pcap framing
+
+
+def _header(data: bytes) -> _Header | None:
+    """The global header; None for empty data; ValueError for anything but a classic pcap."""
+    if not data:
+        return None
+    magic = data[:4]
+    if magic == _PCAPNG_MAGIC:
+        raise ValueError("pcapng capture: only classic pcap is supported (tcpdump -w writes it)")
+    if magic not in _MAGICS:
+        raise ValueError(f"not a pcap capture: unknown magic number 0x{magic.hex()}")
+    if len(data) < _HEADER_LEN:
+        raise ValueError(f"truncated pcap header: {len(data)} of {_HEADER_LEN} bytes")
+    order, ticks = _MAGICS[magic]
+    snaplen, linktype = struct.unpack_from(order + "II", data, 16)
+    linktype &= 0xFFFF  # the upper bits may carry FCS information
+    if linktype not in _LINKS:
+        raise ValueError(f"unsupported pcap link type {linktype}")
+    return _Header(data[:_HEADER_LEN], struct.Struct(order + "IIII"), ticks, snaplen, linktype)
+
+
+def _records(data: bytes, header: _Header) -> Iterator[_Record]:
+    """Every complete record; a record cut short at the end of the data ends the iteration."""
+    limit = max(header.snaplen, _MAX_RECORD)
+    offset, index = _HEADER_LEN, 0
+    while offset + _RECORD_HEADER_LEN <= len(data):
+        seconds, fraction, captured, _ = header.record.unpack_from(data, offset)
+        if captured > limit:
+            raise ValueError(f"corrupt pcap: record {index} at byte {offset} claims {captured} bytes")
+        end = offset + _RECORD_HEADER_LEN + captured
+        if end > len(data):
+            return  # the capture stopped mid-record
+        yield _Record(index, seconds + fraction / header.ticks, data[offset:end])
+        offset, index = end, index + 1
+
+
+# ---------------------------------------------------------------- link layers
+
+
+def _sll2(frame: bytes) -> _Frame:
+    if len(frame) < _SLL2_LEN:
+        return _Frame(0, Direction.IN, 0, b"")
+    ethertype, ifindex, pkttype = _SLL2.unpack_from(frame)
+    return _Frame(ifindex, _direction(pkttype), ethertype, frame[_SLL2_LEN:])
+
+
+def _sll(frame: bytes) -> _Frame:
+    if len(frame) < _SLL_LEN:
+        return _Frame(0, Direction.IN, 0, b"")
+    pkttype, ethertype = _SLL.unpack_from(frame)
+    return _Frame(0, _direction(pkttype), ethertype, frame[_SLL_LEN:])
+
+
+def _ether(frame: bytes) -> _Frame:
+    if len(frame) < _ETHER_LEN:
+        return _Frame(0, Direction.IN, 0, b"")
+    (ethertype,) = _ETHER.unpack_from(frame)
+    return _Frame(0, Direction.IN, ethertype, frame[_ETHER_LEN:])
+
+
+def _raw_ip(frame: bytes) -> _Frame:
+    return _Frame(0, Direction.IN, _ETH_P_IP, frame)  # an IPv6 packet fails the version check
+
+
+def _direction(pkttype: int) -> Direction:
+    return Direction.OUT if pkttype == _PACKET_OUTGOING else Direction.IN
+
+
+# EN10MB, RAW (12 and 14 are DLT_RAW values seen in files), LINUX_SLL, RAW, IPV4, LINUX_SLL2
+_LINKS = {1: _ether, 12: _raw_ip, 14: _raw_ip, 113: _sll, 101: _raw_ip, 228: _raw_ip, 276: _sll2}
+
+
+# ---------------------------------------------------------------- IPv4 and above
+
+
+def _packet(record: _Record, frame: _Frame, names: Mapping[int, str], layers: _Layers) -> Packet | None:
+    payload = frame.payload
+    if frame.ethertype != _ETH_P_IP or len(payload) < 20 or payload[0] >> 4 != 4:
+        return None
+    outer = layers.ip(payload)
+    ip, encap = _decapsulate(outer, layers) or (outer, None)
+    return Packet(
+        index=record.index,
+        time=record.time,
+        ifindex=frame.ifindex,
+        interface=_interface_name(names, frame.ifindex),
+        direction=frame.direction,
+        proto=_PROTOS.get(ip.proto, "ip"),
+        src=ip.src,
+        dst=ip.dst,
+        length=ip.len,
+        dont_fragment=bool(ip.flags.DF),
+        encap=encap,
+        **_transport(ip.payload, layers),
+    )
+
+
+def _interface_name(names: Mapping[int, str], ifindex: int) -> str:
+    return names.get(ifindex, f"if{ifindex}")
+
+
+def _decapsulate(outer: Any, layers: _Layers) -> tuple[Any, Encap] | None:
+    """(inner IPv4 layer, Encap) of a VXLAN or Geneve packet carrying IPv4, else None."""
+    udp = outer.payload
+    if not isinstance(udp, layers.udp):
+        return None
+    tunnel = udp.payload
+    if udp.dport in _VXLAN_PORTS and isinstance(tunnel, layers.vxlan):
+        kind = "vxlan"
+    elif udp.dport == _GENEVE_PORT and layers.geneve is not None and isinstance(tunnel, layers.geneve):
+        kind = "geneve"
+    else:
+        return None
+    inner = tunnel.payload
+    if isinstance(inner, layers.ether):
+        inner = inner.payload
+    if not isinstance(inner, layers.ip):
+        return None
+    return inner, Encap(kind, outer.src, outer.dst, udp.dport, tunnel.vni)
+
+
+def _transport(l4: Any, layers: _Layers) -> dict[str, Any]:
+    """The Packet fields of the layer above IP (none for a fragment or an unknown protocol)."""
+    if isinstance(l4, layers.tcp):
+        return {"sport": l4.sport, "dport": l4.dport, "tcp_flags": str(l4.flags)}
+    if isinstance(l4, layers.udp):
+        return {"sport": l4.sport, "dport": l4.dport, "dns": _dns(l4)}
+    if isinstance(l4, layers.icmp):
+        return _icmp(l4, layers)
+    return {}
+
+
+def _icmp(icmp: Any, layers: _Layers) -> dict[str, Any]:
+    fields: dict[str, Any] = {"icmp_type": icmp.type, "icmp_code": icmp.code}
+    if icmp.type in _ICMP_ECHO_TYPES:
+        fields["icmp_id"] = icmp.id
+    if icmp.type in _ICMP_ERROR_TYPES:
+        fields["quoted"] = _quoted(icmp.payload, layers)
+    return fields
+
+
+def _quoted(error: Any, layers: _Layers) -> Quoted | None:
+    """The packet an ICMP error quotes: its IP header and first 8 bytes."""
+    if not isinstance(error, layers.iperror):
+        return None
+    l4 = error.payload
+    proto = _PROTOS.get(error.proto, "ip")
+    if isinstance(l4, (layers.tcp, layers.udp)):
+        return Quoted(proto, error.src, error.dst, sport=l4.sport, dport=l4.dport)
+    if isinstance(l4, layers.icmp) and l4.type in _ICMP_ECHO_TYPES:
+        return Quoted(proto, error.src, error.dst, icmp_id=l4.id)
+    return Quoted(proto, error.src, error.dst)
+
+
+def _dns(udp: Any) -> DnsInfo | None:
+    """The DNS message in a port-53 UDP payload; None when dnspython can't parse it (snaplen)."""
+    if 53 not in (udp.sport, udp.dport):
+        return None
+    try:
+        message = dns.message.from_wire(udp.payload.original)
+    except dns.exception.DNSException:
+        return None  # documented: a truncated or non-DNS payload is not an error of the capture
+    return DnsInfo(
+        id=message.id,
+        response=bool(message.flags & dns.flags.QR),
+        rcode=dns.rcode.to_text(message.rcode()),
+        qname=message.question[0].name.to_text() if message.question else "",
+        answers=tuple(rd.address for rrset in message.answer if rrset.rdtype in _ADDRESS_TYPES for rd in rrset),
+    )

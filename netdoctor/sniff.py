@@ -1,0 +1,170 @@
+"""Packet capture while a check's steps run, for the hop-by-hop verdict.
+
+Called by the runner around the steps: `Sniffer.start()` runs tcpdump in the traffic probes (their
+own eth0) and in hostNetwork probes on the nodes (every interface, `-i any`), streamed back over
+exec, and returns once every tcpdump listens; `Sniffer.stop()` tells each tcpdump to stop through
+its stdin, reads the rest, lists the host's interfaces (netdoctor.inventory) and decodes the pcap
+(netdoctor.pcap). A capture point that could not capture comes back blind, with the reason.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+from netdoctor import inventory, pcap
+from netdoctor.errors import NetdoctorError
+from netdoctor.model import Capture
+from netdoctor.observations import ExecResult
+from netdoctor.probes import Probe
+
+SNAPLEN = 512  # outer + inner headers of a tunnelled packet, and the DNS messages we send
+MAX_PACKETS = 20000  # a busy node must not flood the capture
+READY_TIMEOUT = 5.0  # seconds for tcpdump to start listening
+STOP_TIMEOUT = 3.0  # seconds for tcpdump to flush and end once told to stop
+OVERLAY_PORTS = (8472, 4789)  # VXLAN: Linux/flannel and IANA
+GENEVE_PORT = 6081
+READY_MARK = b"listening on"
+INVENTORY_MARK = b"@@link"
+
+
+@dataclass(frozen=True)
+class Point:
+    """Where to capture: a node (through its hostNetwork capture probe) or a traffic probe's eth0."""
+
+    name: str  # "node-1", or "probe source"
+    node: str | None
+    probe: Probe
+    traffic_role: str | None = None  # the traffic probe's role, for a pod capture
+
+
+def capture_filter(ips: Iterable[str]) -> str:
+    """BPF: packets to or from the probes, and tunnelled packets whose inner IPs are theirs."""
+    ips = sorted(set(ips))
+    plain = " or ".join(f"host {ip}" for ip in ips)
+    words = [f"0x{int(ipaddress.IPv4Address(ip)):08x}" for ip in ips]
+    # The inner IPv4 source and destination sit 42 and 46 bytes into the UDP header of a VXLAN
+    # packet (UDP 8 + VXLAN 8 + Ethernet 14 + 12); Geneve adds its options (4 × opt_len).
+    vxlan_ports = " or ".join(f"udp port {p}" for p in OVERLAY_PORTS)
+    vxlan = " or ".join(f"udp[{o}:4] = {w}" for o in (42, 46) for w in words)
+    geneve = " or ".join(f"udp[((udp[8] & 0x3f) * 4) + {o} : 4] = {w}" for o in (42, 46) for w in words)
+    return f"({plain}) or (({vxlan_ports}) and ({vxlan})) or (udp port {GENEVE_PORT} and ({geneve}))"
+
+
+def tcpdump_command(bpf: str, ips: list[str], max_seconds: float) -> list[str]:
+    """tcpdump writing pcap to stdout, packet by packet, until a line (or EOF) arrives on stdin
+    or `max_seconds` pass: then SIGINT, so it flushes and exits; then, on stderr, the host's
+    interface inventory and its tracked connections from the probes (after the traffic, so the
+    neighbour tables know the probes and conntrack shows where each Service connection went)."""
+    script = (f"tcpdump -i any -p -n -U --immediate-mode -s {SNAPLEN} -c {MAX_PACKETS} -w - \"$1\" & pid=$!; "
+              f"read -r -t {int(max_seconds)} _; kill -INT $pid 2>/dev/null; wait $pid; "
+              f"( {inventory.inventory_script()}; {inventory.conntrack_script(ips)} ) >&2")
+    return ["bash", "-c", script, "netdoctor-capture", bpf]
+
+
+class _Session(threading.Thread):
+    """One tcpdump at one point: start, drain stdout while the steps run, stop, read the rest,
+    then take the host's interface inventory."""
+
+    def __init__(self, point: Point, command: list[str]):
+        super().__init__(name=f"capture {point.name}", daemon=True)
+        self.point, self.command = point, command
+        self.ready = threading.Event()
+        self.stopping = threading.Event()
+        self.data = bytearray()
+        self.failure: str | None = None
+        self.stderr = b""
+
+    def run(self) -> None:
+        probe = self.point.probe
+        try:
+            with probe.kube.exec_stream(probe.namespace, probe.name, self.command, "probe", stdin=True) as stream:
+                if self._wait_listening(stream):
+                    self._drain_until_stopped(stream)
+                self.stderr = stream.stderr
+        except NetdoctorError as exc:
+            self.failure = self.failure or f"capture failed: {exc.message}"
+        finally:
+            self.ready.set()
+
+    def _wait_listening(self, stream) -> bool:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while READY_MARK not in stream.stderr:
+            if stream.closed or time.monotonic() > deadline or self.stopping.is_set():
+                self.failure = f"tcpdump did not start: {_last_line(stream.stderr) or 'no output'}"
+                return False
+            self.data += stream.read(0.05)
+        self.ready.set()
+        return True
+
+    def _drain_until_stopped(self, stream) -> None:
+        while not self.stopping.is_set() and not stream.closed:
+            self.data += stream.read(0.1)
+        stream.write(b"\n")
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while not stream.closed and time.monotonic() < deadline:
+            self.data += stream.read(0.1)
+        self.data += stream.read(0)
+
+    def capture(self) -> Capture:
+        point = self.point
+        base = dict(point=point.name, node=point.node, probe=point.traffic_role)
+        if self.failure:
+            return Capture(**base, blind=self.failure)
+        listing = self.stderr[self.stderr.find(INVENTORY_MARK):] if INVENTORY_MARK in self.stderr else b""
+        try:
+            found = inventory.parse_inventory(ExecResult(0, listing, b""))
+            packets = pcap.decode(bytes(self.data), found.names())
+        except ValueError as exc:
+            return Capture(**base, blind=f"capture unreadable: {exc}")
+        nat = inventory.parse_conntrack(listing.decode(errors="replace")) if point.traffic_role is None else ()
+        return Capture(**base, packets=packets, inventory=found, nat=nat, truncated=len(packets) >= MAX_PACKETS,
+                       pcap=bytes(self.data))
+
+
+class Sniffer:
+    """The captures of one check run. Use as a context manager around `start()` … `stop()`:
+    leaving it early (an error, Ctrl-C) stops every tcpdump."""
+
+    def __init__(self, points: Iterable[Point], ips: Iterable[str], max_seconds: float):
+        ips = sorted(set(ips))
+        command = tcpdump_command(capture_filter(ips), ips, max_seconds)
+        self._sessions = [_Session(point, command) for point in points]
+        self._preload = threading.Thread(target=pcap.preload, name="scapy import", daemon=True)
+
+    def __enter__(self) -> Sniffer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for session in self._sessions:
+            session.stopping.set()
+
+    def start(self) -> None:
+        """Start every capture and wait (bounded) until each listens or has failed."""
+        self._preload.start()
+        for session in self._sessions:
+            session.start()
+        deadline = time.monotonic() + READY_TIMEOUT + 1
+        for session in self._sessions:
+            session.ready.wait(max(deadline - time.monotonic(), 0))
+
+    def stop(self) -> tuple[Capture, ...]:
+        for session in self._sessions:
+            session.stopping.set()
+        for session in self._sessions:
+            session.join(STOP_TIMEOUT + 1)
+        self._preload.join()
+        return tuple(s.capture() if not s.is_alive() else _late(s) for s in self._sessions)
+
+
+def _late(session: _Session) -> Capture:
+    point = session.point
+    return Capture(point.name, point.node, point.traffic_role, blind="the capture did not stop in time")
+
+
+def _last_line(raw: bytes) -> str:
+    lines = [line for line in raw.decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
