@@ -101,3 +101,62 @@ def test_hop_of_loss_and_cause(lab, fault):
     elif node:
         assert node in (hop["node"], path["params"].get("node")), shown(path)
     assert hop["label"] in path["summary"] or path["params"].get("node", "?") in path["summary"], shown(path)
+
+
+def test_pcap_files_open_with_scapy_and_hold_the_probes_packets(lab, tmp_path):
+    from scapy.layers.inet import IP, TCP
+    from scapy.utils import rdpcap
+
+    code, report, err = check(lab, "--pcap", str(tmp_path / "pcaps"))
+    assert code == ExitCode.OK, err
+    files = sorted(p.name for p in (tmp_path / "pcaps").iterdir())
+    points = report["capture"]["points"]
+    for point in points:
+        assert f"{point.replace(' ', '-')}_all.pcap" in files, files
+    path = report["diagnosis"]["path"]
+    cluster_ip, port = path["flow"].split(" → ")[1].split()[0].split(":")
+    veth = next(h for h in path["hops"] if h["kind"] == "veth")
+    on_veth = rdpcap(str(tmp_path / "pcaps" / f"{veth['node']}_{veth['interface']}.pcap"))
+    syns = [p for p in on_veth if p.haslayer(TCP) and p[TCP].flags == "S" and p[TCP].dport == int(port)
+            and p[IP].dst == cluster_ip]
+    assert syns, f"no SYN to {cluster_ip}:{port} on {veth['label']}"
+    source = rdpcap(str(tmp_path / "pcaps" / "probe-source_eth0.pcap"))
+    assert any(p.haslayer(TCP) and p[IP].dst == cluster_ip for p in source)
+
+
+@pytest.fixture
+def baseline_shop(lab):
+    """The shop namespace under PodSecurity "baseline": no NET_RAW, no hostNetwork."""
+    v1, _ = lab.api()
+    label = "pod-security.kubernetes.io/enforce"
+    v1.patch_namespace("shop", {"metadata": {"labels": {label: "baseline"}}})
+    yield
+    v1.patch_namespace("shop", {"metadata": {"labels": {label: None}}})
+
+
+def test_capture_strict_fails_where_pod_security_forbids_capture(lab, baseline_shop):
+    code, report, err = check(lab, "--capture", "strict")
+    assert code == ExitCode.PROBES, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "PodSecurity" in err and "--capture auto" in err and "Traceback" not in err, err
+    assert len(lines) <= 2, err
+
+
+def test_capture_auto_goes_on_blind_and_says_where(lab, baseline_shop):
+    code, report, err = check(lab)
+    assert code == ExitCode.OK, err
+    assert report["state"] == "pass"
+    blind = report["capture"]["blind"]
+    assert any(b.startswith("probe source:") and "NET_RAW" in b for b in blind), blind
+    assert any(b.startswith("node-1:") for b in blind) and any(b.startswith("node-2:") for b in blind), blind
+
+
+def test_capture_namespace_keeps_the_node_hops_visible(lab, baseline_shop):
+    code, report, err = check(lab, "--capture-namespace", "kube-system")
+    assert code == ExitCode.OK, err
+    assert report["capture"]["points"] and set(report["capture"]["points"]) == {"node-1", "node-2"}
+    path = report["diagnosis"]["path"]
+    assert path["outcome"] == "delivered", shown(path)
+    first, second = path["hops"][:2]
+    assert first["kind"] == "pod" and "NET_RAW" in first["blind"], shown(path)  # its own eth0: not captured
+    assert second["kind"] == "veth" and second["request"] and second["reply"] == "answer", shown(path)
