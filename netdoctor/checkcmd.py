@@ -71,7 +71,8 @@ def check(
     if plan_only:
         _print_plan(env, the_plan)
         return ExitCode.OK
-    report, result = _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started)
+    report, result = _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started, output,
+                                      verbose)
     from netdoctor.report import render
 
     render(report, output, env, verbose)
@@ -108,10 +109,13 @@ def _request(target, namespace, source, port):
     return Request(parse_target(target), namespace, parse_source(source) if source else None, port)
 
 
-def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started):
+def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started, output, verbose):
+    """Probe and judge. When the probes cannot run, the layers that need none (from the API
+    objects) are still reported before the error, which ends the command with its exit code."""
     from netdoctor import runner
     from netdoctor.judge import judge
     from netdoctor.model import Evidence
+    from netdoctor.probes import ProbeLaunchError
 
     options = runner.RunOptions(timeout=timeout, keep=keep, **({"image": image} if image else {}))
     with env.error_console().status("probing…") as status:
@@ -121,7 +125,16 @@ def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, s
             done.append(step)
             status.update(f"probing… {len(done)}/{len(the_plan.steps)} {step.title}")
 
-        result = runner.run(kube, the_plan, facts, options, progress)
+        try:
+            result = runner.run(kube, the_plan, facts, options, progress)
+        except ProbeLaunchError as exc:
+            observations = runner.observe_without_probes(kube, the_plan, facts, options, exc.message)
+            partial = judge(Evidence(facts, the_plan, observations), checks, time.monotonic() - started)
+            status.stop()
+            from netdoctor.report import render
+
+            render(partial, output, env, verbose)
+            raise
     evidence = Evidence(facts, the_plan, result.observations, result.captures, result.probes)
     return judge(evidence, checks, time.monotonic() - started), result
 

@@ -70,6 +70,15 @@ def run(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,
                      (listening - launched) + (stopped - probed))
 
 
+def observe_without_probes(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,
+                           why: str) -> tuple[Observation, ...]:
+    """When the probes could not run: the steps that need none (the backends' own socket tables),
+    and for every other step the reason it did not run, so the API-only layers still report."""
+    executor = _Executor(kube, {}, facts, options.timeout)
+    return tuple(executor.observe(step) if step.probe is None else
+                 Observation(step.key, None, f"the probes could not run: {why}") for step in plan.steps)
+
+
 def _run_steps(kube, plan: Plan, facts: Facts, options: RunOptions, probes: dict[str, Probe],
                progress) -> tuple[Observation, ...]:
     executor = _Executor(kube, probes, facts, options.timeout)
