@@ -167,11 +167,28 @@ def _translated(ev: Evidence, conn: Conn) -> str | None:
     if entry:
         return (f"{entry.reply_src}:{entry.reply_sport}" if entry.reply_sport is not None else entry.reply_src) \
             if entry.translated else None
+    role = next(r for r, p in ev.probes.items() if p.ip == conn.src)
+    first = _first_sightings(ev, role, conn.src)
+    # What the source itself sent from this port is untranslated by definition (another step
+    # may reuse the port at once towards a pod): a translation is a destination it never sent to.
+    sent = {(p.dst, p.dport) for p in first if p.src == conn.src and p.proto == conn.proto and p.sport == conn.key}
     for capture in ev.captures:
         for p in capture.packets:
-            if _in_window(conn, p) and _is_request(conn, p) and (p.dst, p.dport) != (conn.dst, conn.dport):
+            if _in_window(conn, p) and _is_request(conn, p) and (p.dst, p.dport) not in sent | {(conn.dst, conn.dport)}:
                 return f"{p.dst}:{p.dport}" if p.dport is not None else p.dst
     return None
+
+
+def _left_untranslated(ev: Evidence, conn: Conn, node: str | None) -> bool:
+    """A request still addressed to the Service IP on the node's overlay or underlay: it left as sent."""
+    capture = _node_captures(ev).get(node)
+    if not (capture and capture.inventory):
+        return False
+    outward = {i.name for i in capture.inventory.interfaces if i.kind is InterfaceKind.OVERLAY}
+    under = inventory.underlay(capture.inventory, _node_ip(ev, node) or "0.0.0.0")
+    outward |= {under.name} if under else set()
+    return any(p.interface in outward and p.dst == conn.dst and _in_window(conn, p) and _is_request(conn, p)
+               for p in capture.packets)
 
 
 def _only_backend(ev: Evidence, ip: str) -> str | None:
@@ -225,8 +242,8 @@ def _places(ev: Evidence, conn: Conn, role: str, dst: str) -> list[_Place]:
         places.append(_pod_place(pods[role], role))
     unresolved = dst_node is None and _is_service_ip(ev, dst)  # which pod the Service chose is unknown
     if unresolved:
-        entry = _tracked(ev, conn)  # untranslated in conntrack: it left the node as it was
-        egress = entry is not None and not entry.translated
+        entry = _tracked(ev, conn)  # untranslated in conntrack, or seen outside: it left as it was
+        egress = (entry is not None and not entry.translated) or _left_untranslated(ev, conn, src_node)
         places += _source_node_places(ev, nodes.get(src_node), src_node, conn.src, dst, not egress)
     else:
         places += _source_node_places(ev, nodes.get(src_node), src_node, conn.src, dst, dst_node == src_node)
@@ -454,7 +471,7 @@ def _drop_cause(ev: Evidence, step: Step, conn: Conn, hops, at, last, params) ->
         return "untranslated", params | {"node": src_node or "?"}
     if hop.blind:
         return ("node-not-ready" if "NotReady" in hop.blind else "blind"), params | {"why": hop.blind}
-    if last == len(hops) - 1:
+    if last == len(hops) - 1 and hops[last].kind in (HopKind.VETH, HopKind.POD):
         return "no-answer", params
     tunnel = next((h.note for h in hops if "VXLAN" in h.note or "GENEVE" in h.note), "")
     pod_ip = not _is_service_ip(ev, params["dst"])

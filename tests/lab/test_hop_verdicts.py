@@ -57,6 +57,15 @@ def check(lab, *extra) -> tuple[int, dict, str]:
     return code, (json.loads(out.getvalue()) if out.getvalue() else {}), err.getvalue()
 
 
+def dns_endpoints(lab) -> list:
+    from kubernetes import client
+
+    _, api_client = lab.api()
+    slices = client.DiscoveryV1Api(api_client).list_namespaced_endpoint_slice(
+        "kube-system", label_selector="kubernetes.io/service-name=kube-dns").items
+    return [e for s in slices for e in s.endpoints or []]
+
+
 def shown(path: dict) -> list[str]:
     """The path as lines, for assertion messages."""
     return [path.get("summary", "")] + [
@@ -84,6 +93,9 @@ def test_hop_of_loss_and_cause(lab, fault):
     lifecycle.break_fault(lab.name, fault, None)
     try:
         time.sleep(2.0 if fault in REROLLED else 0.8)
+        if fault == "dns-down":  # no DNS endpoint left in the Service rules: then they reject
+            lab.wait(lambda: not lab.pods("kube-system") and not dns_endpoints(lab), timeout=10, what="coredns gone")
+            time.sleep(1.0)
         code, report, err = check(lab)
     finally:
         lifecycle.fix_faults(lab.name, fault)

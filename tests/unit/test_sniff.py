@@ -1,0 +1,196 @@
+"""netdoctor.sniff's tcpdump filter and command, run for real: the filter is compiled by tcpdump
+and applied to crafted packets in a pcap file (no capture, no network); the capture script is run
+with a stand-in tcpdump (no root) and, as root, with the real one on an address nobody uses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from netdoctor import sniff
+
+TCPDUMP = shutil.which("tcpdump")
+needs_tcpdump = pytest.mark.skipif(TCPDUMP is None, reason="tcpdump is not installed")
+
+PROBES = ["10.244.1.60", "10.244.2.20"]
+NODE_1, NODE_2 = "172.30.0.1", "172.30.0.2"
+
+
+@needs_tcpdump
+def test_the_filter_compiles_with_tcpdump():
+    bpf = sniff.capture_filter(PROBES + ["10.244.1.60"])  # duplicates are fine
+    assert bpf.count("host 10.244.1.60") == 1
+    done = subprocess.run([TCPDUMP, "-d", "-i", "lo", bpf], capture_output=True, text=True, timeout=10, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "ret" in done.stdout
+
+
+def crafted():
+    """(name, packet, should match) for the filter on PROBES."""
+    from scapy.contrib.geneve import GENEVE
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.layers.vxlan import VXLAN
+
+    def inner(src, dst):
+        return Ether(src="aa:00:00:00:00:01", dst="aa:00:00:00:00:02") / IP(src=src, dst=dst) / TCP(sport=40000,
+                                                                                                    dport=8080)
+
+    def outer(payload, port=8472):
+        return Ether() / IP(src=NODE_1, dst=NODE_2) / UDP(sport=51000, dport=port) / payload
+
+    return [
+        ("plain from a probe", Ether() / IP(src="10.244.1.60", dst="10.96.0.20") / TCP(sport=40000, dport=80), True),
+        ("plain to a probe", Ether() / IP(src="10.244.2.99", dst="10.244.2.20") / ICMP(), True),
+        ("plain others", Ether() / IP(src="10.244.2.99", dst="10.244.1.98") / TCP(sport=1, dport=2), False),
+        ("node to node", Ether() / IP(src=NODE_1, dst=NODE_2) / TCP(sport=10250, dport=6443), False),
+        ("vxlan 8472 inner src", outer(VXLAN(vni=1) / inner("10.244.1.60", "10.244.2.99")), True),
+        ("vxlan 8472 inner dst", outer(VXLAN(vni=1) / inner("10.244.1.98", "10.244.2.20")), True),
+        ("vxlan 4789 inner dst", outer(VXLAN(vni=1) / inner("10.244.1.98", "10.244.2.20"), 4789), True),
+        ("vxlan others", outer(VXLAN(vni=1) / inner("10.244.1.98", "10.244.2.99")), False),
+        ("udp 8472 too short", outer(b"\x08\x00\x00\x00\x00\x00\x01\x00"), False),
+        ("other udp port, our bytes", outer(VXLAN(vni=1) / inner("10.244.1.60", "10.244.2.20"), 9999), False),
+        ("geneve inner src", outer(GENEVE(vni=1, proto=0x6558) / inner("10.244.1.60", "10.244.2.99"), 6081), True),
+        ("geneve with options inner dst",
+         outer(GENEVE(vni=1, proto=0x6558, optionlen=2, options=b"\x01\x02\x03\x04\x05\x06\x07\x08")
+               / inner("10.244.1.98", "10.244.2.20"), 6081), True),
+        ("geneve others", outer(GENEVE(vni=1, proto=0x6558) / inner("10.244.1.98", "10.244.2.99"), 6081), False),
+    ]
+
+
+@needs_tcpdump
+def test_the_filter_keeps_the_probes_traffic_and_tunnelled_packets_carrying_it(tmp_path: Path):
+    from scapy.layers.inet import IP
+    from scapy.utils import rdpcap, wrpcap
+
+    cases = crafted()
+    packets = []
+    for n, (_, packet, _) in enumerate(cases):
+        packet[IP].id = 1000 + n  # the outer header's id names the case
+        packets.append(packet)
+    source, kept = tmp_path / "in.pcap", tmp_path / "out.pcap"
+    wrpcap(str(source), packets)
+    done = subprocess.run([TCPDUMP, "-n", "-r", str(source), "-w", str(kept), sniff.capture_filter(PROBES)],
+                          capture_output=True, text=True, timeout=10, check=False)
+    assert done.returncode == 0, done.stderr
+    matched = {p[IP].id - 1000 for p in rdpcap(str(kept))}
+    assert {cases[n][0] for n in matched} == {name for name, _, keep in cases if keep}
+
+
+def test_the_command_passes_the_filter_as_an_argument_not_in_the_script():
+    bpf = sniff.capture_filter(PROBES)
+    command = sniff.tcpdump_command(bpf, PROBES, 30)
+    assert command[:2] == ["bash", "-c"] and command[-1] == bpf and bpf not in command[2]
+    script = command[2]
+    assert f"-s {sniff.SNAPLEN}" in script and f"-c {sniff.MAX_PACKETS}" in script and "-w -" in script
+    assert "read -r -t 30 _" in script and "@@link" in script and "@@conntrack" in script
+
+
+# --- running the script ------------------------------------------------------------------------
+
+FAKE_TCPDUMP = f"""#!{sys.executable}
+import signal, sys, time
+signal.signal(signal.SIGINT, lambda *_: (sys.stdout.buffer.write(b"PCAP-END"), sys.stdout.flush(), sys.exit(0)))
+sys.stdout.buffer.write(b"PCAP-START " + " ".join(sys.argv[1:]).encode() + b"\\n"); sys.stdout.flush()
+sys.stderr.write("tcpdump: listening on any\\n"); sys.stderr.flush()
+time.sleep(60)
+sys.exit(3)
+"""
+
+
+class Running:
+    """The capture script as a child process, its stderr read as it comes."""
+
+    def __init__(self, command: list[str], env: dict | None = None):
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=env)
+        self.stderr = b""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for chunk in iter(lambda: self.proc.stderr.read1(4096), b""):
+            self.stderr += chunk
+
+    def wait_listening(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while sniff.READY_MARK not in self.stderr:
+            assert time.monotonic() < deadline, f"never listened: {self.stderr!r}"
+            assert self.proc.poll() is None, f"ended early: {self.stderr!r}"
+            time.sleep(0.02)
+
+    def stop(self, line: bool = True, timeout: float = 5.0) -> tuple[float, bytes]:
+        start = time.monotonic()
+        if line:
+            self.proc.stdin.write(b"\n")
+            self.proc.stdin.flush()
+        else:
+            self.proc.stdin.close()
+        try:
+            stdout = self.proc.stdout.read()
+            self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        self._reader.join(2)
+        return time.monotonic() - start, stdout
+
+
+@pytest.fixture
+def fake_tcpdump(tmp_path: Path) -> dict:
+    tool = tmp_path / "bin" / "tcpdump"
+    tool.parent.mkdir()
+    tool.write_text(FAKE_TCPDUMP)
+    tool.chmod(0o755)
+    return {**os.environ, "PATH": f"{tool.parent}:{os.environ['PATH']}"}
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("line", [True, False], ids=["a line", "eof"])
+def test_the_script_stops_tcpdump_on_stdin_then_lists_the_host(fake_tcpdump, line):
+    bpf = sniff.capture_filter(PROBES)
+    run = Running(sniff.tcpdump_command(bpf, PROBES, 60), env=fake_tcpdump)
+    run.wait_listening()
+    elapsed, stdout = run.stop(line)
+    assert run.proc.returncode == 0 and elapsed < 4  # not the 60 s timeout
+    assert stdout.startswith(b"PCAP-START -i any") and stdout.endswith(b"PCAP-END")  # SIGINT reached it
+    assert stdout.splitlines()[0].endswith(bpf.encode())  # the filter arrived as one argument
+    err = run.stderr
+    assert err.index(sniff.READY_MARK) < err.index(sniff.INVENTORY_MARK) < err.index(b"@@end") \
+        < err.index(b"@@conntrack") < err.index(b"@@ctend")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_script_stops_by_itself_after_max_seconds(fake_tcpdump):
+    run = Running(sniff.tcpdump_command(sniff.capture_filter(PROBES), PROBES, 1), env=fake_tcpdump)
+    run.wait_listening()
+    start = time.monotonic()
+    run.proc.wait(5)
+    assert time.monotonic() - start < 3 and run.proc.returncode == 0
+    run.proc.stdin.close()
+    assert run.proc.stdout.read().endswith(b"PCAP-END")
+
+
+@needs_tcpdump
+@pytest.mark.skipif(os.geteuid() != 0, reason="tcpdump -i any needs root")
+def test_the_script_with_the_real_tcpdump_writes_a_pcap_and_the_inventory():
+    quiet = ["192.0.2.77"]  # TEST-NET-1: no traffic; capturing only listens
+    run = Running(sniff.tcpdump_command(sniff.capture_filter(quiet), quiet, 30))
+    run.wait_listening()
+    elapsed, stdout = run.stop()
+    assert elapsed < 4
+    assert stdout[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    listing = run.stderr[run.stderr.index(sniff.INVENTORY_MARK):]
+    from netdoctor import inventory
+    from netdoctor.observations import ExecResult
+
+    found = inventory.parse_inventory(ExecResult(0, listing, b""))
+    assert found.by_name("lo") is not None
+    assert b"@@conntrack" in listing and b"@@ctend" in listing
