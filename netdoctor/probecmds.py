@@ -183,8 +183,11 @@ def dns_command(server: str, query: dns.message.Message, timeout: float, attempt
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
     wire = "".join(f"\\x{b:02x}" for b in query.to_wire())
+    # One write, one datagram: bash's printf flushes at every 0x0a byte (in a query id, or the
+    # length of a 10-letter label such as "production"), which would split the query in two.
     send = (
-        f"exec 3<>/dev/udp/{_ip(server)}/53 && printf '{wire}' >&3 && "
+        f"exec 3<>/dev/udp/{_ip(server)}/53 && "
+        f"printf '{wire}' | dd bs=65535 count=1 iflag=fullblock status=none >&3 && "
         f"timeout {_seconds(timeout)} dd bs=65535 count=1 status=none <&3"
     )
     return _bash(

@@ -185,7 +185,12 @@ def test_api_down_is_exit_3(lab, tmp_path):
 
 def test_image_that_cannot_run_is_exit_4_and_leaves_nothing(lab):
     image = "registry.invalid/netshoot:v0.13"
-    code, _, err = check(lab, "--image", image)
+    code, report, err = check(lab, "--image", image)
     assert code == ExitCode.PROBES, err
     assert err.startswith("error: ") and image in err and "Traceback" not in err
+    # The layers that need no probe are still reported, the others say why they could not run.
+    states = {layer["id"]: layer["state"] for layer in report["layers"]}
+    assert states["target"] == states["endpoints"] == "pass", states
+    pod = next(layer for layer in report["layers"] if layer["id"] == "pod")
+    assert pod["state"] == "error" and "the probes could not run" in json.dumps(pod), pod
     assert leftovers(lab) == []
