@@ -44,3 +44,39 @@ def test_invalid_catalogs_are_clear_errors(mutate, message):
     mutate(checks, runbooks)
     with pytest.raises(catalog.CatalogError, match=message):
         catalog.parse(checks, runbooks)
+
+
+def test_every_hop_cause_the_hop_judge_names_is_in_hops_yaml_and_vice_versa():
+    """The causes judge/hops.py returns (the string constants of its cause functions' returns and
+    `replace(..., cause=...)`) are exactly checks/hops.yaml's, each with its params declared."""
+    import ast
+
+    source = (Path(catalog.__file__).parent / "judge" / "hops.py").read_text()
+    named = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef) and ("cause" in node.name or node.name in (
+                "_step_path", "_with_mtu", "_policy_denial")):
+            for inner in ast.walk(node):
+                values = inner.value if isinstance(inner, ast.Return) else (
+                    inner.value if isinstance(inner, ast.keyword) and inner.arg == "cause" else None)
+                if values is None:
+                    continue
+                keys = {id(k) for d in ast.walk(values) if isinstance(d, ast.Dict) for k in d.keys}
+                named |= {c.value for c in ast.walk(values) if isinstance(c, ast.Constant) and id(c) not in keys
+                          and isinstance(c.value, str) and re.fullmatch(r"[a-z]+(-[a-z]+)*", c.value)}
+    hops = catalog.load().hops
+    assert named == set(hops.causes), named ^ set(hops.causes)
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda h: h.pop("id"), "missing id"),
+    (lambda h: h["causes"]["mtu"].update(summary="{nosuch}"), "undeclared nosuch"),
+    (lambda h: h["causes"]["mtu"]["params"].append("colour"), "unknown params colour"),
+])
+def test_invalid_hop_catalog_is_a_clear_error(mutate, message):
+    import yaml
+
+    doc = yaml.safe_load((catalog.data_dir() / "hops.yaml").read_text())
+    mutate(doc)
+    with pytest.raises(catalog.CatalogError, match=message):
+        catalog.parse_hops(doc)
