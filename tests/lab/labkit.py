@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import re
 import secrets
 import subprocess
@@ -100,3 +102,16 @@ def lab_leftovers(name: str) -> list[str]:
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     found += [f"process {line.strip()}" for line in ps.splitlines() if str(root) in line]
     return found
+
+
+def check_json(lab: RunningLab, *extra: str, target: str = "svc/api", namespace: str = "shop") -> tuple[int, dict, str]:
+    """`netdoctor check TARGET -n NS -o json` run in-process on the lab: exit code, report, stderr."""
+    from io import StringIO
+
+    from netdoctor.cli import main
+    from netdoctor.environment import Environment
+
+    out, err = StringIO(), StringIO()
+    code = main(["check", target, "-n", namespace, "--kubeconfig", lab.kubeconfig, "-o", "json", *extra],
+                Environment(stdout=out, stderr=err, environ={"NO_COLOR": "1"}))
+    return code, (json.loads(out.getvalue()) if out.getvalue() else {}), err.getvalue()

@@ -21,7 +21,7 @@ from netdoctor.lab import lifecycle
 from netdoctor.lab.faults import CATALOG
 from netdoctor.lab.state import LabConfig
 
-from labkit import start, unique_name
+from labkit import check_json, start, unique_name
 
 pytestmark = pytest.mark.lab
 
@@ -60,13 +60,6 @@ def lab():
     lifecycle.down(running.name)
 
 
-def check(lab, *extra) -> tuple[int, dict, str]:
-    out, err = StringIO(), StringIO()
-    code = main(["check", "svc/api", "-n", "shop", "--kubeconfig", lab.kubeconfig, "-o", "json", *extra],
-                Environment(stdout=out, stderr=err, environ={"NO_COLOR": "1"}))
-    return code, (json.loads(out.getvalue()) if out.getvalue() else {}), err.getvalue()
-
-
 def leftovers(lab) -> list[str]:
     v1, _ = lab.api()
     pods = [p.metadata.name for p in v1.list_pod_for_all_namespaces(label_selector=MANAGED).items]
@@ -85,7 +78,7 @@ def all_states(report: dict) -> set[str]:
 
 
 def test_healthy_shop_passes_every_layer(lab):
-    code, report, err = check(lab)
+    code, report, err = check_json(lab)
     assert code == ExitCode.OK, (err, failing(report))
     assert report["state"] == "pass", (report["diagnosis"], failing(report))
     assert all_states(report) <= {"pass", "skip"}, (report["diagnosis"], failing(report))
@@ -118,7 +111,7 @@ def test_check_names_the_broken_layer_and_cause(lab, fault):
         settle(lab, fault)
         layer, check_id, cause = VERDICTS[fault]
         layers = layer if isinstance(layer, tuple) else (layer,)
-        code, report, err = check(lab)
+        code, report, err = check_json(lab)
     finally:
         lab._before = {p.metadata.name for p in lab.pods("shop", "app=api")}
         lifecycle.fix_faults(lab.name, fault)
@@ -185,7 +178,7 @@ def test_api_down_is_exit_3(lab, tmp_path):
 
 def test_image_that_cannot_run_is_exit_4_and_leaves_nothing(lab):
     image = "registry.invalid/netshoot:v0.13"
-    code, report, err = check(lab, "--image", image)
+    code, report, err = check_json(lab, "--image", image)
     assert code == ExitCode.PROBES, err
     assert err.startswith("error: ") and image in err and "Traceback" not in err
     # The layers that need no probe are still reported, the others say why they could not run.

@@ -8,19 +8,15 @@ expectation says which node the named hop is on relative to the fault, not to th
 
 from __future__ import annotations
 
-import json
 import time
-from io import StringIO
 
 import pytest
 
-from netdoctor.cli import main
-from netdoctor.environment import Environment
 from netdoctor.exitcodes import ExitCode
 from netdoctor.lab import lifecycle
 from netdoctor.lab.state import LabConfig
 
-from labkit import start, unique_name
+from labkit import check_json, start, unique_name
 
 pytestmark = pytest.mark.lab
 
@@ -50,13 +46,6 @@ def lab():
     lifecycle.down(running.name)
 
 
-def check(lab, *extra) -> tuple[int, dict, str]:
-    out, err = StringIO(), StringIO()
-    code = main(["check", "svc/api", "-n", "shop", "--kubeconfig", lab.kubeconfig, "-o", "json", *extra],
-                Environment(stdout=out, stderr=err, environ={"NO_COLOR": "1"}))
-    return code, (json.loads(out.getvalue()) if out.getvalue() else {}), err.getvalue()
-
-
 def dns_endpoints(lab) -> list:
     from kubernetes import client
 
@@ -74,7 +63,7 @@ def shown(path: dict) -> list[str]:
 
 
 def test_healthy_path_shows_every_hop_with_request_and_answer(lab):
-    code, report, err = check(lab)
+    code, report, err = check_json(lab)
     assert code == ExitCode.OK, err
     path = report["diagnosis"]["path"]
     assert path["outcome"] == "delivered" and path["cause"] == "delivered", shown(path)
@@ -96,7 +85,7 @@ def test_hop_of_loss_and_cause(lab, fault):
         if fault == "dns-down":  # no DNS endpoint left in the Service rules: then they reject
             lab.wait(lambda: not lab.pods("kube-system") and not dns_endpoints(lab), timeout=10, what="coredns gone")
             time.sleep(1.0)
-        code, report, err = check(lab)
+        code, report, err = check_json(lab)
     finally:
         lifecycle.fix_faults(lab.name, fault)
         time.sleep(2.0 if fault in REROLLED else 0.8)
@@ -119,7 +108,7 @@ def test_pcap_files_open_with_scapy_and_hold_the_probes_packets(lab, tmp_path):
     from scapy.layers.inet import IP, TCP
     from scapy.utils import rdpcap
 
-    code, report, err = check(lab, "--pcap", str(tmp_path / "pcaps"))
+    code, report, err = check_json(lab, "--pcap", str(tmp_path / "pcaps"))
     assert code == ExitCode.OK, err
     files = sorted(p.name for p in (tmp_path / "pcaps").iterdir())
     points = report["capture"]["points"]
@@ -147,7 +136,7 @@ def baseline_shop(lab):
 
 
 def test_capture_strict_fails_where_pod_security_forbids_capture(lab, baseline_shop):
-    code, report, err = check(lab, "--capture", "strict")
+    code, report, err = check_json(lab, "--capture", "strict")
     assert code == ExitCode.PROBES, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert "PodSecurity" in err and "--capture auto" in err and "Traceback" not in err, err
@@ -155,7 +144,7 @@ def test_capture_strict_fails_where_pod_security_forbids_capture(lab, baseline_s
 
 
 def test_capture_auto_goes_on_blind_and_says_where(lab, baseline_shop):
-    code, report, err = check(lab)
+    code, report, err = check_json(lab)
     assert code == ExitCode.OK, err
     assert report["state"] == "pass"
     blind = report["capture"]["blind"]
@@ -164,7 +153,7 @@ def test_capture_auto_goes_on_blind_and_says_where(lab, baseline_shop):
 
 
 def test_capture_namespace_keeps_the_node_hops_visible(lab, baseline_shop):
-    code, report, err = check(lab, "--capture-namespace", "kube-system")
+    code, report, err = check_json(lab, "--capture-namespace", "kube-system")
     assert code == ExitCode.OK, err
     assert report["capture"]["points"] and set(report["capture"]["points"]) == {"node-1", "node-2"}
     path = report["diagnosis"]["path"]
