@@ -58,8 +58,7 @@ class Capability(Enum):
 class ProbeRole(Enum):
     CLIENT = "client"  # sends traffic as an anonymous pod
     SOURCE = "source"  # impersonates a source pod (its labels) to be judged by the same policies
-    CAPTURE = "capture"
-    NODE = "node"  # host network
+    CAPTURE = "capture"  # captures packets: on a node (host network) for the hop-by-hop verdict
 
 
 @dataclass(frozen=True)
