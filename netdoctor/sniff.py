@@ -66,8 +66,8 @@ def tcpdump_command(bpf: str, ips: list[str], max_seconds: float) -> list[str]:
 
 
 class _Session(threading.Thread):
-    """One tcpdump at one point: start, drain stdout while the steps run, stop, read the rest,
-    then take the host's interface inventory."""
+    """One tcpdump at one point: start, drain stdout while the steps run, stop, read the rest
+    (the pcap on stdout; the host's inventory and conntrack entries on stderr)."""
 
     def __init__(self, point: Point, command: list[str]):
         super().__init__(name=f"capture {point.name}", daemon=True)
@@ -87,6 +87,8 @@ class _Session(threading.Thread):
                 self.stderr = stream.stderr
         except NetdoctorError as exc:
             self.failure = self.failure or f"capture failed: {exc.message}"
+        except OSError as exc:  # the stream's socket broke outside a read
+            self.failure = self.failure or f"capture failed: {exc}"
         finally:
             self.ready.set()
 

@@ -60,8 +60,12 @@ def paths(ev: Evidence) -> tuple[HopPath, ...]:
 
 def spread(ev: Evidence, step: Step) -> tuple[tuple[str, int], ...]:
     """Where the step's connections were translated to (ip:port -> count), seen in the captures."""
+    return _spread(ev, _conns(ev, step))
+
+
+def _spread(ev: Evidence, conns: list[Conn]) -> tuple[tuple[str, int], ...]:
     counts: dict[str, int] = {}
-    for conn in _conns(ev, step):
+    for conn in conns:
         target = _translated(ev, conn)
         if target:
             counts[target] = counts.get(target, 0) + 1
@@ -396,7 +400,7 @@ def _step_path(ev: Evidence, step: Step) -> HopPath | None:
     longest = max(followed, key=lambda p: sum(1 for h in p.hops if h.request))  # a cross-node one, if any
     worst = next((p for p in followed if p.outcome is not PathOutcome.DELIVERED), longest)
     same = sum(1 for p in followed if p.cause == worst.cause)
-    return replace(worst, connections=len(followed), same_outcome=same, backends=spread(ev, step))
+    return replace(worst, connections=len(followed), same_outcome=same, backends=_spread(ev, conns))
 
 
 # --- causes --------------------------------------------------------------------------------
@@ -523,19 +527,23 @@ def _policy_denial(ev: Evidence, dst: str) -> str | None:
 
 
 def _with_mtu(found: list[HopPath], ev: Evidence) -> Iterable[HopPath]:
-    """A big ping dropped where a small one to the same place got through: the path MTU."""
-    delivered = {(_step_probe(ev, p), p.flow.split(" → ")[1]) for p in found if p.outcome is PathOutcome.DELIVERED}
+    """A big ping dropped where a small one from the same probe to the same target got through:
+    the path MTU."""
+    steps = {p.step_key: ev.plan.step(p.step_key) for p in found}
+    pings = {key: step for key, step in steps.items() if isinstance(step.action, Ping)}
+    delivered = {_ping_pair(pings[p.step_key]) for p in found
+                 if p.step_key in pings and p.outcome is PathOutcome.DELIVERED}
     for path in found:
-        step = ev.plan.step(path.step_key)
-        big = isinstance(step.action, Ping) and step.action.size + 28 > BIG
-        if big and path.outcome is PathOutcome.DROPPED and (_step_probe(ev, path), path.flow.split(" → ")[1]) in delivered:
-            yield replace(path, cause="mtu", params=path.params + (("size", str(step.action.size + 28)),))
+        step = pings.get(path.step_key)
+        size = step.action.size + 28 if step else 0
+        if size > BIG and path.outcome is PathOutcome.DROPPED and _ping_pair(step) in delivered:
+            yield replace(path, cause="mtu", params=path.params + (("size", str(size)),))
         else:
             yield path
 
 
-def _step_probe(ev: Evidence, path: HopPath) -> str | None:
-    return ev.plan.step(path.step_key).probe
+def _ping_pair(step: Step) -> tuple[str | None, str | None]:
+    return step.probe, step.action.to_probe or step.action.ip
 
 
 def _params_text(params: dict[str, str]) -> tuple[tuple[str, str], ...]:
