@@ -15,13 +15,16 @@ import secrets
 import statistics
 import time
 
-from netdoctor import catalog, plan, resolve, runner
-from netdoctor.judge import judge
-from netdoctor.kube import Kube
+from netdoctor import catalog
+from netdoctor.check import plan
+from netdoctor.check import resolve
+from netdoctor.probe import runner
+from netdoctor.judge.verdict import judge
+from netdoctor.cluster.kube import Kube
 from netdoctor.lab import lifecycle
 from netdoctor.lab.state import LabConfig
 from netdoctor.model import CaptureMode, Evidence
-from netdoctor.target import parse_target
+from netdoctor.check.target import parse_target
 
 PHASES = ("connect+resolve", "probe start", "capture", "probing", "judging", "total")
 

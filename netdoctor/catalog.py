@@ -1,6 +1,6 @@
 """The check catalog: IDs, titles, causes, remediation and layer order, loaded from checks/*.yaml.
 
-Read once per `netdoctor check` by checkcmd and handed to the judge (titles, root-cause order) and
+Read once per `netdoctor check` by check.command and handed to the judge (titles, root-cause order) and
 the renderers (titles, remediation). Validated on load: an unknown key, a missing field or a
 duplicate ID is a CatalogError naming the file and the entry. In a wheel the YAML ships as the
 package `netdoctor.checks`; in an editable install it is read from the repository's checks/ dir.
@@ -20,7 +20,7 @@ from netdoctor.errors import NetdoctorError
 from netdoctor.exitcodes import ExitCode
 from netdoctor.model import Layer
 
-# Keys every template may use; checkcmd/judge fill them from the Facts (see `Catalog.render`).
+# Keys every template may use; check.command/judge fill them from the Facts (see `Catalog.render`).
 COMMON_PARAMS = frozenset(
     {"namespace", "target", "service", "port", "target_port", "source", "source_pod",
      "selector", "cluster_ip", "node_port"}

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import typer
 
-from netdoctor import checkcmd
+from netdoctor.check import command as check_command
 from netdoctor.environment import Environment
 from netdoctor.errors import Interrupted, NetdoctorError, UsageError
 from netdoctor.exitcodes import ExitCode
@@ -31,8 +31,8 @@ app = typer.Typer(
 )
 app.add_typer(lab_app, name="lab")
 app.add_typer(policy_app, name="policy")
-app.command("check")(checkcmd.check)
-app.command("cleanup")(checkcmd.cleanup)
+app.command("check")(check_command.check)
+app.command("cleanup")(check_command.cleanup)
 
 
 @app.command()

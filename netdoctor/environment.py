@@ -20,7 +20,7 @@ class Environment:
     stderr: IO[str] = field(default_factory=lambda: sys.stderr)
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     width: int | None = None  # None: rich decides (terminal width, or 80 off a tty)
-    # How commands reach the cluster: (kubeconfig, context) -> Kube. None: netdoctor.kube.Kube.connect.
+    # How commands reach the cluster: (kubeconfig, context) -> Kube. None: netdoctor.cluster.kube.Kube.connect.
     # Tests inject a fake here.
     connect: Callable[[str | None, str | None], Any] | None = None
 

@@ -2,7 +2,7 @@
 
 Shared by every stage of `netdoctor check` (target → resolve → plan → runner → judge → report).
 Everything here is a frozen dataclass or an enum; stages hand these to one another. Cluster
-objects (netdoctor.objects) and probe results (netdoctor.observations) are used as they are.
+objects (netdoctor.cluster.objects) and probe results (netdoctor.observations) are used as they are.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Mapping, Union
 
-from netdoctor.objects import EndpointSlice, Node, Pod, Service, ServicePort
+from netdoctor.cluster.objects import EndpointSlice, Node, Pod, Service, ServicePort
 from netdoctor.observations import (
     DnsResult, Inventory, ListenerTable, NatEntry, Packet, PingResult, ResolvConf, TcpResult,
 )

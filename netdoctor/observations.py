@@ -1,6 +1,6 @@
 """What a probe saw: frozen, typed results of exec, TCP, DNS, ping and listener checks.
 
-Produced by `netdoctor.probecmds` parsers (via `netdoctor.probes.Probe`) and by `netdoctor.kube`
+Produced by `netdoctor.probe.commands` parsers (via `netdoctor.probe.fleet.Probe`) and by `netdoctor.cluster.kube`
 (ExecResult); consumed by the judge and report stages. No I/O here.
 """
 
@@ -149,7 +149,7 @@ def bind_scope(address: str, pod_ip: str | None) -> BindScope:
     return BindScope.OTHER
 
 
-# --- packet captures: decoded by netdoctor.pcap, interfaces listed by netdoctor.inventory ----------
+# --- packet captures: decoded by netdoctor.probe.pcap, interfaces listed by netdoctor.probe.inventory ----------
 
 
 class Direction(Enum):
@@ -239,6 +239,10 @@ class Interface:
     overlay_port: int | None = None  # a vxlan's/geneve's UDP port
     up: bool = True
 
+    def ips(self) -> set[str]:
+        """The interface's IPv4 addresses without prefix."""
+        return {address.split("/")[0] for address in self.addresses}
+
 
 @dataclass(frozen=True)
 class Route:
@@ -283,3 +287,54 @@ class Inventory:
 
     def names(self) -> dict[int, str]:
         return {i.index: i.name for i in self.interfaces}
+
+    # Lookups the hop judge asks: which hop a packet takes on this host.
+
+    def route_to(self, ip: str) -> Route | None:
+        """The main-table route the kernel picks for `ip` (longest prefix; first listed on a tie).
+        A route without a device (blackhole, unreachable, prohibit, throw) forwards nothing."""
+        address = ipaddress.ip_address(ip)
+        best: Route | None = None
+        best_prefix = -1
+        for route in self.routes:
+            network = ipaddress.ip_network("0.0.0.0/0" if route.destination == "default" else route.destination)
+            if address in network and network.prefixlen > best_prefix:
+                best, best_prefix = route, network.prefixlen
+        return best
+
+    def host_port_of(self, pod_ip: str) -> Interface | None:
+        """The host-side interface a local pod IP hangs off: the veth of its /32 route (Calico), else
+        its neighbour entry's veth, or the bridge port the FDB maps its MAC to (flannel, bridge CNI)."""
+        ip = str(ipaddress.ip_address(pod_ip))
+        return self._host_route_veth(ip) or self._neighbour_port(ip)
+
+    def underlay(self, node_ip: str) -> Interface | None:
+        """The interface holding `node_ip`, else the default route's device."""
+        ip = str(ipaddress.ip_address(node_ip))
+        holder = next((i for i in self.interfaces if ip in i.ips()), None)
+        if holder is not None:
+            return holder
+        default = next((r for r in self.routes if r.destination == "default"), None)
+        return self.by_name(default.device) if default else None
+
+    def local_ips(self) -> set[str]:
+        """Every IPv4 address of the host, without prefix."""
+        return {ip for interface in self.interfaces for ip in interface.ips()}
+
+    def _host_route_veth(self, ip: str) -> Interface | None:
+        route = next((r for r in self.routes if r.destination == f"{ip}/32"), None)
+        interface = self.by_name(route.device) if route else None
+        return interface if interface and interface.kind is InterfaceKind.VETH else None
+
+    def _neighbour_port(self, ip: str) -> Interface | None:
+        entry = next((n for n in self.neighbours if n[0] == ip), None)
+        if entry is None:
+            return None
+        _, mac, device = entry
+        interface = self.by_name(device)
+        if interface is None or interface.kind is InterfaceKind.VETH:
+            return interface
+        if interface.kind is InterfaceKind.BRIDGE:
+            ports = (self.by_name(port) for entry_mac, port in self.fdb if entry_mac == mac)
+            return next((p for p in ports if p and p.master == device), None)
+        return None

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
-from netdoctor import inventory
 from netdoctor.model import (
     Capture, DnsQuery, Evidence, Hop, HopKind, HopPath, PathOutcome, Ping, Reply, Step, TcpConnect,
 )
@@ -101,7 +100,7 @@ def _first_sightings(ev: Evidence, role: str, src: str) -> list[Packet]:
     if pod and not pod.blind:
         return [p for p in pod.packets if p.interface != "lo"]
     node = _node_captures(ev).get(ev.probes[role].node)
-    port = inventory.host_port_of(node.inventory, src) if node and node.inventory else None
+    port = node.inventory.host_port_of(src) if node and node.inventory else None
     return [p for p in node.packets if p.interface == port.name] if port else []
 
 
@@ -189,7 +188,7 @@ def _left_untranslated(ev: Evidence, conn: Conn, node: str | None) -> bool:
     if not (capture and capture.inventory):
         return False
     outward = {i.name for i in capture.inventory.interfaces if i.kind is InterfaceKind.OVERLAY}
-    under = inventory.underlay(capture.inventory, _node_ip(ev, node) or "0.0.0.0")
+    under = capture.inventory.underlay(_node_ip(ev, node) or "0.0.0.0")
     outward |= {under.name} if under else set()
     return any(p.interface in outward and p.dst == conn.dst and _in_window(conn, p) and _is_request(conn, p)
                for p in capture.packets)
@@ -234,7 +233,7 @@ def _node_of(ev: Evidence, ip: str) -> str | None:
     if ip in pods:
         return pods[ip]
     return next((node for node, c in _node_captures(ev).items()
-                 if c.inventory and inventory.host_port_of(c.inventory, ip)), None)
+                 if c.inventory and c.inventory.host_port_of(ip)), None)
 
 
 def _places(ev: Evidence, conn: Conn, role: str, dst: str) -> list[_Place]:
@@ -286,26 +285,26 @@ def _source_node_places(ev: Evidence, capture: Capture | None, node: str | None,
     if capture is None or capture.inventory is None:
         return [_blind_node(ev, node, capture)]
     inv = capture.inventory
-    veth = inventory.host_port_of(inv, src)
+    veth = inv.host_port_of(src)
     places = [_hop(capture, node, veth, HopKind.VETH, "veth")]
     bridge = _bridge_of(inv, veth)
     if bridge:
         places.append(_hop(capture, node, bridge, HopKind.BRIDGE, "bridge"))
     if stays:  # to a pod on this node (or to an unknown one: no way out to show)
-        dst_veth = inventory.host_port_of(inv, dst)
+        dst_veth = inv.host_port_of(dst)
         return places + [_hop(capture, node, dst_veth, HopKind.VETH, "veth")] if dst_veth else places
     return places + _egress(capture, node, inv, _node_ip(ev, node), dst)
 
 
 def _egress(capture: Capture, node: str, inv: Inventory, node_ip: str | None, dst: str) -> list[_Place]:
     """The overlay and underlay a packet to `dst` leaves by; the usual ones when no route says."""
-    route = inventory.route_to(inv, dst)
+    route = inv.route_to(dst)
     device = inv.by_name(route.device) if route else None
     overlay = device if device and device.kind is InterfaceKind.OVERLAY else (
         None if device else next((i for i in inv.interfaces if i.kind is InterfaceKind.OVERLAY), None))
     under = (inv.by_name(overlay.link) if overlay and overlay.link else None) or (
         device if device and device.kind is not InterfaceKind.OVERLAY else None) or (
-        inventory.underlay(inv, node_ip) if node_ip else None)
+        inv.underlay(node_ip) if node_ip else None)
     places = [_hop(capture, node, overlay, HopKind.OVERLAY, "overlay")] if overlay else []
     return places + [_hop(capture, node, under, HopKind.UNDERLAY, "underlay")]
 
@@ -317,9 +316,9 @@ def _destination_node_places(ev: Evidence, capture: Capture | None, node: str | 
     inv = capture.inventory
     node_ip = _node_ip(ev, node)
     if dst == node_ip:
-        return [_hop(capture, node, inventory.underlay(inv, dst), HopKind.UNDERLAY, "underlay")]
+        return [_hop(capture, node, inv.underlay(dst), HopKind.UNDERLAY, "underlay")]
     back = _egress(capture, node, inv, node_ip, src)  # the way back is the way in
-    veth = inventory.host_port_of(inv, dst)
+    veth = inv.host_port_of(dst)
     bridge = _bridge_of(inv, veth)
     inward = [*reversed(back), *([_hop(capture, node, bridge, HopKind.BRIDGE, "bridge")] if bridge else [])]
     return inward + [_hop(capture, node, veth, HopKind.VETH, "veth")]
@@ -453,7 +452,7 @@ def _icmp_cause(ev: Evidence, step: Step, conn: Conn, params) -> tuple[str, dict
 def _from_node(ev: Evidence, node: str | None, sender: str, service_ip: str) -> bool:
     """The ICMP error was made by the node (its Service rules), not by a pod."""
     capture = _node_captures(ev).get(node)
-    return sender == service_ip or bool(capture and capture.inventory and sender in inventory.local_ips(capture.inventory))
+    return sender == service_ip or bool(capture and capture.inventory and sender in capture.inventory.local_ips())
 
 
 def _icmp_text(p: Packet | None) -> str:
@@ -508,7 +507,7 @@ def _no_route(ev: Evidence, node: str | None, dst: str) -> bool:
     if not (capture and capture.inventory):
         return False
     inv = capture.inventory
-    route = inventory.route_to(inv, dst)
+    route = inv.route_to(dst)
     tunnelling = any(i.kind is InterfaceKind.OVERLAY for i in inv.interfaces)
     return route is None or route.device is None or (route.destination == "default" and tunnelling)
 

@@ -116,8 +116,6 @@ def demo(
     name: str = typer.Option("demo", "--name", help="Lab name."),
 ) -> int:
     """Build a lab, break it, run `netdoctor check svc/api -n shop` on it, tear it down."""
-    from netdoctor.cli import program
-
     env: Environment = ctx.obj
     out = env.console()
     config = LabConfig(name).validate()
@@ -127,7 +125,7 @@ def demo(
         applied = lifecycle.break_fault(name, fault, None)
         out.print(f"broke [bold]{applied.name}[/] on {applied.target}: {applied.summary}")
         out.print(f"$ netdoctor check svc/api -n shop --kubeconfig {result.kubeconfig}\n")
-        code = program(["check", "svc/api", "-n", "shop", "--kubeconfig", str(result.kubeconfig)], env)
+        code = _run_root(ctx, ["check", "svc/api", "-n", "shop", "--kubeconfig", str(result.kubeconfig)])
     finally:
         lifecycle.down(name)
     out.print(f"\nlab {name} removed; the check exited with {code}")
@@ -142,3 +140,10 @@ def faults(ctx: typer.Context) -> int:
         table.add_row(fault.name, fault.layer, fault.default_target, fault.summary)
     ctx.obj.console().print(table)
     return 0
+
+
+def _run_root(ctx: typer.Context, args: list[str]) -> int:
+    """Run another command of the app this lab CLI is registered on (the lab never imports the CLI)."""
+    root = ctx.find_root()
+    result = root.command.main(args=args, prog_name=root.info_name, standalone_mode=False, obj=ctx.obj)
+    return int(result) if isinstance(result, int) else 0

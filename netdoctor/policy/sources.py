@@ -1,7 +1,7 @@
 """Where `netdoctor policy` gets its objects when no -f is given: the live cluster.
 
 Called by policy/cli.py (files go through netdoctor.manifests). Live mode goes through our own
-wrapper, netdoctor.kube.Kube, imported only when connecting; tests substitute `connect` with a
+wrapper, netdoctor.cluster.kube.Kube, imported only when connecting; tests substitute `connect` with a
 fake Kube.
 """
 
@@ -11,7 +11,7 @@ from typing import Iterable, Mapping, Protocol
 
 
 class ObjectLister(Protocol):
-    """What live mode needs of netdoctor.kube.Kube."""
+    """What live mode needs of netdoctor.cluster.kube.Kube."""
 
     namespace: str
 
@@ -20,7 +20,7 @@ class ObjectLister(Protocol):
 
 
 def connect(kubeconfig: str | None, context: str | None, environ: Mapping[str, str]) -> ObjectLister:
-    from netdoctor.kube import Kube
+    from netdoctor.cluster.kube import Kube
 
     return Kube.connect(kubeconfig, context, environ=environ)
 

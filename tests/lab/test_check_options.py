@@ -13,7 +13,7 @@ import pytest
 from netdoctor.cli import main
 from netdoctor.environment import Environment
 from netdoctor.exitcodes import ExitCode
-from netdoctor.kube import Kube
+from netdoctor.cluster.kube import Kube
 from netdoctor.lab import lifecycle
 from netdoctor.lab.state import LabConfig
 

@@ -1,4 +1,4 @@
-"""The check's DNS probe command (netdoctor.probecmds.dns_command) run in a lab pod: every query
+"""The check's DNS probe command (netdoctor.probe.commands.dns_command) run in a lab pod: every query
 must leave as one UDP datagram, whatever its bytes.
 
 bash's builtin printf writes to a line-buffered stdout, so a query containing byte 0x0a went out
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from netdoctor import probecmds
+from netdoctor.probe import commands
 from netdoctor.lab import lifecycle
 from netdoctor.lab.state import LabConfig
 from netdoctor.observations import DnsOutcome, ExecResult
@@ -32,11 +32,11 @@ def lab():
 
 
 def ask(lab, name: str, query_id: int, attempts: int = 2):
-    query = probecmds.dns_query(name, "A")
+    query = commands.dns_query(name, "A")
     query.id = query_id
     netns = lab.netns(lab.pods("shop", "app=frontend")[0])
-    proc = run_in(netns, *probecmds.dns_command(DNS_IP, query, 1.0, attempts), timeout=15)
-    return probecmds.parse_dns(DNS_IP, query, ExecResult(proc.returncode, proc.stdout.encode(), proc.stderr.encode()))
+    proc = run_in(netns, *commands.dns_command(DNS_IP, query, 1.0, attempts), timeout=15)
+    return commands.parse_dns(DNS_IP, query, ExecResult(proc.returncode, proc.stdout.encode(), proc.stderr.encode()))
 
 
 @pytest.mark.parametrize("name, query_id, outcome", [

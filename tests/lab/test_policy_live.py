@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from kubernetes import client
 
-from netdoctor.kube import Kube
+from netdoctor.cluster.kube import Kube
 from netdoctor.lab import lifecycle
 from netdoctor.lab.state import LabConfig
 from netdoctor.policy.matrix import compute_matrix

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from netdoctor import catalog
-from netdoctor.judge import CHECK_IDS
+from netdoctor.judge.verdict import CHECK_IDS
 from netdoctor.model import Layer
 
 CHECKS_DIR = Path(__file__).resolve().parents[2] / "checks"

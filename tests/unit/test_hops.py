@@ -33,7 +33,7 @@ from netdoctor.model import (
     Step,
     TcpConnect,
 )
-from netdoctor.objects import Node, Pod, Service, ServicePort
+from netdoctor.cluster.objects import Node, Pod, Service, ServicePort
 from netdoctor.observations import (
     Direction,
     DnsInfo,

@@ -7,14 +7,7 @@ import subprocess
 
 import pytest
 
-from netdoctor.inventory import (
-    host_port_of,
-    inventory_command,
-    local_ips,
-    parse_inventory,
-    route_to,
-    underlay,
-)
+from netdoctor.probe.inventory import inventory_command, parse_inventory
 from netdoctor.observations import (
     ExecError,
     ExecErrorKind,
@@ -189,7 +182,7 @@ def test_command_runs_and_parses_here():
     proc = subprocess.run(inventory_command(), check=False, capture_output=True, timeout=30)
     inv = parse_inventory(ExecResult(proc.returncode, proc.stdout, proc.stderr))
     assert any(i.kind is InterfaceKind.LOOPBACK for i in inv.interfaces)
-    assert "127.0.0.1" in local_ips(inv)
+    assert "127.0.0.1" in inv.local_ips()
 
 
 @pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2")
@@ -319,59 +312,59 @@ def test_missing_bridge_tool_gives_empty_fdb():
     ("8.8.8.8", "default"),
 ])
 def test_route_to_longest_prefix(ip, destination):
-    assert route_to(parse_inventory(ok(LAB_NODE_1)), ip).destination == destination
+    assert parse_inventory(ok(LAB_NODE_1)).route_to(ip).destination == destination
 
 
 def test_route_to_prefers_host_route_and_sees_blackholes():
     inv = parse_inventory(ok(CALICO_NODE))
-    assert route_to(inv, "10.244.1.5") == Route("10.244.1.5/32", "cali1234")
-    assert route_to(inv, "10.244.1.9") == Route("10.244.1.0/26", None)  # no pod: blackholed
-    assert route_to(inv, "10.244.2.3") == Route("10.244.2.0/26", "tunl0", "10.0.1.11")
+    assert inv.route_to("10.244.1.5") == Route("10.244.1.5/32", "cali1234")
+    assert inv.route_to("10.244.1.9") == Route("10.244.1.0/26", None)  # no pod: blackholed
+    assert inv.route_to("10.244.2.3") == Route("10.244.2.0/26", "tunl0", "10.0.1.11")
 
 
 def test_route_to_none_without_default():
-    assert route_to(parse_inventory(ok(GENEVE_NODE)), "8.8.8.8") is None
+    assert parse_inventory(ok(GENEVE_NODE)).route_to("8.8.8.8") is None
 
 
 def test_host_port_via_bridge_fdb():
     inv = parse_inventory(ok(LAB_NODE_1))
-    assert host_port_of(inv, "10.244.1.2").name == "vf9bb6a14bb"
-    assert host_port_of(inv, "10.244.1.3").name == "v62ef835bc4"
-    assert host_port_of(inv, "10.244.1.4").name == "vba8e8bc8c4"
+    assert inv.host_port_of("10.244.1.2").name == "vf9bb6a14bb"
+    assert inv.host_port_of("10.244.1.3").name == "v62ef835bc4"
+    assert inv.host_port_of("10.244.1.4").name == "vba8e8bc8c4"
 
 
 def test_host_port_via_host_route():
     inv = parse_inventory(ok(CALICO_NODE))
-    assert host_port_of(inv, "10.244.1.5").name == "cali1234"
-    assert host_port_of(inv, "10.244.1.6").name == "cali5678"
-    assert host_port_of(parse_inventory(ok(LAB_NODE_2_EXTRA)), "10.244.2.77").name == "cali1234"
+    assert inv.host_port_of("10.244.1.5").name == "cali1234"
+    assert inv.host_port_of("10.244.1.6").name == "cali5678"
+    assert parse_inventory(ok(LAB_NODE_2_EXTRA)).host_port_of("10.244.2.77").name == "cali1234"
 
 
 def test_host_port_unknown():
     lab = parse_inventory(ok(LAB_NODE_1))
-    assert host_port_of(lab, "10.244.2.0") is None  # neighbour on the vxlan, not a pod port
-    assert host_port_of(lab, "10.244.2.5") is None  # remote pod
-    assert host_port_of(lab, "10.244.1.99") is None  # no neighbour entry
+    assert lab.host_port_of("10.244.2.0") is None  # neighbour on the vxlan, not a pod port
+    assert lab.host_port_of("10.244.2.5") is None  # remote pod
+    assert lab.host_port_of("10.244.1.99") is None  # no neighbour entry
     no_fdb = parse_inventory(ok(LAB_NODE_2_EXTRA))
-    assert host_port_of(no_fdb, "10.244.2.3") is None  # neighbour on cni0, MAC not in the fdb
-    assert host_port_of(parse_inventory(ok(CALICO_NODE)), "10.244.1.9") is None
+    assert no_fdb.host_port_of("10.244.2.3") is None  # neighbour on cni0, MAC not in the fdb
+    assert parse_inventory(ok(CALICO_NODE)).host_port_of("10.244.1.9") is None
 
 
 def test_host_port_in_pod_is_its_veth():
-    assert host_port_of(parse_inventory(ok(LAB_POD)), "10.244.1.1").name == "eth0"
+    assert parse_inventory(ok(LAB_POD)).host_port_of("10.244.1.1").name == "eth0"
 
 
 def test_underlay():
-    assert underlay(parse_inventory(ok(LAB_NODE_1)), "172.30.0.1").name == "eth0"
+    assert parse_inventory(ok(LAB_NODE_1)).underlay("172.30.0.1").name == "eth0"
     calico = parse_inventory(ok(CALICO_NODE))
-    assert underlay(calico, "10.0.1.10").name == "ens5"
-    assert underlay(calico, "192.168.0.1").name == "ens5"  # not held here: the default route's device
-    assert underlay(parse_inventory(ok(GENEVE_NODE)), "192.168.0.1") is None
+    assert calico.underlay("10.0.1.10").name == "ens5"
+    assert calico.underlay("192.168.0.1").name == "ens5"  # not held here: the default route's device
+    assert parse_inventory(ok(GENEVE_NODE)).underlay("192.168.0.1") is None
 
 
 def test_local_ips():
-    assert local_ips(parse_inventory(ok(LAB_NODE_1))) == {"127.0.0.1", "172.30.0.1", "10.244.1.1", "10.244.1.0"}
-    assert local_ips(parse_inventory(ok(LAB_POD))) == {"127.0.0.1", "10.244.1.2"}
+    assert parse_inventory(ok(LAB_NODE_1)).local_ips() == {"127.0.0.1", "172.30.0.1", "10.244.1.1", "10.244.1.0"}
+    assert parse_inventory(ok(LAB_POD)).local_ips() == {"127.0.0.1", "10.244.1.2"}
 
 
 # ---------------------------------------------------------------- errors

@@ -9,13 +9,14 @@ from typing import Callable
 
 import pytest
 
-from netdoctor import catalog, plan
-from netdoctor.judge import judge
+from netdoctor import catalog
+from netdoctor.check import plan
+from netdoctor.judge.verdict import judge
 from netdoctor.model import (
     DnsQuery, Evidence, Facts, InspectListeners, Kind, Layer, NearMiss, Observation, Ping, PolicyFlow,
     ReadResolvConf, Ref, State, TcpConnect,
 )
-from netdoctor.objects import EndpointAddress, EndpointSlice, Node, Pod, Service, ServicePort
+from netdoctor.cluster.objects import EndpointAddress, EndpointSlice, Node, Pod, Service, ServicePort
 from netdoctor.observations import (
     BindScope, DnsOutcome, DnsResult, Listener, ListenerStatus, ListenerTable, PingOutcome, PingResult,
     ResolvConf, TcpOutcome, TcpResult,

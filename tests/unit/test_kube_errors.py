@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from netdoctor.errors import ClusterError, UsageError
-from netdoctor.kube import Forbidden, Kube, NotFound, Unauthorized, Unreachable, parse_exec_status
+from netdoctor.cluster.kube import Forbidden, Kube, NotFound, Unauthorized, Unreachable, parse_exec_status
 from netdoctor.observations import ExecErrorKind
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -141,5 +141,5 @@ def test_exec_status_channel():
 
 
 def test_importing_kube_does_not_import_kubernetes():
-    code = "import sys, netdoctor.kube, netdoctor.probes; print('kubernetes' in sys.modules)"
+    code = "import sys, netdoctor.cluster.kube, netdoctor.probe.fleet; print('kubernetes' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -16,7 +16,7 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 from scapy.utils import PcapWriter, RawPcapReader, rdpcap
 
-from netdoctor import pcap
+from netdoctor.probe import pcap
 from netdoctor.observations import Direction, DnsInfo, Encap, Quoted
 
 T0 = 1_700_000_000.0
@@ -339,7 +339,7 @@ def test_written_files_decode_like_the_capture(tmp_path):
 
 def test_importing_the_module_does_not_import_scapy_and_preload_does():
     script = (
-        "import sys, netdoctor.pcap as p\n"
+        "import sys, netdoctor.probe.pcap as p\n"
         "assert not [m for m in sys.modules if m.startswith('scapy')], 'scapy imported'\n"
         "p.preload(); p.preload()\n"
         "assert 'scapy.layers.vxlan' in sys.modules\n"

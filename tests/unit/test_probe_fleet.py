@@ -3,10 +3,10 @@
 import pytest
 
 from netdoctor.errors import ClusterError, ProbeError
-from netdoctor.kube import Forbidden, NotFound
-from netdoctor.objects import Pod
+from netdoctor.cluster.kube import Forbidden, NotFound
+from netdoctor.cluster.objects import Pod
 from netdoctor.observations import ExecResult, ListenerStatus, TcpOutcome
-from netdoctor.probes import (
+from netdoctor.probe.fleet import (
     Capability,
     LaunchFailure,
     ProbeFleet,

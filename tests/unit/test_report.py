@@ -6,7 +6,7 @@ from io import StringIO
 
 from netdoctor.environment import Environment
 from netdoctor.observations import DnsOutcome, DnsResult
-from netdoctor.report import render
+from netdoctor.report.render import render
 from test_judge import Cluster, facts, run
 
 BROKEN = run(facts(), Cluster(dns=lambda s, name, a: DnsResult(name, "A", s, DnsOutcome.TIMEOUT, a)))

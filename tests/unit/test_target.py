@@ -2,7 +2,7 @@ import pytest
 
 from netdoctor.errors import UsageError
 from netdoctor.model import Kind, Ref
-from netdoctor.target import parse_source, parse_target
+from netdoctor.check.target import parse_source, parse_target
 
 
 @pytest.mark.parametrize("text,ref", [("web", Ref(Kind.SERVICE, "web")), ("svc/web", Ref(Kind.SERVICE, "web")),

@@ -1,6 +1,6 @@
 """The resolve stage: read the API objects behind a check and build its Facts.
 
-Called by checkcmd with a connected Kube. Turns "unknown Service" into one line (exit 3) that says
+Called by check.command with a connected Kube. Turns "unknown Service" into one line (exit 3) that says
 whether the namespace itself is missing (the API server does not). Picks the source: --from, or a
 probe on a node other than a backend's, impersonating an allowed pod when the backends are
 ingress-isolated. Evaluates the NetworkPolicies for source → each backend.
@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netdoctor.errors import ClusterError, UsageError
-from netdoctor.kube import Kube, NotFound
+from netdoctor.cluster.kube import Kube, NotFound
 from netdoctor.labels import from_match_labels
 from netdoctor.model import Facts, Kind, NearMiss, PolicyFlow, PortProblem, Ref
-from netdoctor.objects import Pod, Service, ServicePort
+from netdoctor.cluster.objects import Pod, Service, ServicePort
 
 DNS_NAMESPACE, DNS_SERVICE, DNS_SELECTOR = "kube-system", "kube-dns", "k8s-app=kube-dns"
 PROBE_LABELS = (("app.kubernetes.io/managed-by", "netdoctor"),)

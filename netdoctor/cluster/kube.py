@@ -1,8 +1,8 @@
 """The only door to the Kubernetes API: connect, read, create/delete, exec. Nothing else imports
 the `kubernetes` package.
 
-Used by the check pipeline (resolve reads objects, `netdoctor.probes` creates pods and execs).
-Callers get `netdoctor.objects` types or API-shaped dicts, and `netdoctor.errors` exceptions with
+Used by the check pipeline (resolve reads objects, `netdoctor.probe.fleet` creates pods and execs).
+Callers get `netdoctor.cluster.objects` types or API-shaped dicts, and `netdoctor.errors` exceptions with
 one clear line: kubeconfig problems are UsageError, everything the server or the network says is a
 ClusterError (typed: NotFound, Forbidden, Unauthorized, AlreadyExists, Unreachable).
 `kubernetes` is imported lazily so that `netdoctor --help` never pays for it.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from netdoctor.errors import ClusterError, UsageError
-from netdoctor.objects import Deployment, EndpointSlice, Namespace, Node, Pod, Service
+from netdoctor.cluster.objects import Deployment, EndpointSlice, Namespace, Node, Pod, Service
 from netdoctor.observations import ExecError, ExecErrorKind, ExecResult
 
 DEFAULT_NAMESPACE = "default"

@@ -4,7 +4,7 @@ Used by the check pipeline's probe stage (and `netdoctor cleanup`). A `ProbeFlee
 a per-namespace owner ConfigMap, registered for cleanup before it is created, and probe pods that
 the ConfigMap controls (no ReplicaSet can adopt them; deleting it garbage-collects them), each with
 an activeDeadlineSeconds so they die even if netdoctor is killed. The pod manifest is the data in
-checks/probes/probe.yaml; commands and parsing are in `netdoctor.probecmds`.
+checks/probes/probe.yaml; commands and parsing are in `netdoctor.probe.commands`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Callable, Iterable, Iterator
 
 import yaml
 
-from netdoctor import probecmds
+from netdoctor.probe import commands
 from netdoctor.errors import ClusterError, NetdoctorError, ProbeError
-from netdoctor.kube import ApiError, Forbidden, Kube
-from netdoctor.objects import ContainerStateKind, Pod
+from netdoctor.cluster.kube import ApiError, Forbidden, Kube
+from netdoctor.cluster.objects import ContainerStateKind, Pod
 from netdoctor.observations import (
     DnsResult,
     ExecResult,
@@ -130,30 +130,30 @@ class Probe:
         return self.kube.exec(self.namespace, self.name, command, "probe", timeout=timeout)
 
     def tcp_connect(self, ip: str, port: int, timeout: float = 3.0, attempts: int = 1) -> list[TcpResult]:
-        result = self.exec(probecmds.tcp_command(ip, port, timeout, attempts), probecmds.exec_deadline(timeout))
-        return probecmds.parse_tcp(ip, port, result)
+        result = self.exec(commands.tcp_command(ip, port, timeout, attempts), commands.exec_deadline(timeout))
+        return commands.parse_tcp(ip, port, result)
 
     def dns_query(self, server: str, name: str, rdtype: str = "A", timeout: float = 2.0, attempts: int = 3) -> list[DnsResult]:
-        query = probecmds.dns_query(name, rdtype)
-        command = probecmds.dns_command(server, query, timeout, attempts)
-        return probecmds.parse_dns(server, query, self.exec(command, probecmds.exec_deadline(timeout)))
+        query = commands.dns_query(name, rdtype)
+        command = commands.dns_command(server, query, timeout, attempts)
+        return commands.parse_dns(server, query, self.exec(command, commands.exec_deadline(timeout)))
 
     def resolv_conf(self) -> ResolvConf:
-        result = self.exec(probecmds.resolv_conf_command(), probecmds.exec_deadline(2.0))
-        return probecmds.parse_resolv_conf(result)
+        result = self.exec(commands.resolv_conf_command(), commands.exec_deadline(2.0))
+        return commands.parse_resolv_conf(result)
 
     def ping(self, ip: str, size: int = 56, dont_fragment: bool = True, timeout: float = 2.0) -> PingResult:
-        result = self.exec(probecmds.ping_command(ip, size, dont_fragment, timeout), probecmds.exec_deadline(timeout))
-        return probecmds.parse_ping(ip, size, result)
+        result = self.exec(commands.ping_command(ip, size, dont_fragment, timeout), commands.exec_deadline(timeout))
+        return commands.parse_ping(ip, size, result)
 
 
 def listeners_of(kube: Kube, pod: Pod, container: str | None = None, timeout: float = 10.0) -> ListenerTable:
     """The TCP sockets listening in an existing pod, from /proc/net/tcp{,6} (needs only `cat`)."""
     try:
-        result = kube.exec(pod.namespace, pod.name, probecmds.listeners_command(), container, timeout=timeout)
+        result = kube.exec(pod.namespace, pod.name, commands.listeners_command(), container, timeout=timeout)
     except ApiError as exc:  # no exec permission, container not running: say so, the check goes on
         return ListenerTable(ListenerStatus.UNAVAILABLE, detail=exc.server_message)
-    return probecmds.parse_listeners(result, pod.ip)
+    return commands.parse_listeners(result, pod.ip)
 
 
 class ProbeFleet:

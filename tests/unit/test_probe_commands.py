@@ -9,7 +9,7 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from netdoctor import probecmds as pc
+from netdoctor.probe import commands as pc
 from netdoctor.observations import (
     BindScope,
     DnsOutcome,

@@ -1,7 +1,7 @@
 """Packet captures: classic pcap bytes in, `netdoctor.observations.Packet`s out.
 
-Called by the probe stage's capture code (`netdoctor.sniff`), which decodes the pcap streamed back
-from `tcpdump -i any -U --immediate-mode -w -` run in probe pods, and by `netdoctor.checkcmd`,
+Called by the probe stage's capture code (`netdoctor.probe.capture`), which decodes the pcap streamed back
+from `tcpdump -i any -U --immediate-mode -w -` run in probe pods, and by `netdoctor.check.command`,
 which writes `--pcap DIR` files with `write_per_interface`. This is the only module that imports
 scapy, lazily (`preload` lets a background thread pay the import early); scapy types never leave
 it. The record framing and the link-layer headers are read here with `struct`, scapy dissects the

@@ -2,7 +2,7 @@
 step's Observation with a buffered log. A step's exception becomes an Observation with `error`
 (so the judge reports ERROR), never a traceback.
 
-Called by checkcmd between plan and judge; `progress` is told about each finished step so the
+Called by check.command between plan and judge; `progress` is told about each finished step so the
 terminal can show live progress. Only this module touches probes.
 """
 
@@ -14,18 +14,18 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from netdoctor import probecmds
+from netdoctor.probe import commands
 from netdoctor.errors import NetdoctorError
-from netdoctor.kube import Kube
+from netdoctor.cluster.kube import Kube
 from netdoctor.model import (
     Capture, CaptureMode, DnsQuery, Facts, InspectListeners, Observation, Ping, Plan, PlannedProbe, ProbePurpose,
     ReadResolvConf, RunningProbe, Step, TcpConnect,
 )
 from netdoctor.observations import DnsOutcome
-from netdoctor.probes import (
+from netdoctor.probe.fleet import (
     DEFAULT_IMAGE, Capability, LaunchFailure, Probe, ProbeFleet, ProbeLaunchError, ProbeRole, ProbeSpec, listeners_of,
 )
-from netdoctor.sniff import Point, Sniffer
+from netdoctor.probe.capture import Point, Sniffer
 
 
 @dataclass(frozen=True)
@@ -191,9 +191,9 @@ class _Executor:
             return probe.ping(ip, action.size, action.dont_fragment, self.timeout)
         if isinstance(action, ReadResolvConf):
             if action.pod:
-                result = self.kube.exec(self.facts.source_namespace, action.pod, probecmds.resolv_conf_command(),
-                                        timeout=probecmds.exec_deadline(2.0))
-                return probecmds.parse_resolv_conf(result)
+                result = self.kube.exec(self.facts.source_namespace, action.pod, commands.resolv_conf_command(),
+                                        timeout=commands.exec_deadline(2.0))
+                return commands.parse_resolv_conf(result)
             return self._resolv_conf(probe)
         if isinstance(action, DnsQuery):
             return self._dns(probe, action, log)
@@ -210,7 +210,7 @@ class _Executor:
         server = action.server or (conf.nameservers[0] if conf and conf.nameservers else None)
         if server is None:
             raise ValueError("the probe's resolv.conf names no nameserver")
-        names = probecmds.search_candidates(action.name, conf) if action.search else (action.name,)
+        names = commands.search_candidates(action.name, conf) if action.search else (action.name,)
         results = []
         for name in names:
             found = probe.dns_query(server, name, action.rdtype, self.timeout, action.attempts)

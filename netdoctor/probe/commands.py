@@ -1,6 +1,6 @@
 """Commands run inside probe pods, and parsers that turn their output into observations.
 
-Used by `netdoctor.probes.Probe` (which only execs) and by the lab tests. Pure functions: each
+Used by `netdoctor.probe.fleet.Probe` (which only execs) and by the lab tests. Pure functions: each
 builder returns an argv for exec, each parser takes the ExecResult and returns a typed result from
 `netdoctor.observations`. The scripts need bash (netshoot has it); DNS queries are built and
 decoded with dnspython, and travel as raw bytes through bash's /dev/udp, dd and od.

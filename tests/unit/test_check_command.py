@@ -6,8 +6,8 @@ from io import StringIO
 
 from netdoctor.cli import main
 from netdoctor.environment import Environment
-from netdoctor.kube import NotFound
-from netdoctor.objects import EndpointSlice, Node, Pod, Service, ServicePort
+from netdoctor.cluster.kube import NotFound
+from netdoctor.cluster.objects import EndpointSlice, Node, Pod, Service, ServicePort
 
 WEB = Service("demo", "web", "ClusterIP", "10.96.0.20", False, (ServicePort("http", "TCP", 80, 8080),), (("app", "web"),))
 POD = Pod("demo", "web-1", "u1", (("app", "web"),), "node-b", "10.244.1.5", None, "Running", True)

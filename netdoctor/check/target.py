@@ -1,6 +1,6 @@
 """Parsing TARGET and SOURCE arguments of `netdoctor check` into a `Ref`.
 
-Called by checkcmd before anything touches the cluster, so bad syntax is a usage error (exit 2).
+Called by check.command before anything touches the cluster, so bad syntax is a usage error (exit 2).
 """
 
 from __future__ import annotations

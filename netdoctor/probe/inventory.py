@@ -1,8 +1,8 @@
 """A host's interfaces, routes, neighbours and bridge FDB: one exec, parsed into an Inventory.
 
-`netdoctor.sniff` runs `inventory_script()` in each capturing probe (node or pod namespace) when
+`netdoctor.probe.capture` runs `inventory_script()` in each capturing probe (node or pod namespace) when
 its capture ends and hands the output to `parse_inventory`; the capture decoder names interfaces from it, and
-`netdoctor.judge.hops` asks the lookups below which hop a packet takes. Pure functions, no I/O.
+`netdoctor.judge.hops` asks the Inventory's lookups which hop a packet takes. Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ _ROUTE_TYPES = frozenset({
 })
 _LINK_HEAD = re.compile(r"^(?P<index>\d+): (?P<name>[^\s:@]+)(?:@\S*)?: <(?P<flags>[^>]*)>(?P<rest>.*)$")
 _ADDR = re.compile(r"^(?P<index>\d+):\s+\S+\s+inet\s+(?P<address>\S+)")
-_ANY = ipaddress.IPv4Network("0.0.0.0/0")
 
 
 def inventory_command() -> list[str]:
@@ -55,7 +54,7 @@ def inventory_command() -> list[str]:
 
 
 def inventory_script() -> str:
-    """The same as a shell snippet, for `netdoctor.sniff` to run right after its capture ends."""
+    """The same as a shell snippet, for `netdoctor.probe.capture` to run right after its capture ends."""
     return _SCRIPT
 
 
@@ -176,69 +175,7 @@ def _fdb_entry(line: str) -> tuple[str, str] | None:
     return (words[0].lower(), device) if device and master and device != master else None
 
 
-# ---------------------------------------------------------------- lookups
-
-
-def route_to(inv: Inventory, ip: str) -> Route | None:
-    """The main-table route the kernel picks for `ip` (longest prefix; first listed on a tie).
-    A route without a device (blackhole, unreachable, prohibit, throw) forwards nothing."""
-    address = ipaddress.ip_address(ip)
-    best: Route | None = None
-    best_prefix = -1
-    for route in inv.routes:
-        network = _ANY if route.destination == "default" else ipaddress.ip_network(route.destination)
-        if address in network and network.prefixlen > best_prefix:
-            best, best_prefix = route, network.prefixlen
-    return best
-
-
-def host_port_of(inv: Inventory, pod_ip: str) -> Interface | None:
-    """The host-side interface a local pod IP hangs off: the veth of its /32 route (Calico), else
-    its neighbour entry's veth, or the bridge port the FDB maps its MAC to (flannel, bridge CNI)."""
-    ip = str(ipaddress.ip_address(pod_ip))
-    return _host_route_veth(inv, ip) or _neighbour_port(inv, ip)
-
-
-def underlay(inv: Inventory, node_ip: str) -> Interface | None:
-    """The interface holding `node_ip`, else the default route's device."""
-    ip = str(ipaddress.ip_address(node_ip))
-    holder = next((i for i in inv.interfaces if ip in _ips(i)), None)
-    if holder is not None:
-        return holder
-    default = next((r for r in inv.routes if r.destination == "default"), None)
-    return inv.by_name(default.device) if default else None
-
-
-def local_ips(inv: Inventory) -> set[str]:
-    """Every IPv4 address of the host, without prefix."""
-    return {ip for interface in inv.interfaces for ip in _ips(interface)}
-
-
-def _host_route_veth(inv: Inventory, ip: str) -> Interface | None:
-    route = next((r for r in inv.routes if r.destination == f"{ip}/32"), None)
-    interface = inv.by_name(route.device) if route else None
-    return interface if interface and interface.kind is InterfaceKind.VETH else None
-
-
-def _neighbour_port(inv: Inventory, ip: str) -> Interface | None:
-    entry = next((n for n in inv.neighbours if n[0] == ip), None)
-    if entry is None:
-        return None
-    _, mac, device = entry
-    interface = inv.by_name(device)
-    if interface is None or interface.kind is InterfaceKind.VETH:
-        return interface
-    if interface.kind is InterfaceKind.BRIDGE:
-        ports = (inv.by_name(port) for entry_mac, port in inv.fdb if entry_mac == mac)
-        return next((p for p in ports if p and p.master == device), None)
-    return None
-
-
 # ---------------------------------------------------------------- small helpers
-
-
-def _ips(interface: Interface) -> set[str]:
-    return {address.split("/")[0] for address in interface.addresses}
 
 
 def _after(words: list[str], key: str) -> str | None:

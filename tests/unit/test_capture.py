@@ -1,4 +1,4 @@
-"""netdoctor.sniff's tcpdump filter and command, run for real: the filter is compiled by tcpdump
+"""netdoctor.probe.capture's tcpdump filter and command, run for real: the filter is compiled by tcpdump
 and applied to crafted packets in a pcap file (no capture, no network); the capture script is run
 with a stand-in tcpdump (no root) and, as root, with the real one on an address nobody uses."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from netdoctor import sniff
+from netdoctor.probe import capture
 
 TCPDUMP = shutil.which("tcpdump")
 needs_tcpdump = pytest.mark.skipif(TCPDUMP is None, reason="tcpdump is not installed")
@@ -25,7 +25,7 @@ NODE_1, NODE_2 = "172.30.0.1", "172.30.0.2"
 
 @needs_tcpdump
 def test_the_filter_compiles_with_tcpdump():
-    bpf = sniff.capture_filter(PROBES + ["10.244.1.60"])  # duplicates are fine
+    bpf = capture.capture_filter(PROBES + ["10.244.1.60"])  # duplicates are fine
     assert bpf.count("host 10.244.1.60") == 1
     done = subprocess.run([TCPDUMP, "-d", "-i", "lo", bpf], capture_output=True, text=True, timeout=10, check=False)
     assert done.returncode == 0, done.stderr
@@ -77,7 +77,7 @@ def test_the_filter_keeps_the_probes_traffic_and_tunnelled_packets_carrying_it(t
         packets.append(packet)
     source, kept = tmp_path / "in.pcap", tmp_path / "out.pcap"
     wrpcap(str(source), packets)
-    done = subprocess.run([TCPDUMP, "-n", "-r", str(source), "-w", str(kept), sniff.capture_filter(PROBES)],
+    done = subprocess.run([TCPDUMP, "-n", "-r", str(source), "-w", str(kept), capture.capture_filter(PROBES)],
                           capture_output=True, text=True, timeout=10, check=False)
     assert done.returncode == 0, done.stderr
     matched = {p[IP].id - 1000 for p in rdpcap(str(kept))}
@@ -85,11 +85,11 @@ def test_the_filter_keeps_the_probes_traffic_and_tunnelled_packets_carrying_it(t
 
 
 def test_the_command_passes_the_filter_as_an_argument_not_in_the_script():
-    bpf = sniff.capture_filter(PROBES)
-    command = sniff.tcpdump_command(bpf, PROBES, 30)
+    bpf = capture.capture_filter(PROBES)
+    command = capture.tcpdump_command(bpf, PROBES, 30)
     assert command[:2] == ["bash", "-c"] and command[-1] == bpf and bpf not in command[2]
     script = command[2]
-    assert f"-s {sniff.SNAPLEN}" in script and f"-c {sniff.MAX_PACKETS}" in script and "-w -" in script
+    assert f"-s {capture.SNAPLEN}" in script and f"-c {capture.MAX_PACKETS}" in script and "-w -" in script
     assert "read -r -t 30 _" in script and "@@link" in script and "@@conntrack" in script
 
 
@@ -121,7 +121,7 @@ class Running:
 
     def wait_listening(self, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
-        while sniff.READY_MARK not in self.stderr:
+        while capture.READY_MARK not in self.stderr:
             assert time.monotonic() < deadline, f"never listened: {self.stderr!r}"
             assert self.proc.poll() is None, f"ended early: {self.stderr!r}"
             time.sleep(0.02)
@@ -155,21 +155,21 @@ def fake_tcpdump(tmp_path: Path) -> dict:
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 @pytest.mark.parametrize("line", [True, False], ids=["a line", "eof"])
 def test_the_script_stops_tcpdump_on_stdin_then_lists_the_host(fake_tcpdump, line):
-    bpf = sniff.capture_filter(PROBES)
-    run = Running(sniff.tcpdump_command(bpf, PROBES, 60), env=fake_tcpdump)
+    bpf = capture.capture_filter(PROBES)
+    run = Running(capture.tcpdump_command(bpf, PROBES, 60), env=fake_tcpdump)
     run.wait_listening()
     elapsed, stdout = run.stop(line)
     assert run.proc.returncode == 0 and elapsed < 4  # not the 60 s timeout
     assert stdout.startswith(b"PCAP-START -i any") and stdout.endswith(b"PCAP-END")  # SIGINT reached it
     assert stdout.splitlines()[0].endswith(bpf.encode())  # the filter arrived as one argument
     err = run.stderr
-    assert err.index(sniff.READY_MARK) < err.index(sniff.INVENTORY_MARK) < err.index(b"@@end") \
+    assert err.index(capture.READY_MARK) < err.index(capture.INVENTORY_MARK) < err.index(b"@@end") \
         < err.index(b"@@conntrack") < err.index(b"@@ctend")
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_the_script_stops_by_itself_after_max_seconds(fake_tcpdump):
-    run = Running(sniff.tcpdump_command(sniff.capture_filter(PROBES), PROBES, 1), env=fake_tcpdump)
+    run = Running(capture.tcpdump_command(capture.capture_filter(PROBES), PROBES, 1), env=fake_tcpdump)
     run.wait_listening()
     start = time.monotonic()
     run.proc.wait(5)
@@ -182,13 +182,13 @@ def test_the_script_stops_by_itself_after_max_seconds(fake_tcpdump):
 @pytest.mark.skipif(os.geteuid() != 0, reason="tcpdump -i any needs root")
 def test_the_script_with_the_real_tcpdump_writes_a_pcap_and_the_inventory():
     quiet = ["192.0.2.77"]  # TEST-NET-1: no traffic; capturing only listens
-    run = Running(sniff.tcpdump_command(sniff.capture_filter(quiet), quiet, 30))
+    run = Running(capture.tcpdump_command(capture.capture_filter(quiet), quiet, 30))
     run.wait_listening()
     elapsed, stdout = run.stop()
     assert elapsed < 4
     assert stdout[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
-    listing = run.stderr[run.stderr.index(sniff.INVENTORY_MARK):]
-    from netdoctor import inventory
+    listing = run.stderr[run.stderr.index(capture.INVENTORY_MARK):]
+    from netdoctor.probe import inventory
     from netdoctor.observations import ExecResult
 
     found = inventory.parse_inventory(ExecResult(0, listing, b""))

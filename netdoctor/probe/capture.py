@@ -3,8 +3,8 @@
 Called by the runner around the steps: `Sniffer.start()` runs tcpdump in the traffic probes (their
 own eth0) and in hostNetwork probes on the nodes (every interface, `-i any`), streamed back over
 exec, and returns once every tcpdump listens; `Sniffer.stop()` tells each tcpdump to stop through
-its stdin, reads the rest, lists the host's interfaces (netdoctor.inventory) and decodes the pcap
-(netdoctor.pcap). A capture point that could not capture comes back blind, with the reason.
+its stdin, reads the rest, lists the host's interfaces (netdoctor.probe.inventory) and decodes the pcap
+(netdoctor.probe.pcap). A capture point that could not capture comes back blind, with the reason.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
-from netdoctor import inventory, pcap
+from netdoctor.probe import inventory
+from netdoctor.probe import pcap
 from netdoctor.errors import NetdoctorError
 from netdoctor.model import Capture
 from netdoctor.observations import ExecResult
-from netdoctor.probes import Probe
+from netdoctor.probe.fleet import Probe
 
 SNAPLEN = 512  # outer + inner headers of a tunnelled packet, and the DNS messages we send
 MAX_PACKETS = 20000  # a busy node must not flood the capture

@@ -1,6 +1,6 @@
 """The cluster objects the rest of netdoctor sees: small frozen dataclasses, not API models.
 
-`netdoctor.kube.Kube` builds them from API-shaped dicts (the JSON the server sends) with the
+`netdoctor.cluster.kube.Kube` builds them from API-shaped dicts (the JSON the server sends) with the
 `from_api` constructors here; resolve/plan/judge read them, tests and fakes build them directly.
 NetworkPolicies stay API dicts for `netdoctor.policy`.
 """

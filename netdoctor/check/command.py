@@ -17,14 +17,14 @@ from netdoctor.environment import Environment
 from netdoctor.errors import UsageError
 from netdoctor.exitcodes import ExitCode
 from netdoctor.model import CaptureMode, Plan, State
-from netdoctor.report import FORMATS
-from netdoctor.target import parse_source, parse_target
+from netdoctor.report.render import FORMATS
+from netdoctor.check.target import parse_source, parse_target
 
 
 def _connect(env: Environment, kubeconfig: str | None, context: str | None):
     if env.connect is not None:
         return env.connect(kubeconfig, context)
-    from netdoctor.kube import Kube
+    from netdoctor.cluster.kube import Kube
 
     return Kube.connect(kubeconfig, context)
 
@@ -59,7 +59,9 @@ def check(
     if pcap is not None and mode is CaptureMode.OFF:
         raise UsageError("--pcap needs packet capture; drop --capture off")
     request = _request(target, namespace, source, port)
-    from netdoctor import catalog, plan, resolve
+    from netdoctor import catalog
+    from netdoctor.check import plan
+    from netdoctor.check import resolve
 
     checks = catalog.load()
     kube = _connect(env, kubeconfig, context)
@@ -73,7 +75,7 @@ def check(
         return ExitCode.OK
     report, result = _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started, output,
                                       verbose)
-    from netdoctor.report import render
+    from netdoctor.report.render import render
 
     render(report, output, env, verbose)
     for line in result.kept:
@@ -91,7 +93,7 @@ def _capture_mode(value: str) -> CaptureMode:
 
 
 def _write_pcaps(env: Environment, directory: Path, captures) -> None:
-    from netdoctor import pcap
+    from netdoctor.probe import pcap
 
     for capture in captures:
         if capture.pcap and capture.inventory:
@@ -104,7 +106,7 @@ def _write_pcaps(env: Environment, directory: Path, captures) -> None:
 
 
 def _request(target, namespace, source, port):
-    from netdoctor.resolve import Request
+    from netdoctor.check.resolve import Request
 
     return Request(parse_target(target), namespace, parse_source(source) if source else None, port)
 
@@ -112,10 +114,10 @@ def _request(target, namespace, source, port):
 def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started, output, verbose):
     """Probe and judge. When the probes cannot run, the layers that need none (from the API
     objects) are still reported before the error, which ends the command with its exit code."""
-    from netdoctor import runner
-    from netdoctor.judge import judge
+    from netdoctor.probe import runner
+    from netdoctor.judge.verdict import judge
     from netdoctor.model import Evidence
-    from netdoctor.probes import ProbeLaunchError
+    from netdoctor.probe.fleet import ProbeLaunchError
 
     options = runner.RunOptions(timeout=timeout, keep=keep, **({"image": image} if image else {}))
     with env.error_console().status("probing…") as status:
@@ -131,7 +133,7 @@ def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, s
             observations = runner.observe_without_probes(kube, the_plan, facts, options, exc.message)
             partial = judge(Evidence(facts, the_plan, observations), checks, time.monotonic() - started)
             status.stop()
-            from netdoctor.report import render
+            from netdoctor.report.render import render
 
             render(partial, output, env, verbose)
             raise
@@ -173,7 +175,7 @@ def cleanup(
     env: Environment = ctx.obj
     if namespace and all_namespaces:
         raise UsageError("use -n NAMESPACE or -A, not both")
-    from netdoctor.probes import cleanup_leftovers
+    from netdoctor.probe.fleet import cleanup_leftovers
 
     kube = _connect(env, kubeconfig, context)
     deleted = cleanup_leftovers(kube, None if all_namespaces else (namespace or kube.namespace))

@@ -1,7 +1,7 @@
 """The plan stage: from Facts, which probes to create and which steps to run, each with the
 outcome it expects. Pure: `--plan` prints it, the runner executes it, the judge reads it back.
 
-Called by checkcmd after resolve. Expectations come from the policy verdicts resolve computed:
+Called by check.command after resolve. Expectations come from the policy verdicts resolve computed:
 a flow the policies deny is expected to be BLOCKED, so a connection that passes is a finding.
 """
 

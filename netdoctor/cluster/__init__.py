@@ -1,0 +1,7 @@
+"""The cluster boundary: the only package that imports `kubernetes`.
+
+`kube.Kube` connects (kubeconfig rules, bounded requests), reads, creates, deletes, watches and
+execs; `objects` holds the small frozen types it hands out (Pod, Service, EndpointSlice, Node, …).
+Called by the check stages (resolve reads, the probe fleet creates and execs) and by the live
+`policy` commands. Nothing here decides anything.
+"""
