@@ -77,10 +77,25 @@ HOP_PARAMS = frozenset({"what", "dst", "hop", "last", "node", "sender", "icmp", 
 
 
 @dataclass(frozen=True)
+class RootCause:
+    """runbooks.yaml: a cause that, when some check reports it, is the most likely root cause
+    (earlier entries first), and the checks whose failures it explains (they fail as its
+    consequences, not on their own)."""
+
+    check_id: str
+    cause: str
+    explains: frozenset[str] = frozenset()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.check_id, self.cause
+
+
+@dataclass(frozen=True)
 class Catalog:
     checks: Mapping[str, CheckDef]
     layers: tuple[LayerDef, ...]
-    root_causes: tuple[tuple[str, str], ...]  # (check id, cause key), most likely first
+    root_causes: tuple[RootCause, ...]  # most likely first
     hops: HopDef | None = None
 
     def check(self, check_id: str) -> CheckDef:
@@ -88,6 +103,12 @@ class Catalog:
 
     def layer(self, layer: Layer) -> LayerDef:
         return next(d for d in self.layers if d.layer is layer)
+
+    def explained_by(self, check_id: str, cause: str | None) -> frozenset[str]:
+        """The check IDs whose failures the cause `check_id:cause` explains (none when it is no
+        root cause of the runbook)."""
+        root = next((r for r in self.root_causes if r.key == (check_id, cause)), None)
+        return root.explains if root else frozenset()
 
     def render(self, check_id: str, cause: str, params: Mapping[str, str]) -> Rendered:
         """A cause's texts with its placeholders filled; a missing value shows as `<name>`."""
@@ -143,7 +164,7 @@ def parse(checks_doc: dict, runbook_doc: dict) -> Catalog:
     layers = tuple(_layer(e) for e in runbook_doc["layers"] or [])
     if sorted(d.layer.value for d in layers) != sorted(x.value for x in Layer):
         raise CatalogError("runbooks.yaml: layers must list each layer exactly once")
-    roots = tuple(_root_cause(text, checks) for text in runbook_doc["root_causes"] or [])
+    roots = tuple(_root_cause(entry, checks) for entry in runbook_doc["root_causes"] or [])
     return Catalog(checks, layers, roots)
 
 
@@ -204,8 +225,16 @@ def _layer(entry) -> LayerDef:
     return LayerDef(_layer_of(entry["id"], where), str(entry["title"]), requires)
 
 
-def _root_cause(text, checks: Mapping[str, CheckDef]) -> tuple[str, str]:
-    check_id, _, cause = str(text).partition(":")
+def _root_cause(entry, checks: Mapping[str, CheckDef]) -> RootCause:
+    where = f"runbooks.yaml: root cause {entry.get('cause', '?') if isinstance(entry, dict) else entry!r}"
+    _keys(entry, where, required={"cause", "explains"})
+    check_id, _, cause = str(entry["cause"]).partition(":")
     if check_id not in checks or cause not in checks[check_id].causes:
-        raise CatalogError(f"runbooks.yaml: root cause {text!r} is no check's cause")
-    return check_id, cause
+        raise CatalogError(f"{where}: is no check's cause")
+    explains = frozenset(str(x) for x in entry["explains"] or ())
+    unknown = sorted(explains - checks.keys())
+    if unknown:
+        raise CatalogError(f"{where}: explains unknown checks {', '.join(unknown)}")
+    if check_id in explains:
+        raise CatalogError(f"{where}: a cause cannot explain its own check")
+    return RootCause(check_id, cause, explains)

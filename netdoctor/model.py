@@ -294,6 +294,7 @@ class CheckResult:
     params: Mapping[str, str] = field(default_factory=dict)  # fills the catalog's templates
     log: tuple[str, ...] = ()
     title: str = ""  # from the catalog, filled by the judge
+    explained_by: str | None = None  # "ND-POL-001:ingress-denied": this failure is that root cause's consequence
 
 
 @dataclass(frozen=True)
@@ -303,6 +304,12 @@ class LayerResult:
     state: State
     checks: tuple[CheckResult, ...]
     reason: str = ""  # why the layer was skipped
+
+    @property
+    def explained_by(self) -> str | None:
+        """The root cause every failure of this layer is a consequence of, if there is one."""
+        causes = {c.explained_by for c in self.checks if c.state in (State.FAIL, State.WARN, State.ERROR)}
+        return next(iter(causes)) if len(causes) == 1 else None
 
 
 class HopKind(Enum):
@@ -375,16 +382,17 @@ class CaptureStatus:
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """The summary: first broken layer, the most likely cause and what to run next."""
+    """The summary: the most likely root cause, its layer, the checks it explains and what to run next."""
 
     state: State
-    first_broken: Layer | None
+    layer: Layer | None  # the layer of the most likely root cause: the report's "FAIL at <layer>"
     check_id: str | None
     cause: str | None
     headline: str
     remediation: str = ""
     commands: tuple[str, ...] = ()
     path: HopPath | None = None  # where the packet of the broken layer was lost, when captured
+    consequences: tuple[str, ...] = ()  # IDs of the failed checks this cause explains
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,19 @@ def logs(evidence: Evidence, check_id: str) -> tuple[str, ...]:
     return tuple(line for _, obs in evidence.runs(check_id) if obs for line in obs.log)
 
 
+def unsaid(evidence: Iterable[str], log: Iterable[str]) -> tuple[str, ...]:
+    """The log lines the evidence lines don't already say: a line equal to an evidence line, or
+    about the same subject (the text before its first ': ', e.g. one step's outcome), is left out."""
+    said = {line.strip() for line in evidence}
+    subjects = {_subject(line) for line in said} - {None}
+    return tuple(line for line in log if line.strip() not in said and _subject(line.strip()) not in subjects)
+
+
+def _subject(line: str) -> str | None:
+    subject, colon, _ = line.partition(": ")
+    return subject if colon else None
+
+
 def names(items: Iterable[str], limit: int = 4) -> str:
     items = list(items)
     shown = ", ".join(items[:limit])

@@ -1,12 +1,17 @@
-"""The summary line of a check: overall state, first broken layer, most likely cause, next commands.
+"""The summary line of a check: overall state, the most likely cause and its layer, the failures it
+explains, next commands.
 
 The most likely cause is the first entry of the runbook's `root_causes` that some check reported
-as FAIL; failing that, the first failed check of the first broken layer.
+as FAIL; failing that, the first failed check of the first broken layer. The report's broken layer
+is that cause's layer, and every other failed check the cause `explains` (runbooks.yaml) is marked
+as its consequence. Called by `verdict.judge` once every layer is judged.
 """
 
 from __future__ import annotations
 
 from netdoctor.catalog import Catalog
+from dataclasses import replace
+
 from netdoctor.model import CheckResult, Diagnosis, Facts, LayerResult, State
 
 
@@ -28,17 +33,31 @@ def diagnose(layers: tuple[LayerResult, ...], catalog: Catalog, facts: Facts) ->
     worst = State.FAIL if state is State.FAIL else state
     broken = next(layer for layer in layers if layer.state is worst)
     result = _cause(layers, catalog, broken, worst)
+    layer = catalog.check(result.check_id).layer
     if result.cause is None:  # an ERROR, or a WARN without a cause: say what happened
-        return Diagnosis(state, broken.layer, result.check_id, None, f"{result.title}: {result.message}")
+        return Diagnosis(state, layer, result.check_id, None, f"{result.title}: {result.message}")
     rendered = catalog.render(result.check_id, result.cause, common_params(facts) | dict(result.params))
-    return Diagnosis(state, broken.layer, result.check_id, result.cause, rendered.summary,
-                     rendered.remediation, rendered.commands)
+    explained = catalog.explained_by(result.check_id, result.cause)
+    consequences = tuple(c.check_id for lr in layers for c in lr.checks
+                         if c.check_id in explained and c.state in (State.FAIL, State.WARN))
+    return Diagnosis(state, layer, result.check_id, result.cause, rendered.summary,
+                     rendered.remediation, rendered.commands, consequences=consequences)
+
+
+def mark_consequences(layers: tuple[LayerResult, ...], diagnosis: Diagnosis) -> tuple[LayerResult, ...]:
+    """The layers with each check the diagnosis explains marked as its consequence."""
+    if not diagnosis.consequences:
+        return layers
+    root = f"{diagnosis.check_id}:{diagnosis.cause}"
+    return tuple(replace(lr, checks=tuple(
+        replace(c, explained_by=root) if c.check_id in diagnosis.consequences and c.state in (State.FAIL, State.WARN)
+        else c for c in lr.checks)) for lr in layers)
 
 
 def _cause(layers: tuple[LayerResult, ...], catalog: Catalog, broken: LayerResult, worst: State) -> CheckResult:
     if worst is State.FAIL:
         failing = {(c.check_id, c.cause): c for layer in layers for c in layer.checks if c.state is State.FAIL}
-        for key in catalog.root_causes:
-            if key in failing:
-                return failing[key]
+        for root in catalog.root_causes:
+            if root.key in failing:
+                return failing[root.key]
     return next(c for c in broken.checks if c.state is worst)

@@ -11,8 +11,8 @@ from dataclasses import replace
 
 from netdoctor.catalog import Catalog
 from netdoctor.judge import dns, endpoints, hops, paths, policy, target
-from netdoctor.judge.common import skip
-from netdoctor.judge.diagnose import common_params, diagnose
+from netdoctor.judge.common import skip, unsaid
+from netdoctor.judge.diagnose import common_params, diagnose, mark_consequences
 from netdoctor.model import (
     CaptureStatus, CheckResult, Diagnosis, Evidence, HopPath, Layer, LayerResult, PathOutcome, Report, State,
 )
@@ -54,11 +54,12 @@ def judge(evidence: Evidence, catalog: Catalog, duration_s: float = 0.0) -> Repo
     facts = evidence.facts
     found = _rendered(hops.paths(evidence), catalog, evidence)
     diagnosis = diagnose(tuple(layers), catalog, facts)
+    layers = mark_consequences(tuple(layers), diagnosis)
     return Report(
         target=str(facts.target),
         namespace=facts.namespace,
         source=facts.source,
-        layers=tuple(layers),
+        layers=layers,
         diagnosis=replace(diagnosis, path=_key_path(found, tuple(layers), diagnosis, evidence)),
         notes=evidence.plan.notes,
         duration_s=duration_s,
@@ -110,7 +111,8 @@ def _run(layer: Layer, evidence: Evidence) -> tuple[CheckResult, ...]:
 
 
 def _titled(checks: tuple[CheckResult, ...], catalog: Catalog) -> tuple[CheckResult, ...]:
-    return tuple(replace(c, title=catalog.check(c.check_id).title) for c in checks)
+    """Each result with its catalog title, and its log cut to what its evidence does not say."""
+    return tuple(replace(c, title=catalog.check(c.check_id).title, log=unsaid(c.evidence, c.log)) for c in checks)
 
 
 def _layer_state(checks: tuple[CheckResult, ...]) -> State:

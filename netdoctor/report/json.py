@@ -1,11 +1,15 @@
 """`-o json`: the Report as a documented, versioned document (schema "netdoctor.check/v1").
 
-Keys: schema, target, namespace, source, state, duration_s, notes, diagnosis{state, first_broken,
-check_id, cause, headline, remediation, commands, path}, layers[{id, title, state, reason,
-checks[{id, title, state, cause, message, evidence, log}]}], capture{mode, points, blind},
+Keys: schema, target, namespace, source, state, duration_s, notes, diagnosis{state, layer,
+first_broken, check_id, cause, headline, remediation, commands, consequences, path},
+layers[{id, title, state, reason, explained_by, checks[{id, title, state, cause, message, evidence,
+log, explained_by}]}], capture{mode, points, blind},
 paths[PATH]. A PATH is {step, flow, outcome, cause, summary, params, at, connections, same_outcome,
 backends{"ip:port": n}, hops[{label, node, pod, interface, kind, request, reply, note, blind}]};
 `at` indexes hops (the hop of loss or refusal), `diagnosis.path` is a PATH or null.
+`diagnosis.layer` is the layer of the most likely root cause (the text report's "FAIL at");
+`first_broken` the first layer, in runbook order, in the worst state. `consequences` lists the IDs
+of the failed checks that cause explains; each of them has `explained_by` = "CHECK-ID:cause".
 States are pass/warn/fail/error/skip; outcomes delivered/refused/icmp-error/dropped/reply-lost/
 unknown; replies answer/rst/icmp or null. New keys may be added within v1; none is removed or renamed.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import json
 
-from netdoctor.model import CheckResult, Hop, HopPath, LayerResult, Report
+from netdoctor.model import CheckResult, Hop, HopPath, LayerResult, Report, State
 
 SCHEMA = "netdoctor.check/v1"
 
@@ -30,15 +34,23 @@ def document(report: Report) -> dict:
         "duration_s": round(report.duration_s, 3),
         "notes": list(report.notes),
         "diagnosis": {
-            "state": d.state.value, "first_broken": d.first_broken.value if d.first_broken else None,
+            "state": d.state.value, "layer": d.layer.value if d.layer else None,
+            "first_broken": _first_broken(report),
             "check_id": d.check_id, "cause": d.cause, "headline": d.headline, "remediation": d.remediation,
-            "commands": list(d.commands), "path": _path(d.path) if d.path else None,
+            "commands": list(d.commands), "consequences": list(d.consequences),
+            "path": _path(d.path) if d.path else None,
         },
         "layers": [_layer(layer) for layer in report.layers],
         "capture": {"mode": report.capture.mode.value, "points": list(report.capture.points),
                     "blind": list(report.capture.blind)},
         "paths": [_path(p) for p in report.paths],
     }
+
+
+def _first_broken(report: Report) -> str | None:
+    if report.state not in (State.FAIL, State.ERROR, State.WARN):
+        return None
+    return next(layer.layer.value for layer in report.layers if layer.state is report.state)
 
 
 def _path(p: HopPath) -> dict:
@@ -54,12 +66,12 @@ def _hop(h: Hop) -> dict:
 
 def _layer(layer: LayerResult) -> dict:
     return {"id": layer.layer.value, "title": layer.title, "state": layer.state.value, "reason": layer.reason,
-            "checks": [_check(c) for c in layer.checks]}
+            "explained_by": layer.explained_by, "checks": [_check(c) for c in layer.checks]}
 
 
 def _check(c: CheckResult) -> dict:
     return {"id": c.check_id, "title": c.title, "state": c.state.value, "cause": c.cause, "message": c.message,
-            "evidence": list(c.evidence), "log": list(c.log)}
+            "evidence": list(c.evidence), "log": list(c.log), "explained_by": c.explained_by}
 
 
 def render(report: Report) -> str:

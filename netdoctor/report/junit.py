@@ -19,7 +19,8 @@ def render(report: Report) -> str:
             case = ET.SubElement(suite, "testcase", classname=f"netdoctor.{layer.layer.value}", name=f"{c.check_id} {c.title}")
             body = "\n".join((*c.evidence, *c.log))
             if c.state is State.FAIL:
-                ET.SubElement(case, "failure", message=c.message, type=c.cause or "fail").text = body
+                message = f"consequence of {c.explained_by}: {c.message}" if c.explained_by else c.message
+                ET.SubElement(case, "failure", message=message, type=c.cause or "fail").text = body
             elif c.state is State.ERROR:
                 ET.SubElement(case, "error", message=c.message).text = body
             elif c.state is State.SKIP:

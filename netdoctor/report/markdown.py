@@ -23,8 +23,13 @@ def render(report: Report) -> str:
     for layer in report.layers:
         worst = next((c for c in layer.checks if c.state is layer.state), None)
         finding = layer.reason or (f"{worst.check_id} {worst.message}" if worst else "")
+        if layer.explained_by:
+            finding = f"consequence of {layer.explained_by}: {finding}"
         out.append(f"| {layer.title} | {ICON[layer.state]} {layer.state.value} | {finding.replace('|', '/')} |")
-    bad = [c for layer in report.layers for c in layer.checks if c.state in (State.FAIL, State.ERROR, State.WARN)]
+    if d.consequences:
+        out += ["", f"Consequences of this cause: {', '.join(d.consequences)}"]
+    bad = [c for layer in report.layers for c in layer.checks
+           if c.state in (State.FAIL, State.ERROR, State.WARN) and not c.explained_by]
     for c in bad:
         out += ["", f"<details><summary>{c.check_id} {c.title}: {c.message}</summary>", "", "```", *c.evidence, "```",
                 "</details>"]

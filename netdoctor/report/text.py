@@ -21,7 +21,8 @@ def _tag(state: State) -> str:
 def render(report: Report, console: Console, verbose: bool = False) -> None:
     tree = Tree(f"[bold]{escape(report.target)}[/] in {escape(report.namespace)} from {escape(report.source)}")
     for layer in report.layers:
-        branch = tree.add(f"{_tag(layer.state)} {escape(layer.title)}" + (f" — {escape(layer.reason)}" if layer.reason else ""))
+        because = f"consequence of {layer.explained_by}" if layer.explained_by else layer.reason
+        branch = tree.add(f"{_tag(layer.state)} {escape(layer.title)}" + (f" — {escape(because)}" if because else ""))
         if layer.reason and not verbose:
             continue
         for check in layer.checks:
@@ -37,11 +38,12 @@ def render(report: Report, console: Console, verbose: bool = False) -> None:
 
 
 def _check(branch: Tree, c: CheckResult, verbose: bool) -> None:
-    node = branch.add(f"{_tag(c.state)} {c.check_id} {escape(c.title)}: {escape(c.message)}")
-    shown = verbose or c.state in (State.FAIL, State.ERROR, State.WARN)
+    because = f" [dim](consequence of {escape(c.explained_by)})[/]" if c.explained_by else ""
+    node = branch.add(f"{_tag(c.state)} {c.check_id} {escape(c.title)}: {escape(c.message)}{because}")
+    shown = verbose or (c.state in (State.FAIL, State.ERROR, State.WARN) and not c.explained_by)
     for line in c.evidence if shown else ():
         node.add(escape(line))
-    if c.log and (verbose or c.state in (State.FAIL, State.ERROR)):
+    if c.log and (verbose or (c.state in (State.FAIL, State.ERROR) and not c.explained_by)):
         logs = node.add("[dim]log[/]")
         for line in c.log:
             logs.add(f"[dim]{escape(line)}[/]")
@@ -50,8 +52,10 @@ def _check(branch: Tree, c: CheckResult, verbose: bool) -> None:
 def _verdict(report: Report, console: Console) -> None:
     d = report.diagnosis
     console.print()
-    where = f" at {d.first_broken.value}" if d.first_broken else ""
+    where = f" at {d.layer.value}" if d.layer else ""
     console.print(f"{_tag(d.state)}{escape(where)}: [bold]{escape(d.headline)}[/]" + (f" ({d.check_id})" if d.check_id else ""))
+    if d.consequences:
+        console.print(f"consequences: {escape(', '.join(d.consequences))} fail because of this")
     if d.path:
         console.print(f"{'where' if d.path.outcome.value != 'delivered' else 'path'}: {escape(d.path.summary)}")
         console.print(picture(d.path, console.width))

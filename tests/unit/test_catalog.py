@@ -36,7 +36,12 @@ def test_layers_in_runbook_order():
     (lambda c, r: c["checks"].append(copy.deepcopy(c["checks"][0])), "duplicate check id"),
     (lambda c, r: c["checks"][0].update(colour="red"), "unknown key colour"),
     (lambda c, r: c["checks"][0].pop("title"), "missing title"),
-    (lambda c, r: r["root_causes"].append("ND-XXX-001:nope"), "is no check's cause"),
+    (lambda c, r: r["root_causes"].append({"cause": "ND-XXX-001:nope", "explains": []}), "is no check's cause"),
+    (lambda c, r: r["root_causes"].append({"cause": "ND-POD-001:timeout", "explains": ["ND-NOPE-9"]}),
+     "explains unknown checks ND-NOPE-9"),
+    (lambda c, r: r["root_causes"].append({"cause": "ND-POD-001:timeout", "explains": ["ND-POD-001"]}),
+     "cannot explain its own check"),
+    (lambda c, r: r["root_causes"].append("ND-POD-001:timeout"), "expected a mapping"),
     (lambda c, r: c["checks"][0]["causes"]["port-missing"].update(summary="{nosuch}"), "undeclared nosuch"),
 ])
 def test_invalid_catalogs_are_clear_errors(mutate, message):

@@ -152,19 +152,19 @@ CASES = {
     "cross-node blocked": (
         facts(), Cluster(tcp=lambda n, ip, port: TcpOutcome.TIMEOUT if node_of(ip) and node_of(ip) != n else TcpOutcome.CONNECTED,
                          ping=lambda n, ip, size: PingOutcome.TIMEOUT if node_of(ip) != n else PingOutcome.REPLY),
-        Layer.POD, "ND-NODE-002", "cross-node"),
+        Layer.NODE, "ND-NODE-002", "cross-node"),
     "MTU blackhole": (
         facts(), Cluster(ping=lambda n, ip, size: PingOutcome.TIMEOUT if size > 1422 and node_of(ip) != n else PingOutcome.REPLY),
         Layer.NODE, "ND-NODE-004", "mtu"),
     "policy denies": (
         facts(policy=denied_flows()), Cluster(tcp=lambda n, ip, port: TcpOutcome.TIMEOUT if node_of(ip) else TcpOutcome.CONNECTED),
-        Layer.POD, "ND-POL-001", "ingress-denied"),
+        Layer.POLICY, "ND-POL-001", "ingress-denied"),
     "policy not enforced": (
         facts(policy=denied_flows()), Cluster(), Layer.POLICY, "ND-POL-002", "not-enforcing"),
     "node not ready": (
         facts(nodes=(Node("node-a", "192.168.0.1", True), Node("node-b", "192.168.0.2", False))),
         Cluster(tcp=lambda n, ip, port: TcpOutcome.TIMEOUT if ip == "10.244.1.5" else TcpOutcome.CONNECTED),
-        Layer.POD, "ND-NODE-001", "not-ready"),
+        Layer.NODE, "ND-NODE-001", "not-ready"),
 }
 
 
@@ -173,10 +173,33 @@ def test_pattern_names_layer_cause_and_check(name):
     f, cluster, layer, check_id, cause = CASES[name]
     report = run(f, cluster)
     d = report.diagnosis
-    assert (d.first_broken, d.check_id, d.cause) == (layer, check_id, cause), [
+    assert (d.layer, d.check_id, d.cause) == (layer, check_id, cause), [
         (x.layer.value, c.check_id, c.state.value, c.cause, c.message) for x in report.layers for c in x.checks
         if c.state not in (State.PASS, State.SKIP)]
     assert (d.state is State.FAIL) == (layer is not None)
+
+
+def test_the_broken_layer_is_the_causes_and_what_it_explains_are_its_consequences():
+    f, cluster, *_ = CASES["policy denies"]
+    report = run(f, cluster)
+    assert report.diagnosis.layer is Layer.POLICY
+    states = {c.check_id: c for layer in report.layers for c in layer.checks}
+    explained = {i for i, c in states.items() if c.explained_by == "ND-POL-001:ingress-denied"}
+    assert "ND-POD-001" in explained and set(report.diagnosis.consequences) == explained
+    assert states["ND-POD-001"].state is State.FAIL  # still failed: it is the cause that is named
+    assert states["ND-POL-001"].explained_by is None
+    pod = next(layer for layer in report.layers if layer.layer is Layer.POD)
+    assert pod.explained_by == "ND-POL-001:ingress-denied"
+
+
+def test_a_failure_the_cause_does_not_explain_stays_a_fault_of_its_own():
+    # kube-proxy missing on the source's node explains the Service IP and DNS, not a backend refusing
+    f = facts()
+    cluster = Cluster(tcp=lambda n, ip, port: TcpOutcome.TIMEOUT if (n, ip) == ("node-a", CLUSTER_IP)
+                      else TcpOutcome.REFUSED if ip == "10.244.1.5" else TcpOutcome.CONNECTED, listeners={})
+    report = run(f, cluster)
+    pod_check = next(c for layer in report.layers for c in layer.checks if c.check_id == "ND-POD-001")
+    assert pod_check.state is State.FAIL and pod_check.explained_by is None
 
 
 def test_icmp_blocked_is_a_warning_not_a_failure():

@@ -21,7 +21,7 @@ def output(fmt, report=BROKEN, verbose=False):
 def test_json_has_the_versioned_schema():
     doc = json.loads(output("json"))
     assert doc["schema"] == "netdoctor.check/v1"
-    assert doc["state"] == "fail" and doc["diagnosis"]["first_broken"] == "dns"
+    assert doc["state"] == "fail" and doc["diagnosis"]["first_broken"] == "dns" and doc["diagnosis"]["layer"] == "dns"
     assert doc["diagnosis"]["check_id"] == "ND-DNS-002" and doc["diagnosis"]["commands"]
     assert {c["id"] for layer in doc["layers"] for c in layer["checks"]} >= {"ND-TGT-001", "ND-POL-002"}
 
