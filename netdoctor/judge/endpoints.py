@@ -3,6 +3,8 @@ and port agreement between the Service and its backends. Judged on API facts onl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from netdoctor.judge.common import failed, passed, skip
 from netdoctor.model import CheckResult, Evidence, State
 
@@ -15,19 +17,47 @@ def judge(ev: Evidence) -> list[CheckResult]:
 
 
 def _ready(ev: Evidence) -> CheckResult:
+    """Ready endpoints, counted once for the message, the cause's text and the evidence alike.
+    Terminating endpoints are a rollout's or a scale-down's leftovers: they are counted and shown,
+    never required to be ready."""
     f = ev.facts
-    endpoints = [e for s in f.slices or () for e in s.endpoints]
+    endpoints = list({e.ip: e for s in f.slices or () for e in s.endpoints}.values())
     lines = [f"{len(f.slices or ())} EndpointSlice(s)"] + [_describe(e) for e in endpoints]
     if not endpoints:
         return failed("ND-EP-001", "no-endpoints", "no endpoints", lines)
-    usable = [e for e in endpoints if e.ready or (f.service.publish_not_ready_addresses and e.serving)]
-    if usable:
-        state = State.PASS if len(usable) == len(endpoints) else State.WARN
-        message = f"{len(usable)}/{len(endpoints)} endpoints ready"
-        return passed("ND-EP-001", message, lines) if state is State.PASS else failed(
-            "ND-EP-001", "none-ready", message, lines, {"count": str(len(endpoints) - len(usable))}, State.WARN)
-    cause = "terminating" if all(e.terminating for e in endpoints) else "none-ready"
-    return failed("ND-EP-001", cause, f"0/{len(endpoints)} endpoints ready", lines, {"count": str(len(endpoints))})
+    count = _Count.of(endpoints, f.service.publish_not_ready_addresses)
+    params = count.params()
+    if count.usable and count.usable == count.current:
+        return passed("ND-EP-001", count.text(), lines)
+    if count.usable:
+        return failed("ND-EP-001", "partly-ready", count.text(), lines, params, State.WARN)
+    cause = "terminating" if count.current == 0 else "none-ready"
+    return failed("ND-EP-001", cause, count.text(), lines, params)
+
+
+@dataclass(frozen=True)
+class _Count:
+    total: int
+    usable: int  # ready, or serving where the Service publishes not-ready addresses
+    terminating: int
+
+    @classmethod
+    def of(cls, endpoints, publish_not_ready: bool) -> _Count:
+        usable = sum(1 for e in endpoints if not e.terminating and (e.ready or (publish_not_ready and e.serving)))
+        return cls(len(endpoints), usable, sum(1 for e in endpoints if e.terminating))
+
+    @property
+    def current(self) -> int:
+        """Endpoints that are not on their way out."""
+        return self.total - self.terminating
+
+    def text(self) -> str:
+        leaving = f", {self.terminating} terminating" if self.terminating else ""
+        return f"{self.usable}/{self.current} endpoints ready{leaving}"
+
+    def params(self) -> dict[str, str]:
+        return {"ready": str(self.usable), "current": str(self.current), "terminating": str(self.terminating),
+                "not_ready": str(self.current - self.usable)}
 
 
 def _describe(e) -> str:

@@ -231,3 +231,49 @@ def test_a_step_that_errored_makes_an_error_result_not_a_crash():
     pod_layer = next(layer for layer in report.layers if layer.layer is Layer.POD)
     assert pod_layer.state is State.ERROR
     assert "boom" in " ".join(pod_layer.checks[0].evidence)
+
+
+def _ep_check(report):
+    return next(c for layer in report.layers for c in layer.checks if c.check_id == "ND-EP-001")
+
+
+def test_a_rollout_counts_ready_and_terminating_endpoints_the_same_way_everywhere():
+    leaving = (EndpointAddress("10.244.1.90", False, False, True, "web-old-1", "node-a"),
+               EndpointAddress("10.244.2.90", False, True, True, "web-old-2", "node-b"))
+    slice_ = slices()[0]
+    report = run(facts(slices=(replace(slice_, endpoints=slice_.endpoints + leaving),)), Cluster())
+    check = _ep_check(report)
+    assert check.state is State.PASS and check.message == "2/2 endpoints ready, 2 terminating"
+
+
+def test_some_endpoints_not_ready_is_a_warning_whose_summary_matches_its_detail():
+    stuck = (EndpointAddress("10.244.1.91", False, False, False, "web-new-1", "node-a"),
+             EndpointAddress("10.244.2.91", False, False, False, "web-new-2", "node-b"))
+    slice_ = slices()[0]
+    report = run(facts(slices=(replace(slice_, endpoints=slice_.endpoints + stuck),)), Cluster())
+    check = _ep_check(report)
+    assert (check.state, check.cause, check.message) == (State.WARN, "partly-ready", "2/4 endpoints ready")
+    assert report.diagnosis.headline == "Service web has 2 of 4 endpoints ready (2 not ready, 0 terminating)"
+
+
+def test_a_failing_check_does_not_repeat_its_evidence_in_its_log():
+    f, cluster, *_ = CASES["cross-node blocked"]
+    p = plan.build(f)
+    # the runner's log of a step: where it ran, then the step's outcome (what the evidence also says)
+    observations = tuple(replace(o, log=(f"in demo/probe-{o.step_key}", f"{step.title or step.key}: timeout"))
+                         for o, step in zip(cluster.observe(p, f), p.steps))
+    report = judge(Evidence(f, p, observations), CATALOG)
+    failing = [c for layer in report.layers for c in layer.checks if c.state is State.FAIL and c.evidence]
+    assert failing
+    for c in failing:
+        said = {line.partition(": ")[0] for line in c.evidence}
+        assert c.log and not [line for line in c.log if line in c.evidence or line.partition(": ")[0] in said], c
+
+
+def test_unsaid_keeps_only_what_the_evidence_does_not_say():
+    from netdoctor.judge.common import unsaid
+
+    evidence = ["pod web-1 (10.244.1.5): timeout (0/3)", "2 EndpointSlice(s)"]
+    log = ["in demo/netdoctor-x-client", "pod web-1 (10.244.1.5): timeout, timeout, timeout", "2 EndpointSlice(s)",
+           "pod web-2 (10.244.2.5): connected"]
+    assert unsaid(evidence, log) == ("in demo/netdoctor-x-client", "pod web-2 (10.244.2.5): connected")
