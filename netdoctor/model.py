@@ -255,6 +255,7 @@ class Facts:
     nodes: tuple[Node, ...] = ()
     dns_service: Service | None = None
     dns_backends: tuple[Pod, ...] = ()
+    backend_ports: tuple[tuple[str, int], ...] = ()  # (pod, its targetPort): a named port may differ per pod
     cluster_domain: str = "cluster.local"
     policy: tuple[PolicyFlow, ...] | None = None  # None: not evaluated, see policy_error
     probe_icmp: bool = True  # whether the policies let ping through between two source probes

@@ -35,7 +35,7 @@ def resolve(kube: Kube, req: Request) -> Facts:
     target_port, problems = _target_port(service, sp, backends, req.port)
     nodes = tuple(kube.nodes())
     source_pod = _source(kube, ns, req.source) if req.source else None
-    policy = _policy(kube, ns, source_pod, backends, target_port)
+    policy = _policy(kube, ns, source_pod, backends, target_port, sp.protocol if sp else "TCP")
     node = source_pod.node_name if source_pod else _default_node(nodes, backends)
     who = f"pod/{source_pod.name}" if source_pod else "a probe"
     return Facts(
@@ -46,6 +46,7 @@ def resolve(kube: Kube, req: Request) -> Facts:
         service=service, service_port=sp, backends=backends,
         selector_misses=_misses(kube, ns, service) if service and service.selector and not backends else (),
         slices=tuple(kube.endpoint_slices(ns, service.name)) if service else None, port_problems=problems,
+        backend_ports=backend_ports(sp, backends),
         nodes=nodes, dns_service=_optional(lambda: kube.service(DNS_NAMESPACE, DNS_SERVICE)),
         dns_backends=tuple(_optional(lambda: kube.pods(DNS_NAMESPACE, DNS_SELECTOR)) or ()),
         policy=policy.flows, policy_error=policy.error, probe_icmp=policy.probe_icmp, dns_policy=policy.dns_flows,
@@ -106,6 +107,9 @@ def _service_port(service: Service | None, port: str | None) -> ServicePort | No
 
 
 def _target_port(service, sp, backends, port) -> tuple[int | None, tuple[PortProblem, ...]]:
+    """The backends' port for the Service port, and what disagrees. A container port matches by
+    number or name *and* protocol (53/UDP and 53/TCP side by side are normal); a named targetPort
+    may map to a different number on each pod (`backend_ports`), as during a migration."""
     if sp is None:
         if service is None and port is None:
             ports = [c.port for p in backends for c in p.container_ports]
@@ -115,15 +119,45 @@ def _target_port(service, sp, backends, port) -> tuple[int | None, tuple[PortPro
         return (int(port) if port and port.isdigit() else None), ()
     if isinstance(sp.target_port, int) or str(sp.target_port).isdigit():
         number = int(sp.target_port)
-        wrong = [c for p in backends for c in p.container_ports if c.port == number and c.protocol != sp.protocol]
-        problems = tuple(PortProblem("protocol-mismatch", f"Service port {sp.port}/{sp.protocol}, container port "
-                                     f"{c.port}/{c.protocol}") for c in wrong[:1])
-        return number, problems
-    named = [c for p in backends for c in p.container_ports if c.name == sp.target_port]
-    if not named:
-        declared = ", ".join(sorted({f"{c.name}={c.port}" for p in backends for c in p.container_ports if c.name})) or "none"
-        return None, (PortProblem("named-port-unresolved", f"targetPort {sp.target_port!r}; named ports: {declared}"),)
-    return named[0].port, ()
+        return number, tuple(_protocol_problem(sp, pod, number) for pod in backends
+                             if _declares_only_other_protocol(pod, number, sp.protocol))[:1]
+    resolved = backend_ports(sp, backends)
+    if not resolved:
+        declared = ", ".join(sorted({f"{c.name}={c.port}/{c.protocol}" for p in backends for c in p.container_ports
+                                     if c.name})) or "none"
+        return None, (PortProblem("named-port-unresolved",
+                                  f"targetPort {sp.target_port!r} ({sp.protocol}); named ports: {declared}"),)
+    missing = [p.name for p in backends if p.name not in dict(resolved)]
+    problems = (PortProblem("named-port-unresolved", f"targetPort {sp.target_port!r} ({sp.protocol}) is not "
+                            f"declared by pod(s) {', '.join(missing)}"),) if missing else ()
+    return resolved[0][1], problems
+
+
+def backend_ports(sp: ServicePort | None, backends) -> tuple[tuple[str, int], ...]:
+    """(pod name, port) for each backend whose containers declare the Service port's targetPort,
+    by name or number, with the Service port's protocol."""
+    if sp is None:
+        return ()
+    found = []
+    for pod in backends:
+        number = next((c.port for c in pod.container_ports if c.protocol == sp.protocol
+                       and (c.name == sp.target_port or str(c.port) == str(sp.target_port))), None)
+        if number is None and str(sp.target_port).isdigit():
+            number = int(sp.target_port)  # an undeclared numeric port is still served
+        if number is not None:
+            found.append((pod.name, number))
+    return tuple(found)
+
+
+def _declares_only_other_protocol(pod: Pod, number: int, protocol: str) -> bool:
+    declared = {c.protocol for c in pod.container_ports if c.port == number}
+    return bool(declared) and protocol not in declared
+
+
+def _protocol_problem(sp: ServicePort, pod: Pod, number: int) -> PortProblem:
+    declared = "/".join(sorted({c.protocol for c in pod.container_ports if c.port == number}))
+    return PortProblem("protocol-mismatch", f"Service port {sp.port}/{sp.protocol}, pod {pod.name} declares "
+                       f"container port {number} only as {declared}")
 
 
 def _misses(kube: Kube, ns: str, service: Service) -> tuple[NearMiss, ...]:
@@ -165,7 +199,7 @@ class _PolicyView:
     dns_flows: tuple[PolicyFlow, ...] | None = None
 
 
-def _policy(kube: Kube, ns: str, source: Pod | None, backends, port) -> _PolicyView:
+def _policy(kube: Kube, ns: str, source: Pod | None, backends, port, protocol: str) -> _PolicyView:
     """The labels the probes carry and the policies' verdicts for them (imports the engine only here)."""
     from netdoctor.policy.engine import decide, icmp_allowed
     from netdoctor.policy.model import Pod as PolicyPod, Protocol, world_from_objects
@@ -186,7 +220,7 @@ def _policy(kube: Kube, ns: str, source: Pod | None, backends, port) -> _PolicyV
     def view(labels, whom) -> _PolicyView:
         src = PolicyPod(namespace, "netdoctor-probe", dict(labels))
         peer = PolicyPod(namespace, "netdoctor-probe-peer", dict(labels))
-        flows = tuple(PolicyFlow(t.name, decide(world, src, t, Protocol.TCP, port), icmp_allowed(world, src, t))
+        flows = tuple(PolicyFlow(t.name, decide(world, src, t, Protocol(protocol), port), icmp_allowed(world, src, t))
                       for t in targets) if port else ()
         dns = tuple(PolicyFlow(d.name, decide(world, src, d, Protocol.UDP, 53)) for d in dns_pods)
         return _PolicyView(tuple(labels), whom, flows, None, icmp_allowed(world, src, peer), dns)
