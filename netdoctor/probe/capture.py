@@ -19,7 +19,6 @@ from netdoctor.probe import inventory
 from netdoctor.probe import pcap
 from netdoctor.errors import NetdoctorError
 from netdoctor.model import Capture
-from netdoctor.observations import ExecResult
 from netdoctor.probe.fleet import Probe
 
 SNAPLEN = 512  # outer + inner headers of a tunnelled packet, and the DNS messages we send
@@ -119,7 +118,7 @@ class _Session(threading.Thread):
             return Capture(**base, blind=self.failure)
         listing = self.stderr[self.stderr.find(INVENTORY_MARK):] if INVENTORY_MARK in self.stderr else b""
         try:
-            found = inventory.parse_inventory(ExecResult(0, listing, b""))
+            found = inventory.parse_inventory(listing)
             packets = pcap.decode(bytes(self.data), found.names())
         except ValueError as exc:
             return Capture(**base, blind=f"capture unreadable: {exc}")

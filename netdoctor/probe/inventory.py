@@ -1,34 +1,37 @@
-"""A host's interfaces, routes, neighbours and bridge FDB: one exec, parsed into an Inventory.
+"""A host's interfaces, routes, neighbours, bridge FDB and tracked connections, from the tools'
+machine-readable output: iproute2's JSON and conntrack's XML.
 
-`netdoctor.probe.capture` runs `inventory_script()` in each capturing probe (node or pod namespace) when
-its capture ends and hands the output to `parse_inventory`; the capture decoder names interfaces from it, and
-`netdoctor.judge.hops` asks the Inventory's lookups which hop a packet takes. Pure functions, no I/O.
+`netdoctor.probe.capture` runs `inventory_script()` and `conntrack_script()` in each capturing probe
+(node or pod namespace) when its capture ends and hands their output to `parse_inventory` and
+`parse_conntrack`: the capture decoder names interfaces from the Inventory, and `netdoctor.judge.hops`
+asks its lookups which hop a packet takes and the NatEntries where a Service connection was sent.
+An entry that can't be read is skipped, never the host's whole listing. Pure functions, no I/O.
+
+iproute2 JSON: link/addr since 4.13, route/neigh after 4.15, typed routes valid since 5.1; every tagged netshoot (v0.1 of Nov 2021 on: Alpine ≥ 3.13, iproute2 ≥ 5.4; v0.13: 6.x) has it: no text fallback.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
+import json
+import xml.etree.ElementTree as ElementTree
+from typing import Any, Callable, Iterator
 
-from netdoctor.observations import (
-    ExecResult,
-    Interface,
-    InterfaceKind,
-    Inventory,
-    NatEntry,
-    Route,
-)
+from netdoctor.observations import Interface, InterfaceKind, Inventory, NatEntry, Route
 
 _END = "@@end"
-_SCRIPT = (
-    "echo @@link; ip -d -o link show || exit; "
-    "echo @@addr; ip -o -4 addr show; "
-    "echo @@route; ip -o -4 route show table main; "
-    "echo @@neigh; ip -4 neigh show; "
-    "echo @@fdb; bridge fdb show 2>/dev/null; "
-    f"echo {_END}"
-)
-_SECTIONS = ("@@link", "@@addr", "@@route", "@@neigh", "@@fdb", _END)
+_COMMANDS = {
+    "@@link": "ip -j -d link show",
+    "@@addr": "ip -j -4 addr show",
+    "@@route": "ip -j -4 route show table main",
+    "@@neigh": "ip -j -4 neigh show",
+    "@@fdb": "bridge -j fdb show",
+}
+# Each command's stderr is dropped: in the capture stream it would land inside the JSON ("Peer netns
+# reference is invalid" for a veth being deleted, "bridge: not found"). The `echo` after each ends the
+# line ip leaves open when the kernel cuts a dump short (an unclosed `[`), so the next marker stands alone.
+_SCRIPT = "; ".join(f"echo {marker}; {command} 2>/dev/null; echo" for marker, command in _COMMANDS.items()) \
+    + f"; echo {_END}"
 
 _KINDS = {
     "veth": InterfaceKind.VETH,
@@ -39,216 +42,273 @@ _KINDS = {
         "wireguard", "tun",
     )},
 }
-_ROUTE_TYPES = frozenset({
-    "unicast", "blackhole", "unreachable", "prohibit", "throw", "local", "broadcast", "multicast",
-    "anycast", "nat",
-})
-_LINK_HEAD = re.compile(r"^(?P<index>\d+): (?P<name>[^\s:@]+)(?:@\S*)?: <(?P<flags>[^>]*)>(?P<rest>.*)$")
-_ADDR = re.compile(r"^(?P<index>\d+):\s+\S+\s+inet\s+(?P<address>\S+)")
-
-
-def inventory_command() -> list[str]:
-    """Argv to run in a probe: `ip` link/addr/route/neigh and `bridge fdb`, each section after an
-    `@@name` line. Fails only when `ip link` does; `bridge` may be absent."""
-    return ["sh", "-c", _SCRIPT]
 
 
 def inventory_script() -> str:
-    """The same as a shell snippet, for `netdoctor.probe.capture` to run right after its capture ends."""
+    """Shell snippet for `netdoctor.probe.capture` to run right after its capture ends: iproute2's JSON
+    for links, IPv4 addresses, main-table routes, neighbours and the bridge FDB, each after an
+    `@@name` line, then `@@end`. A command that fails (or `bridge` that is missing) leaves its
+    section empty; the snippet itself always runs to its end."""
     return _SCRIPT
 
 
-def parse_inventory(result: ExecResult) -> Inventory:
-    """The Inventory in `result`; ValueError (one line) when the exec failed, the output stops
-    early, or the interface list can't be read."""
-    _check_exec(result)
-    sections = _sections(result.stdout.decode("utf-8", "replace"))
+def parse_inventory(output: bytes) -> Inventory:
+    """The Inventory in `inventory_script()`'s output (anything before its first marker is ignored).
+    ValueError (one line) only when the output stops before its end marker or has no interface
+    that can be read; any other unreadable entry or section is left out."""
+    sections = _sections(output.decode("utf-8", "replace"))
     if _END not in sections:
         raise ValueError("inventory output is truncated (no end marker)")
-    if not sections.get("@@link"):
+    addresses = _addresses(_entries(sections.get("@@addr", "")))
+    interfaces = _each(lambda entry: _interface(entry, addresses), sections.get("@@link", ""))
+    if not interfaces:
         raise ValueError("inventory output has no interface list")
-    addresses = _addresses(sections.get("@@addr", []))
     return Inventory(
-        interfaces=tuple(_interface(line, addresses) for line in sections["@@link"]),
-        routes=tuple(r for r in map(_route, sections.get("@@route", [])) if r is not None),
-        neighbours=tuple(n for n in map(_neighbour, sections.get("@@neigh", [])) if n is not None),
-        fdb=tuple(e for e in map(_fdb_entry, sections.get("@@fdb", [])) if e is not None),
+        interfaces=interfaces,
+        routes=_each(_route, sections.get("@@route", "")),
+        neighbours=_each(_neighbour, sections.get("@@neigh", "")),
+        fdb=_each(_fdb_entry, sections.get("@@fdb", "")),
     )
 
 
-def _check_exec(result: ExecResult) -> None:
-    if result.error is not None:
-        raise ValueError(f"inventory command failed: {result.error.message}")
-    if result.exit_code != 0:
-        stderr = result.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise ValueError(f"inventory command exited with {result.exit_code}: {stderr[0] if stderr else 'no message'}")
-
-
-def _sections(text: str) -> dict[str, list[str]]:
-    """Non-empty lines under each `@@name` marker; lines before the first marker are dropped."""
+def _sections(text: str) -> dict[str, str]:
+    """The text under each marker line; what precedes the first marker is dropped."""
     sections: dict[str, list[str]] = {}
     current: list[str] = []
     for line in text.splitlines():
-        if line.strip() in _SECTIONS:
+        if line.strip() in (*_COMMANDS, _END):
             current = sections.setdefault(line.strip(), [])
-        elif line.strip():
-            current.append(line.rstrip())
-    return sections
+        else:
+            current.append(line)
+    return {marker: "\n".join(lines) for marker, lines in sections.items()}
+
+
+def _each(read: Callable[[dict], Any], section: str) -> tuple:
+    """`read` applied to every object of a section's JSON array, keeping what it could read."""
+    return tuple(found for found in map(read, _entries(section)) if found is not None)
+
+
+# ---------------------------------------------------------------- JSON, entry by entry
+
+
+def _entries(section: str) -> list[dict]:
+    """The objects of a section's JSON array. Parsed whole when it parses; else element by element,
+    so an element that is no JSON (an old iproute2's `{"blackhole","dst":…}`) or an array the kernel
+    cut short (`[{…},{…` with no `]`) costs only that element. Empty or absent: no entries."""
+    try:
+        value = json.loads(section)
+    except json.JSONDecodeError:
+        value = [_element(text) for text in _array_elements(section)]
+    return [entry for entry in value if isinstance(entry, dict)] if isinstance(value, list) else []
+
+
+def _element(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None  # this element alone is unreadable: `_entries` skips it
+
+
+def _array_elements(text: str) -> Iterator[str]:
+    """The raw text of each top-level element of the JSON array `text` starts with, split at the
+    commas between brackets (strings skipped); an array never closed yields its cut last element."""
+    start = text.find("[")
+    if start < 0:
+        return
+    depth, quoted, escaped, begin = 0, False, False, start + 1
+    for index in range(start, len(text)):
+        char = text[index]
+        if quoted:
+            escaped, quoted = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            quoted = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+            if depth == 0:
+                yield text[begin:index]
+                return
+        elif char == "," and depth == 1:
+            yield text[begin:index]
+            begin = index + 1
+    yield text[begin:]
 
 
 # ---------------------------------------------------------------- interfaces
 
 
-def _interface(line: str, addresses: dict[int, tuple[str, ...]]) -> Interface:
-    """One `ip -d -o link` line: the header, then `\\`-separated detail segments."""
-    head, *details = line.split("\\")
-    match = _LINK_HEAD.match(head)
-    if match is None:
-        raise ValueError(f"unreadable interface line: {line[:80]!r}")
-    index, flags, rest = int(match["index"]), match["flags"].split(","), match["rest"]
-    kind, kind_details = _kind(flags, details)
-    overlay = kind is InterfaceKind.OVERLAY
+def _interface(entry: dict, addresses: dict[int, tuple[str, ...]]) -> Interface | None:
+    """One `ip -j -d link` object; None without an index and a name. The kind comes from
+    linkinfo.info_kind; an overlay's underlay device and UDP port from its info_data."""
+    index, name = _int(entry.get("ifindex")), _str(entry.get("ifname"))
+    if index is None or name is None:
+        return None
+    flags = _strings(entry.get("flags"))
+    info = _object(entry.get("linkinfo"))
+    kind = InterfaceKind.LOOPBACK if "LOOPBACK" in flags else _KINDS.get(info.get("info_kind"), InterfaceKind.DEVICE)
+    overlay = _object(info.get("info_data")) if kind is InterfaceKind.OVERLAY else {}
     return Interface(
         index=index,
-        name=match["name"],
+        name=name,
         kind=kind,
-        mtu=_int(_word_after(rest, "mtu")),
-        master=_word_after(rest, "master"),
+        mtu=_int(entry.get("mtu")),
+        master=_str(entry.get("master")),
         addresses=addresses.get(index, ()),
-        link=_word_after(kind_details, "dev") if overlay else None,
-        overlay_port=_int(_word_after(kind_details, "dstport")) if overlay else None,
+        link=_str(overlay.get("link")),
+        overlay_port=_int(overlay.get("port")),  # none for a collect-metadata ("external") geneve
         up="UP" in flags,
     )
 
 
-def _kind(flags: list[str], details: list[str]) -> tuple[InterfaceKind, str]:
-    """The interface's kind and its kind's detail segment (`vxlan id 1 ... dstport 8472`)."""
-    if "LOOPBACK" in flags:
-        return InterfaceKind.LOOPBACK, ""
-    for segment in details:
-        words = segment.split()
-        if words and words[0] in _KINDS:
-            return _KINDS[words[0]], segment
-    return InterfaceKind.DEVICE, ""
-
-
-def _addresses(lines: list[str]) -> dict[int, tuple[str, ...]]:
-    """Interface index -> its IPv4 addresses with prefix (a `peer` address's local side gets /32)."""
+def _addresses(entries: list[dict]) -> dict[int, tuple[str, ...]]:
+    """Interface index -> its IPv4 addresses with prefix (a `peer` address's local side: /32)."""
     found: dict[int, tuple[str, ...]] = {}
-    for line in lines:
-        match = _ADDR.match(line)
-        address = _ip_interface(match["address"]) if match else None
-        if address:
-            index = int(match["index"])
-            found[index] = found.get(index, ()) + (address,)
+    for entry in entries:
+        index = _int(entry.get("ifindex"))
+        for info in _objects(entry.get("addr_info")):
+            address = _ip_interface(info.get("local"), info.get("prefixlen"))
+            if index is not None and address:
+                found[index] = found.get(index, ()) + (address,)
     return found
 
 
 # ---------------------------------------------------------------- routes, neighbours, fdb
 
 
-def _route(line: str) -> Route | None:
-    """One `ip -o -4 route` line. Typed routes (blackhole, unreachable, ...) get no device; a
-    multipath route keeps its first nexthop."""
-    words = line.split()
-    kind = words.pop(0) if words[0] in _ROUTE_TYPES and len(words) > 1 else "unicast"
-    destination = "default" if words[0] == "default" else _ip_network(words[0])
+def _route(entry: dict) -> Route | None:
+    """One `ip -j route` object. A typed route (blackhole, unreachable, prohibit, throw) gets no
+    device; a multipath route keeps its first nexthop; None without a destination, or for a
+    unicast route without a device."""
+    destination = "default" if entry.get("dst") == "default" else _ip_network(entry.get("dst"))
     if destination is None:
         return None
-    if kind != "unicast":
+    if entry.get("type", "unicast") != "unicast":
         return Route(destination, None)
-    return Route(destination, _after(words, "dev"), _after(words, "via"))
+    hop = entry if "dev" in entry else next(iter(_objects(entry.get("nexthops"))), {})
+    device = _str(hop.get("dev"))
+    return Route(destination, device, _ip(hop.get("gateway"))) if device else None
 
 
-def _neighbour(line: str) -> tuple[str, str, str] | None:
-    """(ip, mac, device) of an `ip neigh` entry that has a link-layer address."""
-    words = line.split()
-    ip, mac, device = _ip(words[0]), _after(words, "lladdr"), _after(words, "dev")
+def _neighbour(entry: dict) -> tuple[str, str, str] | None:
+    """(ip, mac, device) of an `ip -j neigh` entry that has a link-layer address."""
+    ip, mac, device = _ip(entry.get("dst")), _str(entry.get("lladdr")), _str(entry.get("dev"))
     return (ip, mac.lower(), device) if ip and mac and device else None
 
 
-def _fdb_entry(line: str) -> tuple[str, str] | None:
-    """(mac, port) of a `bridge fdb` entry on a bridge port; `self` entries and the bridge's own
-    address are not ports."""
-    words = line.split()
-    device, master = _after(words, "dev"), _after(words, "master")
-    return (words[0].lower(), device) if device and master and device != master else None
+def _fdb_entry(entry: dict) -> tuple[str, str] | None:
+    """(mac, port) of a `bridge -j fdb` entry on a bridge port; `self` entries (no master) and the
+    bridge's own address are not ports."""
+    mac, port, bridge = _str(entry.get("mac")), _str(entry.get("ifname")), _str(entry.get("master"))
+    return (mac.lower(), port) if mac and port and bridge and port != bridge else None
 
 
-# ---------------------------------------------------------------- small helpers
+# ---------------------------------------------------------------- typed reads of JSON values
 
 
-def _after(words: list[str], key: str) -> str | None:
-    """The word following the first `key` in `words`."""
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
+
+
+def _object(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _objects(value: Any) -> list[dict]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _ip(value: Any) -> str | None:
     try:
-        return words[words.index(key) + 1]
-    except (ValueError, IndexError):
-        return None
-
-
-def _word_after(text: str, key: str) -> str | None:
-    return _after(text.split(), key)
-
-
-def _int(text: str | None) -> int | None:
-    return int(text) if text and text.isdigit() else None
-
-
-def _ip(text: str) -> str | None:
-    try:
-        return str(ipaddress.IPv4Address(text))
+        return str(ipaddress.IPv4Address(value)) if isinstance(value, str) else None
     except ValueError:
         return None
 
 
-def _ip_interface(text: str) -> str | None:
+def _ip_interface(local: Any, prefixlen: Any) -> str | None:
+    if not (isinstance(local, str) and _int(prefixlen) is not None):
+        return None
     try:
-        return str(ipaddress.IPv4Interface(text))
+        return str(ipaddress.IPv4Interface(f"{local}/{prefixlen}"))
     except ValueError:
         return None
 
 
-def _ip_network(text: str) -> str | None:
+def _ip_network(value: Any) -> str | None:
     try:
-        return str(ipaddress.IPv4Network(text, strict=False))
+        return str(ipaddress.IPv4Network(value, strict=False)) if isinstance(value, str) else None
     except ValueError:
         return None
 
 
 # ---------------------------------------------------------------- connection tracking
 
-_CONNTRACK_FIELD = re.compile(r"\b(src|dst|sport|dport|id)=(\S+)")
+_CONNTRACK, _CONNTRACK_END = "@@conntrack", "@@ctend"
+_PORTED = ("tcp", "udp")  # conntrack's XML gives ports for these; an ICMP flow has no echo id in it
 
 
 def conntrack_script(ips: list[str]) -> str:
-    """Shell snippet listing the host's tracked connections from `ips` (needs NET_ADMIN; prints
-    nothing without it), after an `@@conntrack` line."""
-    patterns = " ".join(f"-e 'src={ip} '" for ip in ips)
-    return f"echo @@conntrack; conntrack -L 2>/dev/null | grep -F {patterns}; echo @@ctend"
+    """Shell snippet listing, as `conntrack -o xml`, the host's tracked connections whose original
+    source is one of `ips` (needs NET_ADMIN; lists nothing without it), between `@@conntrack` and
+    `@@ctend` lines."""
+    sources = " ".join(str(ipaddress.IPv4Address(ip)) for ip in ips)
+    return (f"echo {_CONNTRACK}; for ip in {sources}; do conntrack -L -s \"$ip\" -o xml 2>/dev/null; done; "
+            f"echo; echo {_CONNTRACK_END}")
 
 
 def parse_conntrack(text: str) -> tuple[NatEntry, ...]:
-    """The entries between `@@conntrack` and `@@ctend` (`conntrack -L` lines); others are skipped."""
-    start, end = text.find("@@conntrack"), text.find("@@ctend")
+    """The TCP and UDP flows between `@@conntrack` and `@@ctend`, each `<flow>` element read on its
+    own: one XML document per source, a cut document or a broken flow cost only that flow. ICMP
+    flows are left out: their XML has no echo id to match a ping by (and no Service translates one)."""
+    start = text.find(_CONNTRACK)
     if start < 0:
         return ()
-    lines = text[start:end if end > start else None].splitlines()[1:]
-    return tuple(e for e in map(_nat_entry, lines) if e is not None)
+    end = text.find(_CONNTRACK_END, start)
+    return tuple(e for e in map(_nat_entry, _flows(text[start:end if end > start else None])) if e is not None)
 
 
-def _nat_entry(line: str) -> NatEntry | None:
-    words = line.split()
-    if not words or words[0] not in ("tcp", "udp", "icmp"):
+def _flows(text: str) -> Iterator[str]:
+    start = text.find("<flow>")
+    while start >= 0:
+        end = text.find("</flow>", start)
+        if end < 0:
+            return
+        yield text[start:end + len("</flow>")]
+        start = text.find("<flow>", end)
+
+
+def _nat_entry(flow: str) -> NatEntry | None:
+    try:
+        element = ElementTree.fromstring(flow)
+    except ElementTree.ParseError:
+        return None  # this flow alone is unreadable: `parse_conntrack` skips it
+    original, reply = _direction(element, "original"), _direction(element, "reply")
+    if original is None or reply is None or original[0] not in _PORTED or reply[0] != original[0]:
         return None
-    fields = _CONNTRACK_FIELD.findall(line)
-    original, reply = _tuple_fields(fields[: len(fields) // 2]), _tuple_fields(fields[len(fields) // 2:])
-    if "src" not in original or "src" not in reply or "dst" not in original:
+    proto, src, dst, sport, dport = original
+    _, reply_src, _, reply_sport, _ = reply
+    return NatEntry(proto, src, sport, dst, dport, reply_src, reply_sport)
+
+
+def _direction(flow: ElementTree.Element, direction: str) -> tuple[str, str, str, int | None, int | None] | None:
+    """(protocol, src, dst, sport, dport) of one direction of a flow; None when it lacks addresses."""
+    meta = next((m for m in flow.iter("meta") if m.get("direction") == direction), None)
+    layer4 = meta.find("layer4") if meta is not None else None
+    if meta is None or layer4 is None:
         return None
-    port = "id" if words[0] == "icmp" else "sport"
-    return NatEntry(words[0], original["src"], _int(original.get(port)), original["dst"],
-                    None if words[0] == "icmp" else _int(original.get("dport")), reply["src"],
-                    _int(reply.get("id" if words[0] == "icmp" else "sport")))
+    src, dst = _ip(meta.findtext("layer3/src")), _ip(meta.findtext("layer3/dst"))
+    if src is None or dst is None:
+        return None
+    return layer4.get("protoname", ""), src, dst, _port(layer4.findtext("sport")), _port(layer4.findtext("dport"))
 
 
-def _tuple_fields(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    return dict(pairs)
+def _port(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None

@@ -165,6 +165,9 @@ def test_the_script_stops_tcpdump_on_stdin_then_lists_the_host(fake_tcpdump, lin
     err = run.stderr
     assert err.index(capture.READY_MARK) < err.index(capture.INVENTORY_MARK) < err.index(b"@@end") \
         < err.index(b"@@conntrack") < err.index(b"@@ctend")
+    from netdoctor.probe import inventory
+
+    assert inventory.parse_inventory(err[err.index(capture.INVENTORY_MARK):]).by_name("lo") is not None
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -189,8 +192,8 @@ def test_the_script_with_the_real_tcpdump_writes_a_pcap_and_the_inventory():
     assert stdout[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
     listing = run.stderr[run.stderr.index(capture.INVENTORY_MARK):]
     from netdoctor.probe import inventory
-    from netdoctor.observations import ExecResult
 
-    found = inventory.parse_inventory(ExecResult(0, listing, b""))
+    found = inventory.parse_inventory(listing)
     assert found.by_name("lo") is not None
     assert b"@@conntrack" in listing and b"@@ctend" in listing
+    assert inventory.parse_conntrack(listing.decode()) == ()  # nothing from an address nobody uses
