@@ -102,6 +102,9 @@ class TcpConnect:
     ip: str
     port: int
     attempts: int = 1
+    # Attempts of one more round, run by the runner when the captures show a ready backend no
+    # connection reached yet, or cannot tell the backends apart (the Service IP's coverage).
+    until_covered: int = 0
 
 
 @dataclass(frozen=True)

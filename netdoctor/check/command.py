@@ -115,6 +115,7 @@ def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, s
     """Probe and judge. When the probes cannot run, the layers that need none (from the API
     objects) are still reported before the error, which ends the command with its exit code."""
     from netdoctor.probe import runner
+    from netdoctor.judge import coverage
     from netdoctor.judge.verdict import judge
     from netdoctor.model import Evidence
     from netdoctor.probe.fleet import ProbeLaunchError
@@ -128,7 +129,7 @@ def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, s
             status.update(f"probing… {len(done)}/{len(the_plan.steps)} {step.title}")
 
         try:
-            result = runner.run(kube, the_plan, facts, options, progress)
+            result = runner.run(kube, the_plan, facts, options, progress, coverage.uncovered)
         except ProbeLaunchError as exc:
             observations = runner.observe_without_probes(kube, the_plan, facts, options, exc.message)
             partial = judge(Evidence(facts, the_plan, observations), checks, time.monotonic() - started)

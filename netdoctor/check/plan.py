@@ -7,6 +7,7 @@ a flow the policies deny is expected to be BLOCKED, so a connection that passes 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -19,6 +20,14 @@ SOURCE = "source"
 SMALL_PING = 56
 # DF payloads that matter for overlays: a 1450-byte VXLAN MTU carries 1422, a plain 1500 one 1472.
 MTU_PINGS = (1422, 1472)
+# The Service IP's coverage of its N ready backends. Balancing is uniformly random, so k attempts
+# miss a given backend with probability (1 - 1/N)^k. The first round makes
+# service_attempts_per_backend × N attempts; with capture the runner adds one round of
+# attempts_to_cover(N) when the captures show a ready backend no connection reached yet (or cannot
+# tell them apart); without capture the first round alone makes attempts_to_cover(N). A round's
+# attempts run at once, so the check takes at most two --timeout and MAX_SERVICE_ATTEMPTS attempts.
+MISS_PROBABILITY = 1e-3
+MAX_SERVICE_ATTEMPTS = 100
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,20 @@ def _reachable_backends(f: Facts):
     return [p for p in f.backends if p.ip and p.phase == "Running"]
 
 
+def ready_backends(f: Facts):
+    """The backends the Service balances to (its ready endpoints): the plan sizes the Service IP
+    rounds by them, judge.coverage accounts for each."""
+    return [p for p in f.backends if p.ip and p.ready and not p.deleting]
+
+
+def attempts_to_cover(backends: int) -> int:
+    """The fewest attempts that miss a given one of `backends`, balanced uniformly at random,
+    with a probability below MISS_PROBABILITY: the smallest k with (1 - 1/N)^k < P."""
+    if backends < 2:
+        return 1
+    return math.floor(math.log(MISS_PROBABILITY) / math.log(1 - 1 / backends)) + 1
+
+
 def _listener_steps(f: Facts) -> list[Step]:
     if not f.target_port:
         return []
@@ -138,13 +161,26 @@ def _service_steps(f: Facts, o: Options) -> list[Step]:
         return []
     steps = []
     if svc.cluster_ip:
-        tries = max(4, o.service_attempts_per_backend * len(f.backends))
-        steps.append(_step("svc:clusterip", "ND-SVC-001", Layer.SERVICE, SOURCE, TcpConnect(svc.cluster_ip, sp.port, tries),
-                           f"source → {svc.cluster_ip}:{sp.port} ×{tries}", _all_blocked(f)))
+        first, more = _service_rounds(len(ready_backends(f)), o)
+        title = f"source → {svc.cluster_ip}:{sp.port} ×{first}" + (
+            f" (up to ×{first + more} until every ready backend is reached)" if more else "")
+        steps.append(_step("svc:clusterip", "ND-SVC-001", Layer.SERVICE, SOURCE,
+                           TcpConnect(svc.cluster_ip, sp.port, first, more), title, _all_blocked(f)))
     if sp.node_port:
         steps += [_step(f"nodeport:{n.name}", "ND-SVC-002", Layer.SERVICE, SOURCE, TcpConnect(n.internal_ip, sp.node_port),
                         f"source → {n.name} {n.internal_ip}:{sp.node_port}") for n in f.nodes if n.ready and n.internal_ip]
     return steps
+
+
+def _service_rounds(ready: int, o: Options) -> tuple[int, int]:
+    """The Service IP's first round of attempts, and the round the runner may add (see
+    MISS_PROBABILITY): none for a single backend, none without capture (the first round makes up)."""
+    first = min(MAX_SERVICE_ATTEMPTS, max(4, o.service_attempts_per_backend * ready))
+    if ready < 2:
+        return first, 0
+    if o.capture is CaptureMode.OFF:
+        return min(MAX_SERVICE_ATTEMPTS, max(first, attempts_to_cover(ready))), 0
+    return first, min(attempts_to_cover(ready), MAX_SERVICE_ATTEMPTS - first)
 
 
 def _icmp_ok(f: Facts, backend: str) -> bool:

@@ -62,6 +62,12 @@ def spread(ev: Evidence, step: Step) -> tuple[tuple[str, int], ...]:
     return _spread(ev, _conns(ev, step))
 
 
+def connections(ev: Evidence, step: Step) -> tuple[tuple[str | None, HopPath], ...]:
+    """Each of the step's connections: where it was translated to (ip:port, None when the captures
+    don't show it) and its path; judge.coverage reads the Service IP's coverage from them."""
+    return tuple((_translated(ev, conn), _follow(ev, step, conn)) for conn in _conns(ev, step))
+
+
 def _spread(ev: Evidence, conns: list[Conn]) -> tuple[tuple[str, int], ...]:
     counts: dict[str, int] = {}
     for conn in conns:

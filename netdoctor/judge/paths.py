@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netdoctor.judge import hops
+from netdoctor.judge import coverage, hops
 from netdoctor.judge.common import completed, error, failed, logs, names, passed, skip
 from netdoctor.model import CheckResult, Evidence, Expect, State, Step
 from netdoctor.observations import PingOutcome, PingResult, TcpOutcome, TcpResult
@@ -99,8 +99,11 @@ def _cluster_ip(ev: Evidence) -> CheckResult:
     a = tried[0]
     lines = [_line(a)] + problems + [_spread(ev, a.step)]
     params = {"connected": str(a.connected), "attempts": str(a.tries), "outcome": a.outcome.value}
+    found = coverage.of(ev, a.step)
+    if found.missed:
+        return _backend_unreached(ev, found, lines, params)
     if a.connected == a.tries:
-        return passed("ND-SVC-001", f"{a.connected}/{a.tries} connections to {svc.cluster_ip}:{ev.facts.port}", lines)
+        return _all_connected(ev, a, found, lines, params)
     if a.connected:
         return failed("ND-SVC-001", "partial", f"{a.connected}/{a.tries} connections succeeded", lines, params,
                       log=logs(ev, "ND-SVC-001"))
@@ -112,6 +115,30 @@ def _cluster_ip(ev: Evidence) -> CheckResult:
     cause = "all-fail" if pod_ok else "backends-fail"
     return failed("ND-SVC-001", cause, f"0/{a.tries} connections ({a.outcome.value})", lines, params,
                   log=logs(ev, "ND-SVC-001"))
+
+
+def _all_connected(ev: Evidence, a: Attempt, found: coverage.Coverage, lines: list[str],
+                   params: dict[str, str]) -> CheckResult:
+    """PASS with the coverage; WARN when a ready backend got no connection and chance can't be
+    ruled out (the attempts' cap, or connections the captures missed)."""
+    done = f"{a.connected}/{a.tries} connections to {ev.facts.service.cluster_ip}:{ev.facts.port}"
+    if found.ready < 2:
+        return passed("ND-SVC-001", done, lines)
+    left = found.having(coverage.Reach.UNACCOUNTED)
+    if left:
+        params = params | {"backends": names(b.pod for b in left), "chance": f"{found.chance:.1g}"}
+        return failed("ND-SVC-001", "coverage-incomplete", f"{done}; {coverage.shortfall(found, left)}", lines,
+                      params, State.WARN)
+    return passed("ND-SVC-001", f"{done}; {coverage.summary(found)}", lines)
+
+
+def _backend_unreached(ev: Evidence, found: coverage.Coverage, lines: list[str], params: dict[str, str]) -> CheckResult:
+    """A ready backend never reached while another was: a broken backend behind the Service."""
+    missed, reached = found.missed, found.having(coverage.Reach.REACHED)
+    params = params | {"backends": names(b.pod for b in missed), "backend": missed[0].pod,
+                       "reached": names(f"{b.pod} ×{b.connections}" for b in reached)}
+    return failed("ND-SVC-001", "backend-unreached", f"{coverage.shortfall(found, missed)} ({coverage.summary(found)})",
+                  lines, params, log=logs(ev, "ND-SVC-001"))
 
 
 def _spread(ev: Evidence, step: Step) -> str:

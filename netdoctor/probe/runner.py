@@ -4,6 +4,11 @@ step's Observation with a buffered log. A step's exception becomes an Observatio
 
 Called by check.command between plan and judge; `progress` is told about each finished step so the
 terminal can show live progress. Only this module touches probes.
+
+The steps run in one round under packet capture. A step planned with `until_covered` attempts (the
+Service IP) gets one more round, under a new capture, when `uncovered` (the judge's question, passed
+in by check.command) says the first round's captures show a ready backend no connection reached yet,
+or cannot tell; the rounds' observations and captures are joined.
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ from netdoctor.probe import commands
 from netdoctor.errors import NetdoctorError
 from netdoctor.cluster.kube import Kube
 from netdoctor.model import (
-    Capture, CaptureMode, DnsQuery, Facts, InspectListeners, Observation, Ping, Plan, PlannedProbe, ProbePurpose,
-    ReadResolvConf, RunningProbe, Step, TcpConnect,
+    Capture, CaptureMode, DnsQuery, Evidence, Facts, InspectListeners, Observation, Ping, Plan, PlannedProbe,
+    ProbePurpose, ReadResolvConf, RunningProbe, Step, TcpConnect,
 )
 from netdoctor.observations import DnsOutcome
 from netdoctor.probe.fleet import (
@@ -47,27 +52,105 @@ class RunResult:
     capture_seconds: float = 0.0  # starting and stopping the captures, decoding them
 
 
+_PCAP_HEADER = 24  # a classic pcap file's global header
+Uncovered = Callable[[Evidence, Step], tuple[str, ...] | None]
+
+
+@dataclass(frozen=True)
+class _Round:
+    """One round of steps under capture."""
+
+    observations: tuple[Observation, ...]
+    captures: tuple[Capture, ...]
+    probe_seconds: float
+    capture_seconds: float
+
+
 def run(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,
-        progress: Callable[[Step, Observation], None] = lambda step, obs: None) -> RunResult:
+        progress: Callable[[Step, Observation], None] = lambda step, obs: None,
+        uncovered: Uncovered | None = None) -> RunResult:
+    """`uncovered(evidence, step)`: the ready backends the step's connections have not reached yet
+    (None: the captures cannot tell); None for no second round at all."""
     started = time.monotonic()
     with ProbeFleet(kube, run_timeout=options.timeout * 60, keep=options.keep) as fleet:
         probes, nodes, blind = _launch(fleet, plan, options)
         launched = time.monotonic()
+        running = {role: RunningProbe(role, p.name, p.ip, p.pod.node_name) for role, p in probes.items()}
+        executor = _Executor(kube, probes, facts, options.timeout)
         points = _capture_points(plan, probes, nodes)
         ips = [p.ip for p in probes.values() if p.ip]
-        with Sniffer(points, ips, max_seconds=options.timeout * 60) as sniffer:
-            if points:
-                sniffer.start()
-            listening = time.monotonic()
-            observations = _run_steps(kube, plan, facts, options, probes, progress)
-            probed = time.monotonic()
-            captures = sniffer.stop() if points else ()
-        stopped = time.monotonic()
+        done = _round(executor, plan.steps, points, ips, options, progress)
+        more = _coverage_round(Evidence(facts, plan, done.observations, done.captures, running), uncovered) \
+            if uncovered else []
+        if more:
+            extra = _round(executor, tuple(step for step, _ in more), points, ips, options, lambda step, obs: None)
+            done = _joined(done, extra, more)
         kept = tuple(f"kubectl -n {p.namespace} exec -it {p.name} -- bash"
                      for p in (*probes.values(), *nodes.values())) if options.keep else ()
-    running = {role: RunningProbe(role, p.name, p.ip, p.pod.node_name) for role, p in probes.items()}
-    return RunResult(observations, kept, launched - started, probed - listening, (*captures, *blind), running,
-                     (listening - launched) + (stopped - probed))
+    return RunResult(done.observations, kept, launched - started, done.probe_seconds, (*done.captures, *blind),
+                     running, done.capture_seconds)
+
+
+def _round(executor: _Executor, steps: tuple[Step, ...], points: list[Point], ips: list[str], options: RunOptions,
+           progress) -> _Round:
+    began = time.monotonic()
+    with Sniffer(points, ips, max_seconds=options.timeout * 60) as sniffer:
+        if points:
+            sniffer.start()
+        listening = time.monotonic()
+        observations = _run_steps(executor, steps, options.workers, progress)
+        probed = time.monotonic()
+        captures = sniffer.stop() if points else ()
+    return _Round(observations, captures, probed - listening, (listening - began) + (time.monotonic() - probed))
+
+
+def _coverage_round(ev: Evidence, uncovered: Uncovered) -> list[tuple[Step, str]]:
+    """The steps to run once more with their `until_covered` attempts, each with why: a ready
+    backend none of its connections reached yet, or captures that cannot tell the backends apart.
+    A round's attempts run at once, so it costs at most one --timeout (plus restarting the capture)."""
+    more = []
+    for step in ev.plan.steps:
+        if isinstance(step.action, TcpConnect) and step.action.until_covered:
+            left = uncovered(ev, step)
+            if left is None or left:
+                again = replace(step, action=replace(step.action, attempts=step.action.until_covered, until_covered=0))
+                more.append((again, f"not reached yet: {', '.join(left)}" if left
+                             else "the captures cannot tell which backend each connection reached"))
+    return more
+
+
+def _joined(first: _Round, extra: _Round, why: list[tuple[Step, str]]) -> _Round:
+    """The rounds as one: each repeated step's results and log after the first round's, each
+    capture point's packets and tracked connections likewise."""
+    again = {o.step_key: o for o in extra.observations}
+    reasons = {step.key: reason for step, reason in why}
+    observations = tuple(_more_results(o, again[o.step_key], reasons[o.step_key]) if o.step_key in again else o
+                         for o in first.observations)
+    later = {c.point: c for c in extra.captures}
+    captures = tuple(_more_packets(c, later[c.point]) if c.point in later else c for c in first.captures)
+    return _Round(observations, captures, first.probe_seconds + extra.probe_seconds,
+                  first.capture_seconds + extra.capture_seconds)
+
+
+def _more_results(first: Observation, extra: Observation, why: str) -> Observation:
+    """An errored round adds its error to the log, never results: the first round's stand alone."""
+    log = (*first.log, f"one more round ({why}):", *extra.log)
+    if extra.error is not None or first.error is not None:
+        return replace(first, log=log)
+    return Observation(first.step_key, (*first.result, *extra.result), None, log)
+
+
+def _more_packets(first: Capture, extra: Capture) -> Capture:
+    """A point blind in one round keeps what it saw in the other."""
+    if extra.blind:
+        return first
+    if first.blind:
+        return extra
+    # The same tcpdump command at the same point writes the same pcap header: the second round's
+    # records follow the first's in one file.
+    return replace(first, packets=first.packets + extra.packets, inventory=extra.inventory or first.inventory,
+                   nat=first.nat + extra.nat, truncated=first.truncated or extra.truncated,
+                   pcap=first.pcap + extra.pcap[_PCAP_HEADER:] if first.pcap else extra.pcap)
 
 
 def observe_without_probes(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,
@@ -79,16 +162,14 @@ def observe_without_probes(kube: Kube, plan: Plan, facts: Facts, options: RunOpt
                  Observation(step.key, None, f"the probes could not run: {why}") for step in plan.steps)
 
 
-def _run_steps(kube, plan: Plan, facts: Facts, options: RunOptions, probes: dict[str, Probe],
-               progress) -> tuple[Observation, ...]:
-    executor = _Executor(kube, probes, facts, options.timeout)
+def _run_steps(executor: _Executor, steps: tuple[Step, ...], workers: int, progress) -> tuple[Observation, ...]:
     observations = []
-    with ThreadPoolExecutor(max_workers=options.workers) as pool:
-        futures = {pool.submit(executor.observe, step): step for step in plan.steps}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(executor.observe, step): step for step in steps}
         for future in as_completed(futures):
             observations.append(future.result())
             progress(futures[future], observations[-1])
-    order = {s.key: i for i, s in enumerate(plan.steps)}
+    order = {s.key: i for i, s in enumerate(steps)}
     return tuple(sorted(observations, key=lambda o: order[o.step_key]))
 
 

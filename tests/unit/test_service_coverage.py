@@ -1,0 +1,268 @@
+"""The Service IP's coverage of its ready backends: the plan's rounds and their bound, the coverage
+read from the captures (judge.coverage), the runner's second round (asked between the rounds, and
+joined to the first) and ND-SVC-001's verdict: never PASS with a ready backend unaccounted for when
+the captures could tell, FAIL naming a backend never reached while another was.
+
+Captures are synthetic, on test_hops' lab topology: the source on node-1, web-1 and web-2 on node-2."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from netdoctor.check import plan
+from netdoctor.judge import coverage
+from netdoctor.judge.coverage import Reach
+from netdoctor.judge.paths import judge_service
+from netdoctor.model import Capture, CaptureMode, Observation, State, TcpConnect
+from netdoctor.observations import NatEntry, TcpOutcome, TcpResult
+from netdoctor.probe import runner
+
+from test_hops import CLUSTER_IP, SRC, T0, WEB1, WEB1_VETH, WEB2, WEB2_VETH, Scene, cross, evidence, facts, pod, tcp_step
+
+VETH = {WEB1: WEB1_VETH, WEB2: WEB2_VETH}
+
+
+def connect(scene: Scene, n: int, backend: str | None, how: str = "answer") -> TcpOutcome:
+    """Connection n to the ClusterIP, DNATed at node-1's cni0 to `backend`: 'answer'; 'dropped'
+    (translated, seen leaving node-1, lost at node-2); 'unseen' (dropped on node-1 right after the
+    DNAT: no translated packet, no conntrack entry)."""
+    route = cross(VETH.get(backend, WEB1_VETH))
+    t, key = T0 + n * 0.01, 41000 + n
+    if how == "answer":
+        scene.flow(route, t=t, key=key, dst=CLUSTER_IP, dport=80, dnat_from=2, backend=(backend, 8080))
+        return TcpOutcome.CONNECTED
+    if how == "dropped":
+        scene.flow(route, t=t, key=key, dst=CLUSTER_IP, dport=80, dnat_from=2, backend=(backend, 8080), reach=5,
+                   reply=None)
+        return TcpOutcome.TIMEOUT
+    scene.flow(route, t=t, key=key, dst=CLUSTER_IP, dport=80, reach=2, reply=None)
+    return TcpOutcome.TIMEOUT
+
+
+def service(scene: Scene | None, outcomes: list[TcpOutcome], **changes):
+    step = tcp_step("svc:clusterip", CLUSTER_IP, 80, attempts=len(outcomes))
+    results = tuple(TcpResult(CLUSTER_IP, 80, o, 0.01) for o in outcomes)
+    return evidence(scene, [step], [Observation(step.key, results)], **changes), step
+
+
+def alternating(n: int, broken: str | None = None, how: str = "unseen"):
+    """n connections alternating web-1, web-2; those to `broken` fail as `how` says."""
+    s = Scene()
+    outcomes = [connect(s, i, b, how if b == broken else "answer") for i, b in enumerate([WEB1, WEB2] * (n // 2))]
+    return s, outcomes
+
+
+def svc001(ev):
+    return next(r for r in judge_service(ev) if r.check_id == "ND-SVC-001")
+
+
+# --- the plan's rounds -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10, 20])
+def test_attempts_to_cover_is_the_fewest_that_make_missing_a_backend_improbable(n):
+    k = plan.attempts_to_cover(n)
+    assert (1 - 1 / n) ** k < plan.MISS_PROBABILITY <= (1 - 1 / n) ** (k - 1)
+
+
+def test_the_known_figures():
+    assert [plan.attempts_to_cover(n) for n in (1, 2, 3, 5, 10)] == [1, 10, 18, 31, 66]
+
+
+def service_action(f, capture: CaptureMode) -> TcpConnect:
+    step = next(s for s in plan.build(f, plan.Options(capture=capture)).steps if s.check_id == "ND-SVC-001")
+    return step.action
+
+
+def test_with_capture_a_first_round_per_backend_then_a_round_that_covers():
+    action = service_action(facts(), CaptureMode.AUTO)
+    assert (action.attempts, action.until_covered) == (6, 10)
+
+
+def test_without_capture_one_round_big_enough_that_a_miss_is_improbable():
+    action = service_action(facts(), CaptureMode.OFF)
+    assert (action.attempts, action.until_covered) == (10, 0)
+
+
+def test_only_ready_backends_count_and_one_leaves_nothing_to_cover():
+    f = facts(backends=(pod("web-1", WEB1, "node-2"), replace(pod("web-2", WEB2, "node-2"), ready=False)))
+    assert (service_action(f, CaptureMode.AUTO).attempts, service_action(f, CaptureMode.AUTO).until_covered) == (4, 0)
+    assert service_action(f, CaptureMode.OFF).attempts == 4
+
+
+def test_the_attempts_are_capped():
+    many = tuple(pod(f"web-{i}", f"10.244.2.{i}", "node-2") for i in range(1, 41))
+    auto, off = service_action(facts(backends=many), CaptureMode.AUTO), service_action(facts(backends=many), CaptureMode.OFF)
+    assert auto.attempts + auto.until_covered == plan.MAX_SERVICE_ATTEMPTS
+    assert off.attempts == plan.MAX_SERVICE_ATTEMPTS
+
+
+# --- the coverage, from the captures ---------------------------------------------------------
+
+
+def test_every_backend_reached_is_counted_from_the_dnat():
+    s, outcomes = alternating(6)
+    ev, step = service(s, outcomes)
+    found = coverage.of(ev, step)
+    assert [(b.pod, b.reach, b.connections, b.answered) for b in found.backends] == [
+        ("web-1", Reach.REACHED, 3, 3), ("web-2", Reach.REACHED, 3, 3)]
+    assert found.missed == () and coverage.uncovered(ev, step) == ()
+    assert coverage.summary(found) == "reached 2 of 2 ready backends"
+
+
+def test_a_backend_whose_translated_connections_are_lost_has_failed():
+    s, outcomes = alternating(6, broken=WEB2, how="dropped")
+    ev, step = service(s, outcomes)
+    found = coverage.of(ev, step)
+    assert [b.reach for b in found.backends] == [Reach.REACHED, Reach.FAILED]
+    assert [b.pod for b in found.missed] == ["web-2"]
+    assert coverage.uncovered(ev, step) == ()  # shown unreachable: nothing left to try
+
+
+def test_the_dnat_read_from_conntrack_counts_too():
+    s = Scene()
+    outcomes = [connect(s, 0, WEB1), connect(s, 1, WEB2, "unseen")]
+    s.nat["node-1"].append(NatEntry("tcp", SRC, 41001, CLUSTER_IP, 80, WEB2, 8080))
+    ev, step = service(s, outcomes)
+    assert [b.reach for b in coverage.of(ev, step).backends] == [Reach.REACHED, Reach.FAILED]
+
+
+def test_connections_dropped_before_any_translated_packet_leave_their_backend_unaccounted():
+    s, outcomes = alternating(6, broken=WEB2)
+    ev, step = service(s, outcomes)
+    found = coverage.of(ev, step)
+    assert [b.reach for b in found.backends] == [Reach.REACHED, Reach.UNACCOUNTED]
+    assert coverage.uncovered(ev, step) == ("web-2",)  # the runner tries again
+    assert found.missed == ()  # 6 attempts: missing web-2 by chance is not improbable (1/64)
+
+
+def test_after_enough_attempts_a_backend_never_reached_is_missed():
+    s, outcomes = alternating(16, broken=WEB2)
+    found = coverage.of(*service(s, outcomes))
+    assert [b.pod for b in found.missed] == ["web-2"]
+    assert coverage.shortfall(found, found.missed) == "web-2 never reached in 16 attempts"
+
+
+def test_a_connected_attempt_the_captures_cannot_place_keeps_chance_open():
+    s, outcomes = alternating(16, broken=WEB2)
+    outcomes[1] = TcpOutcome.CONNECTED  # the probe says connected; the captures missed where it went
+    found = coverage.of(*service(s, outcomes))
+    assert found.unseen_answered == 1 and found.missed == ()
+
+
+def test_without_capture_coverage_is_unknown_and_the_runner_makes_up_the_attempts():
+    ev, step = service(None, [TcpOutcome.CONNECTED] * 6)
+    found = coverage.of(ev, step)
+    assert not found.known and coverage.uncovered(ev, step) is None
+    assert coverage.summary(found) == \
+        "coverage of the 2 ready backends unknown, no DNAT seen (6 attempts miss a given one with p ≈ 0.02)"
+
+
+def test_every_attempt_sent_to_the_broken_backend_leaves_the_other_to_try():
+    s = Scene()
+    outcomes = [connect(s, i, WEB2, "dropped") for i in range(4)]
+    assert coverage.uncovered(*service(s, outcomes)) == ("web-1",)
+    s = Scene()
+    outcomes = [connect(s, i, WEB2, "unseen") for i in range(4)]
+    assert coverage.uncovered(*service(s, outcomes)) is None  # where they went is unseen: try again
+
+
+def test_nothing_to_cover_when_every_connection_left_untranslated_or_one_backend_is_ready():
+    s = Scene()
+    for i in range(4):  # no Service rules on node-1: the SYN leaves still addressed to the ClusterIP
+        s.flow(cross(), t=T0 + i * 0.01, key=41000 + i, dst=CLUSTER_IP, dport=80, reach=5, reply=None)
+    assert coverage.uncovered(*service(s, [TcpOutcome.TIMEOUT] * 4)) == ()
+    s, outcomes = alternating(2)
+    assert coverage.uncovered(*service(s, outcomes, backends=(pod("web-1", WEB1, "node-2"),))) == ()
+
+
+# --- ND-SVC-001 ------------------------------------------------------------------------------
+
+
+def test_pass_reports_the_coverage_and_the_spread():
+    s, outcomes = alternating(6)
+    result = svc001(service(s, outcomes)[0])
+    assert result.state is State.PASS
+    assert result.message == f"6/6 connections to {CLUSTER_IP}:80; reached 2 of 2 ready backends"
+    assert "spread: web-1 ×3, web-2 ×3" in result.evidence
+
+
+def test_a_backend_never_reached_fails_naming_it():
+    s, outcomes = alternating(16, broken=WEB2)
+    result = svc001(service(s, outcomes)[0])
+    assert (result.state, result.cause) == (State.FAIL, "backend-unreached")
+    assert result.message == "web-2 never reached in 16 attempts (reached 1 of 2 ready backends)"
+    assert result.params["backends"] == "web-2" and result.params["reached"] == "web-1 ×8"
+
+
+def test_a_backend_shown_unreachable_fails_naming_it_after_the_first_round():
+    s, outcomes = alternating(6, broken=WEB2, how="dropped")
+    result = svc001(service(s, outcomes)[0])
+    assert (result.state, result.cause, result.params["backend"]) == (State.FAIL, "backend-unreached", "web-2")
+    assert result.message.startswith("web-2: none of the 3 connections sent to it answered")
+
+
+def test_all_connected_but_a_backend_never_chosen_is_never_a_pass():
+    s = Scene()
+    outcomes = [connect(s, i, WEB1) for i in range(6)]
+    assert svc001(service(s, outcomes)[0]).state is State.WARN  # 6 attempts: could be chance
+    s = Scene()
+    outcomes = [connect(s, i, WEB1) for i in range(16)]
+    result = svc001(service(s, outcomes)[0])
+    assert (result.state, result.cause) == (State.FAIL, "backend-unreached")  # 16: the Service never sends there
+
+
+def test_without_capture_the_check_passes_saying_coverage_is_unknown():
+    result = svc001(service(None, [TcpOutcome.CONNECTED] * 10)[0])
+    assert result.state is State.PASS and "unknown, no DNAT seen (10 attempts" in result.message
+
+
+# --- the runner's second round ----------------------------------------------------------------
+
+
+def test_the_runner_repeats_only_steps_planned_to_cover_and_only_when_asked():
+    s, outcomes = alternating(6, broken=WEB2)
+    ev, step = service(s, outcomes)
+    covering = replace(step, action=replace(step.action, until_covered=10))
+    ev = replace(ev, plan=replace(ev.plan, steps=(covering, tcp_step("pod:web-1", WEB1, 8080))))
+    [(again, why)] = runner._coverage_round(ev, coverage.uncovered)
+    assert again.key == step.key and (again.action.attempts, again.action.until_covered) == (10, 0)
+    assert why == "not reached yet: web-2"
+    assert runner._coverage_round(ev, lambda ev, step: None)[0][1] == \
+        "the captures cannot tell which backend each connection reached"
+    assert runner._coverage_round(ev, lambda ev, step: ()) == []
+
+
+def capture(point: str, packets=(), nat=(), pcap=b"", blind=None) -> Capture:
+    return Capture(point, "node-1", None, tuple(packets), nat=tuple(nat), pcap=pcap, blind=blind)
+
+
+def test_the_rounds_are_joined_results_after_results_packets_after_packets():
+    ok, lost = TcpResult(CLUSTER_IP, 80, TcpOutcome.CONNECTED, 0.01), TcpResult(CLUSTER_IP, 80, TcpOutcome.TIMEOUT, 3.0)
+    header = b"H" * 24
+    first = runner._Round((Observation("svc", (ok, ok), None, ("round 1",)), Observation("pod", (ok,))),
+                          (capture("node-1", ["p1"], ["n1"], header + b"r1"), capture("node-2", blind="refused")), 1.0, 0.5)
+    extra = runner._Round((Observation("svc", (lost,), None, ("round 2",)),),
+                          (capture("node-1", ["p2"], ["n2"], header + b"r2"), capture("node-2", ["q"])), 3.0, 0.4)
+    step = tcp_step("svc", CLUSTER_IP, 80)
+    joined = runner._joined(first, extra, [(step, "not reached yet: web-2")])
+    svc, pod_ = joined.observations
+    assert svc.result == (ok, ok, lost) and svc.log == ("round 1", "one more round (not reached yet: web-2):", "round 2")
+    assert pod_ == first.observations[1]
+    node1, node2 = joined.captures
+    assert node1.packets == ("p1", "p2") and node1.nat == ("n1", "n2") and node1.pcap == header + b"r1r2"
+    assert node2 == extra.captures[1]  # blind in the first round: what the second saw
+    assert (joined.probe_seconds, joined.capture_seconds) == (4.0, 0.9)
+
+
+def test_an_errored_second_round_adds_its_error_never_results():
+    ok = TcpResult(CLUSTER_IP, 80, TcpOutcome.CONNECTED, 0.01)
+    first = runner._Round((Observation("svc", (ok,)),), (capture("node-1", ["p1"]),), 1.0, 0.5)
+    extra = runner._Round((Observation("svc", None, "exec failed", ("ApiError: exec failed",)),),
+                          (capture("node-1", blind="capture failed"),), 1.0, 0.5)
+    joined = runner._joined(first, extra, [(tcp_step("svc", CLUSTER_IP, 80), "why")])
+    assert joined.observations[0].result == (ok,) and joined.observations[0].error is None
+    assert joined.observations[0].log[-1] == "ApiError: exec failed"
+    assert joined.captures == first.captures
