@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Mapping, Union
 
 from netdoctor.cluster.objects import EndpointSlice, Node, Pod, Service, ServicePort
 from netdoctor.observations import (
-    DnsResult, Inventory, ListenerTable, NatEntry, Packet, PingResult, ResolvConf, TcpResult,
+    DnsResult, Inventory, ListenerTable, NatEntry, Packet, PingResult, Refusal, ResolvConf, TcpResult,
 )
 
 if TYPE_CHECKING:  # the engine is imported by plan only when policies are evaluated
@@ -350,11 +350,12 @@ class Hop:
 
 class PathOutcome(Enum):
     DELIVERED = "delivered"  # request and answer made it
-    REFUSED = "refused"  # a reset came back
-    ICMP_ERROR = "icmp-error"  # an ICMP error came back
+    REFUSED = "refused"  # a reset came back from the destination's side (see `refusal`: the pod, or unknown)
+    ICMP_ERROR = "icmp-error"  # an ICMP error that is no reject: unreachable, fragmentation needed
     DROPPED = "dropped"  # the request vanished
     REPLY_LOST = "reply-lost"  # the answer vanished on the way back
     UNKNOWN = "unknown"  # the captures do not show it (blind hops)
+    REJECTED = "rejected"  # a node's reject rule answered for the pod (ICMP error or reset): see `refusal`
 
 
 @dataclass(frozen=True)
@@ -373,6 +374,7 @@ class HopPath:
     connections: int = 1  # connections the step made; this path is the most telling one
     same_outcome: int = 1  # how many of them ended like this one
     backends: tuple[tuple[str, int], ...] = ()  # Service spread: translated destination -> connections
+    refusal: Refusal | None = None  # who turned it away (None when delivered)
 
 
 @dataclass(frozen=True)

@@ -338,3 +338,35 @@ class Inventory:
             ports = (self.by_name(port) for entry_mac, port in self.fdb if entry_mac == mac)
             return next((p for p in ports if p and p.master == device), None)
         return None
+
+
+# --- who turned a connection away: told apart from the captures by netdoctor.judge.hops ------
+
+
+class RefusalKind(Enum):
+    """Who answered a connection with a refusal, or with silence. A probe's connect() cannot tell
+    a reset from an ICMP port unreachable (both are "connection refused"): the packets can."""
+
+    POD = "pod"  # the destination itself: a reset (for UDP a port unreachable) from its own address
+    REJECT = "reject"  # a node's reject rule (NetworkPolicy, firewall): an ICMP error or a reset before the pod
+    NO_ENDPOINTS = "no-endpoints"  # a node's Service rules rejected it: no endpoint for the Service IP there
+    UNREACHABLE = "unreachable"  # a node or router could not deliver it (no route or neighbour, MTU)
+    SILENT = "silent"  # nothing came back: dropped
+    UNKNOWN = "unknown"  # no capture shows who answered (capture off, or blind where it mattered)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """How a connection was turned away: the kind, who sent the reset or ICMP error (its real
+    sender when a capture saw it before conntrack rewrote it), and the node it belongs to."""
+
+    kind: RefusalKind
+    sender: str | None = None
+    node: str | None = None
+    how: str = ""  # "TCP reset", "ICMP port unreachable"
+    seen_as: str | None = None  # the sender as the client saw it, when conntrack rewrote it (a Service IP)
+
+    @property
+    def reached(self) -> bool:
+        """The destination itself answered: only its own reset proves the path to it works."""
+        return self.kind is RefusalKind.POD

@@ -2,11 +2,15 @@
 source pod to the destination pod and back, to say where a packet was last seen and why it went
 no further.
 
-Called by the judge (the report's paths, the diagnosis's path) and by the Service-IP judge (which
-backends the ClusterIP's connections were translated to). Pure: reads the Evidence's captures,
-steps and facts. A connection is recognised at the source by what the step sent (the TCP SYN to
-its address, the ICMP echo of its size, the DNS query with its message id), then followed by its
-source port (or echo id) across every hop, DNAT and tunnels included.
+Called by the judge (the report's paths, the diagnosis's path), by the Service-IP judge (which
+backends the ClusterIP's connections were translated to) and by the path judges (`refusal`: who
+refused a connection). Pure: reads the Evidence's captures, steps and facts. A connection is
+recognised at the source by what the step sent (the TCP SYN to its address, the ICMP echo of its
+size, the DNS query with its message id), then followed by its source port (or echo id) across
+every hop, DNAT and tunnels included. The hops are those the inventories predict plus every
+interface where a capture saw the connection. A refusal is told apart by where it came from and
+who sent it: the pod's own reset, a node's reject (ICMP matched by its quoted header, its real
+sender read before conntrack rewrote it into the Service IP), no endpoints, or silence.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Callable, Iterable
 from netdoctor.model import (
     Capture, DnsQuery, Evidence, Hop, HopKind, HopPath, PathOutcome, Ping, Reply, Step, TcpConnect,
 )
-from netdoctor.observations import Interface, InterfaceKind, Inventory, NatEntry, Packet
+from netdoctor.observations import Interface, InterfaceKind, Inventory, NatEntry, Packet, Refusal, RefusalKind
 
 WINDOW = 15.0  # seconds after a connection's first packet during which its packets count
 BIG = 1000  # bytes: a request this large lost while small ones pass is an MTU problem
@@ -55,6 +59,17 @@ def paths(ev: Evidence) -> tuple[HopPath, ...]:
         return ()
     found = [path for step in ev.plan.steps if (path := _step_path(ev, step)) is not None]
     return tuple(_with_mtu(found, ev))
+
+
+def refusal(ev: Evidence, step: Step) -> Refusal:
+    """Who refused the step's connections, for the path judges (a probe's "connection refused" is
+    a reset or an ICMP reject alike): a node's reject first, then other errors, then the pod's own
+    reset; UNKNOWN when no capture shows any of them."""
+    if not ev.captures or step.probe not in ev.probes or _request_matcher(ev, step) is None:
+        return Refusal(RefusalKind.UNKNOWN)
+    found = [path.refusal for conn in _conns(ev, step) if (path := _follow(ev, step, conn)).refusal]
+    telling = (RefusalKind.REJECT, RefusalKind.NO_ENDPOINTS, RefusalKind.UNREACHABLE, RefusalKind.POD)
+    return next((r for kind in telling for r in found if r.kind is kind), Refusal(RefusalKind.UNKNOWN))
 
 
 def spread(ev: Evidence, step: Step) -> tuple[tuple[str, int], ...]:
@@ -242,9 +257,43 @@ def _node_of(ev: Evidence, ip: str) -> str | None:
                  if c.inventory and c.inventory.host_port_of(ip)), None)
 
 
+def _delivered_on(ev: Evidence, conn: Conn, dst: str) -> str | None:
+    """The node whose capture saw the request handed to a pod's veth (beyond the source's own):
+    where `dst` lives when neither the API nor the inventories place it."""
+    src_node = next((p.node for p in ev.probes.values() if p.ip == conn.src), None)
+    targets = frozenset({conn.dst, dst})
+    return next((node for node, c in _node_captures(ev).items()
+                 if c.inventory and len(_veths_seen(c, conn, targets)) > (1 if node == src_node else 0)), None)
+
+
+def _veths_seen(capture: Capture, conn: Conn, targets: frozenset[str]) -> list[Interface]:
+    """The veths where `capture` saw the connection's request, in the order it crossed them."""
+    names: list[str] = []
+    for p in sorted(capture.packets, key=lambda p: p.time):
+        if p.interface not in names and _in_window(conn, p) and _is_request(conn, p, targets):
+            names.append(p.interface)
+    found = (capture.inventory.by_name(name) for name in names)
+    return [i for i in found if i and i.kind is InterfaceKind.VETH]
+
+
+def _port(capture: Capture, conn: Conn, ip: str, targets: frozenset[str], beside: Interface | None = None
+          ) -> Interface | None:
+    """The host-side interface a pod IP hangs off: from the inventory, else the veth where the
+    capture saw the connection (a neighbour entry the node never made, or that expired, hides the
+    pod from the inventory, not from tcpdump): the first one for the source, the last other than
+    `beside` (the source's own) for the destination."""
+    known = capture.inventory.host_port_of(ip)
+    if known:
+        return known
+    seen = _veths_seen(capture, conn, targets)
+    if ip == conn.src:
+        return seen[0] if seen else None
+    return next((v for v in reversed(seen) if v != beside), None)
+
+
 def _places(ev: Evidence, conn: Conn, role: str, dst: str) -> list[_Place]:
     src_node = ev.probes[role].node
-    dst_node = _node_of(ev, dst)
+    dst_node = _node_of(ev, dst) or (None if _is_service_ip(ev, dst) else _delivered_on(ev, conn, dst))
     pods, nodes = _pod_captures(ev), _node_captures(ev)
     places = []
     if role in pods:
@@ -253,11 +302,11 @@ def _places(ev: Evidence, conn: Conn, role: str, dst: str) -> list[_Place]:
     if unresolved:
         entry = _tracked(ev, conn)  # untranslated in conntrack, or seen outside: it left as it was
         egress = (entry is not None and not entry.translated) or _left_untranslated(ev, conn, src_node)
-        places += _source_node_places(ev, nodes.get(src_node), src_node, conn.src, dst, not egress)
+        places += _source_node_places(ev, nodes.get(src_node), src_node, conn, dst, not egress)
     else:
-        places += _source_node_places(ev, nodes.get(src_node), src_node, conn.src, dst, dst_node == src_node)
+        places += _source_node_places(ev, nodes.get(src_node), src_node, conn, dst, dst_node == src_node)
     if dst_node != src_node and not unresolved:
-        places += _destination_node_places(ev, nodes.get(dst_node), dst_node, conn.src, dst)
+        places += _destination_node_places(ev, nodes.get(dst_node), dst_node, conn, dst)
     dst_role = next((r for r, p in ev.probes.items() if p.ip == dst), None)
     if dst_role in pods:
         places.append(_pod_place(pods[dst_role], dst_role))
@@ -286,18 +335,19 @@ def _hop(capture: Capture, node: str, interface: Interface | None, kind: HopKind
     return _Place(Hop(node, interface.name, kind), capture)
 
 
-def _source_node_places(ev: Evidence, capture: Capture | None, node: str | None, src: str, dst: str,
+def _source_node_places(ev: Evidence, capture: Capture | None, node: str | None, conn: Conn, dst: str,
                         stays: bool) -> list[_Place]:
     if capture is None or capture.inventory is None:
         return [_blind_node(ev, node, capture)]
     inv = capture.inventory
-    veth = inv.host_port_of(src)
+    targets = frozenset({conn.dst, dst})
+    veth = _port(capture, conn, conn.src, targets)
     places = [_hop(capture, node, veth, HopKind.VETH, "veth")]
     bridge = _bridge_of(inv, veth)
     if bridge:
         places.append(_hop(capture, node, bridge, HopKind.BRIDGE, "bridge"))
     if stays:  # to a pod on this node (or to an unknown one: no way out to show)
-        dst_veth = inv.host_port_of(dst)
+        dst_veth = _port(capture, conn, dst, targets, beside=veth)
         return places + [_hop(capture, node, dst_veth, HopKind.VETH, "veth")] if dst_veth else places
     return places + _egress(capture, node, inv, _node_ip(ev, node), dst)
 
@@ -315,7 +365,7 @@ def _egress(capture: Capture, node: str, inv: Inventory, node_ip: str | None, ds
     return places + [_hop(capture, node, under, HopKind.UNDERLAY, "underlay")]
 
 
-def _destination_node_places(ev: Evidence, capture: Capture | None, node: str | None, src: str,
+def _destination_node_places(ev: Evidence, capture: Capture | None, node: str | None, conn: Conn,
                              dst: str) -> list[_Place]:
     if capture is None or capture.inventory is None:
         return [_blind_node(ev, node, capture)]
@@ -323,8 +373,8 @@ def _destination_node_places(ev: Evidence, capture: Capture | None, node: str | 
     node_ip = _node_ip(ev, node)
     if dst == node_ip:
         return [_hop(capture, node, inv.underlay(dst), HopKind.UNDERLAY, "underlay")]
-    back = _egress(capture, node, inv, node_ip, src)  # the way back is the way in
-    veth = inv.host_port_of(dst)
+    back = _egress(capture, node, inv, node_ip, conn.src)  # the way back is the way in
+    veth = _port(capture, conn, dst, frozenset({conn.dst, dst}))
     bridge = _bridge_of(inv, veth)
     inward = [*reversed(back), *([_hop(capture, node, bridge, HopKind.BRIDGE, "bridge")] if bridge else [])]
     return inward + [_hop(capture, node, veth, HopKind.VETH, "veth")]
@@ -360,14 +410,59 @@ def _note(conn: Conn, requests: list[Packet]) -> str:
     return ", ".join(notes)
 
 
+_HOP_KINDS = {InterfaceKind.VETH: HopKind.VETH, InterfaceKind.BRIDGE: HopKind.BRIDGE,
+              InterfaceKind.OVERLAY: HopKind.OVERLAY}
+
+
+def _completed(ev: Evidence, conn: Conn, targets: frozenset[str], hops: tuple[Hop, ...]) -> tuple[Hop, ...]:
+    """The hops plus every interface where a node's capture saw the connection though its routes
+    did not predict it: a hop where the packet was seen is always drawn, among its node's hops in
+    the order the request crossed them (a node not in the path goes before the destination pod)."""
+    found = list(hops)
+    for node, capture in _node_captures(ev).items():
+        crossed = _crossed(capture, conn, targets)
+        drawn = {h.interface for h in found if h.node == node and h.kind is not HopKind.POD}
+        for name, t in crossed:
+            if name == "lo" or name in drawn:
+                continue
+            interface = capture.inventory.by_name(name) if capture.inventory else None
+            kind = _HOP_KINDS.get(interface.kind, HopKind.UNDERLAY) if interface else HopKind.UNDERLAY
+            found.insert(_slot(found, node, t, dict(crossed)), _seen(_Place(Hop(node, name, kind), capture), conn, targets))
+    return tuple(found)
+
+
+def _crossed(capture: Capture, conn: Conn, targets: frozenset[str]) -> list[tuple[str, float]]:
+    """Each interface where `capture` saw the connection (request or answer), with the first time."""
+    first: dict[str, float] = {}
+    for p in capture.packets:
+        if _in_window(conn, p) and (_is_request(conn, p, targets) or _reply_kind(conn, p, targets)):
+            first[p.interface] = min(first.get(p.interface, p.time), p.time)
+    return sorted(first.items(), key=lambda item: item[1])
+
+
+def _slot(hops: list[Hop], node: str, t: float, times: dict[str, float]) -> int:
+    """Where a hop of `node` first seen at `t` goes: after that node's hops that saw the
+    connection earlier (`times`: first sighting per interface), else before its first hop; a node
+    not in the path goes before a final pod hop."""
+    own = [i for i, h in enumerate(hops) if h.node == node and h.kind is not HopKind.POD and not h.blind]
+    if not own:
+        return len(hops) - 1 if hops and hops[-1].kind is HopKind.POD and len(hops) > 1 else len(hops)
+    earlier = [i for i in own if times.get(hops[i].interface, float("inf")) <= t]
+    return earlier[-1] + 1 if earlier else own[0]
+
+
 def _follow(ev: Evidence, step: Step, conn: Conn) -> HopPath:
     dst = (_translated(ev, conn) or _only_backend(ev, conn.dst) or conn.dst).split(":")[0]
     targets = frozenset({conn.dst, dst})
     hops = tuple(_seen(place, conn, targets) for place in _places(ev, conn, step.probe, dst))
+    hops = _completed(ev, conn, targets, hops)
     outcome, at = _outcome(hops)
-    cause, params = _cause(ev, step, conn, hops, outcome, at, dst)
+    refusal = _refusal(ev, step, conn, hops, outcome, at, dst)
+    if refusal is not None and refusal.kind in (RefusalKind.REJECT, RefusalKind.NO_ENDPOINTS):
+        outcome = PathOutcome.REJECTED
+    cause, params = _cause(ev, step, conn, hops, outcome, at, dst, refusal)
     flow = f"{conn.src}:{conn.key} → {conn.dst}" + (f":{conn.dport}" if conn.dport is not None else "") + f" {conn.proto}"
-    return HopPath(step.key, flow, hops, outcome, cause, at, params=_params_text(params))
+    return HopPath(step.key, flow, hops, outcome, cause, at, params=_params_text(params), refusal=refusal)
 
 
 def _outcome(hops: tuple[Hop, ...]) -> tuple[PathOutcome, int | None]:
@@ -394,6 +489,12 @@ def _outcome(hops: tuple[Hop, ...]) -> tuple[PathOutcome, int | None]:
     return PathOutcome.DROPPED, (loud or beyond or [max(reached)])[0]
 
 
+# The most telling of a step's failed connections: one that was answered says who refused it. A
+# node's ICMP errors are rate-limited (per destination, a few then one a second), so the other
+# connections of the same rejected flow often vanish in silence: they are its twins, not drops.
+_ANSWERED = (PathOutcome.REJECTED, PathOutcome.REFUSED, PathOutcome.ICMP_ERROR)
+
+
 def _step_path(ev: Evidence, step: Step) -> HopPath | None:
     if step.probe not in ev.probes or _request_matcher(ev, step) is None:
         return None
@@ -403,16 +504,120 @@ def _step_path(ev: Evidence, step: Step) -> HopPath | None:
                        params=_params_text({"what": step.title or step.key}))
     followed = [_follow(ev, step, c) for c in conns]
     longest = max(followed, key=lambda p: sum(1 for h in p.hops if h.request))  # a cross-node one, if any
-    worst = next((p for p in followed if p.outcome is not PathOutcome.DELIVERED), longest)
+    failed = [p for p in followed if p.outcome is not PathOutcome.DELIVERED]
+    worst = min(failed, key=lambda p: _ANSWERED.index(p.outcome) if p.outcome in _ANSWERED else len(_ANSWERED),
+                default=longest)
     same = sum(1 for p in followed if p.cause == worst.cause)
     return replace(worst, connections=len(followed), same_outcome=same, backends=_spread(ev, conns))
+
+
+# --- who turned it away ---------------------------------------------------------------------
+
+RESET = "TCP reset"
+
+
+def _refusal(ev: Evidence, step: Step, conn: Conn, hops: tuple[Hop, ...], outcome: PathOutcome, at: int | None,
+             dst: str) -> Refusal | None:
+    """Who turned the connection away, from where the answer came from and who sent it."""
+    if outcome is PathOutcome.DELIVERED:
+        return None
+    if outcome is PathOutcome.REFUSED:
+        return _reset(hops, at, dst)
+    if outcome is PathOutcome.ICMP_ERROR:
+        return _icmp_refusal(ev, ev.probes[step.probe].node, conn, hops, at, dst)
+    if outcome is PathOutcome.UNKNOWN:
+        return Refusal(RefusalKind.UNKNOWN)
+    return Refusal(RefusalKind.SILENT, node=hops[at].node)
+
+
+def _reset(hops: tuple[Hop, ...], at: int, dst: str) -> Refusal:
+    """A reset is the pod's when the destination's end of the path sent it; a node's reject when a
+    watched hop beyond the one it came from never saw the request; unknown when all beyond is blind
+    (a reject rule forges the pod's address as its source, so the address alone proves nothing)."""
+    if at == len(hops) - 1:
+        return Refusal(RefusalKind.POD, dst, hops[at].node, RESET)
+    if all(h.blind for h in hops[at + 1:]):
+        return Refusal(RefusalKind.UNKNOWN, dst, how=RESET)
+    return Refusal(RefusalKind.REJECT, dst, hops[at].node, RESET)
+
+
+def _icmp_refusal(ev: Evidence, src_node: str | None, conn: Conn, hops: tuple[Hop, ...], at: int,
+                  dst: str) -> Refusal:
+    """An ICMP error told by its sender. Errors are matched to the connection by their quoted
+    header; for a Service IP conntrack rewrites the sender of an error into the Service IP, so the
+    real sender is the one a capture saw before that. The destination's own stack refused it; a
+    node or router could not deliver it (network/host unreachable, fragmentation needed); the
+    source node's Service rules have no endpoint; or a node's reject rule answered for the pod."""
+    errors = _errors(ev, conn, frozenset({conn.dst, dst}))
+    if not errors:
+        return Refusal(RefusalKind.UNKNOWN)
+    service = _is_service_ip(ev, conn.dst)
+    real = next((p for p in errors if not (service and p.src == conn.dst)), None)
+    error = real or errors[0]
+    sender = real.src if real else None
+    seen_as = conn.dst if service and any(p.src == conn.dst for p in errors) else None
+    node = _owner(ev, sender) if sender else None
+    how = f"ICMP {_icmp_text(error)}"
+    if error.icmp_type != 3 or error.icmp_code == 4:
+        return Refusal(RefusalKind.UNREACHABLE, sender or seen_as, node or hops[at].node, how)
+    if sender == dst:
+        return Refusal(RefusalKind.POD, sender, _node_of(ev, dst) or hops[at].node, how)
+    if error.icmp_code in (0, 1):
+        return Refusal(RefusalKind.UNREACHABLE, sender or seen_as, node or hops[at].node, how)
+    if service and _endpointless(ev, conn, errors, node, src_node, sender):
+        return Refusal(RefusalKind.NO_ENDPOINTS, sender or conn.dst, node or src_node, how)
+    return Refusal(RefusalKind.REJECT, sender, node or _origin(hops, at), how, seen_as)
+
+
+def _errors(ev: Evidence, conn: Conn, targets: frozenset[str]) -> list[Packet]:
+    """The ICMP errors about the connection (by their quoted header), in every capture, earliest first."""
+    return sorted((p for c in ev.captures for p in c.packets
+                   if p.proto == "icmp" and _in_window(conn, p) and _reply_kind(conn, p, targets) is Reply.ICMP),
+                  key=lambda p: p.time)
+
+
+def _endpointless(ev: Evidence, conn: Conn, errors: list[Packet], node: str | None, src_node: str | None,
+                  sender: str | None) -> bool:
+    """The Service IP has no endpoint in the rejecting node's rules: nothing translated it (no DNAT
+    in the packets or conntrack, no error quoting a translated destination) and the EndpointSlices
+    list no ready endpoint, or the reject came from the source's node (whose rules translate its
+    connections) or as the Service IP itself while no NetworkPolicy denies every backend (a policy
+    rejecting right after the DNAT on the source's node leaves the same packets: the error is made
+    and rewritten before any interface, and conntrack never confirms a rejected connection)."""
+    if _translated(ev, conn) or any(p.quoted.dst != conn.dst for p in errors):
+        return False
+    if _no_ready_endpoints(ev, conn.dst):
+        return True
+    return (node == src_node or sender is None) and _policy_denial(ev, conn.dst) is None
+
+
+def _no_ready_endpoints(ev: Evidence, ip: str) -> bool:
+    f = ev.facts
+    if not (f.service and f.service.cluster_ip == ip and f.slices is not None):
+        return False
+    return not any(e.ready for s in f.slices for e in s.endpoints)
+
+
+def _owner(ev: Evidence, ip: str) -> str | None:
+    """The node an address belongs to: one of its interfaces' (cni0, flannel.1, eth0), or its node IP."""
+    holder = next((node for node, c in _node_captures(ev).items() if c.inventory and ip in c.inventory.local_ips()),
+                  None)
+    return holder or next((n.name for n in ev.facts.nodes if n.internal_ip == ip), None)
+
+
+def _origin(hops: tuple[Hop, ...], at: int) -> str | None:
+    """The node an error came from when its sender is not seen: the unwatched node right beyond the
+    last hop that saw the request, else that hop's node."""
+    last = max((i for i, h in enumerate(hops) if h.request), default=at)
+    beyond = hops[last + 1] if last + 1 < len(hops) else None
+    return beyond.node if beyond is not None and beyond.blind and beyond.node else hops[last].node
 
 
 # --- causes --------------------------------------------------------------------------------
 
 
 def _cause(ev: Evidence, step: Step, conn: Conn, hops: tuple[Hop, ...], outcome: PathOutcome, at: int | None,
-           dst: str) -> tuple[str, dict[str, str]]:
+           dst: str, refusal: Refusal | None) -> tuple[str, dict[str, str]]:
     params = {"what": conn.what, "dst": dst}
     if at is not None:
         params |= {"hop": hops[at].label, "node": hops[at].node or "?"}
@@ -424,11 +629,15 @@ def _cause(ev: Evidence, step: Step, conn: Conn, hops: tuple[Hop, ...], outcome:
     if outcome is PathOutcome.UNKNOWN:
         blind = next((h for h in hops if h.blind), None)
         return ("blind", params | {"why": blind.blind}) if blind else ("not-seen", params)
+    if refusal is not None and refusal.how:
+        params |= {"sender": _sender_text(refusal), "icmp": refusal.how}
     if outcome is PathOutcome.REFUSED:
-        return ("refused-by-pod" if hops[at].kind in (HopKind.VETH, HopKind.POD) and at == len(hops) - 1
-                else "refused-by-node"), params
+        why = next((h.blind for h in hops[at + 1:] if h.blind), "")
+        return ("refused-by-pod", params) if refusal.kind is RefusalKind.POD else ("refused-unseen", params | {"why": why})
+    if outcome is PathOutcome.REJECTED:
+        return _reject_cause(ev, refusal, params)
     if outcome is PathOutcome.ICMP_ERROR:
-        return _icmp_cause(ev, step, conn, params)
+        return _icmp_cause(conn, refusal, params)
     if outcome is PathOutcome.REPLY_LOST:
         return _reply_lost_cause(ev, conn, hops, at, params)
     return _drop_cause(ev, step, conn, hops, at, last, params)
@@ -442,30 +651,39 @@ def _reply_lost_cause(ev: Evidence, conn: Conn, hops, at, params) -> tuple[str, 
     return "reply-lost", params
 
 
-def _icmp_cause(ev: Evidence, step: Step, conn: Conn, params) -> tuple[str, dict[str, str]]:
-    error = next((p for c in ev.captures for p in c.packets
-                  if p.proto == "icmp" and p.quoted and p.dst == conn.src and _reply_kind(conn, p) is Reply.ICMP
-                  and _in_window(conn, p)), None)
-    params = params | {"sender": error.src if error else "?", "icmp": _icmp_text(error)}
-    if error and error.icmp_type == 3 and error.icmp_code == 4:
-        return "mtu", params | {"size": str(conn.size)}
-    if error and error.icmp_type == 3 and error.icmp_code == 3 and _is_service_ip(ev, conn.dst) \
-            and _from_node(ev, ev.probes[step.probe].node, error.src, conn.dst):
+def _reject_cause(ev: Evidence, refusal: Refusal, params: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """A node answered for the pod: its Service rules without an endpoint, a NetworkPolicy its
+    enforcer rejects rather than drops (kube-router; Calico/Antrea Reject), or another reject rule."""
+    params = params | {"node": refusal.node or "?"}
+    if refusal.kind is RefusalKind.NO_ENDPOINTS:
         return "no-endpoints", params
+    if refusal.how == RESET:
+        return "refused-by-node", params
+    denied = _policy_denial(ev, params["dst"])
+    return ("policy-reject" if denied else "firewall-reject"), params
+
+
+def _icmp_cause(conn: Conn, refusal: Refusal, params: dict[str, str]) -> tuple[str, dict[str, str]]:
+    if refusal.how == f"ICMP {_ICMP_NAMES[(3, 4)]}":
+        return "mtu", params | {"size": str(conn.size)}
     return "icmp-unreachable", params
 
 
-def _from_node(ev: Evidence, node: str | None, sender: str, service_ip: str) -> bool:
-    """The ICMP error was made by the node (its Service rules), not by a pod."""
-    capture = _node_captures(ev).get(node)
-    return sender == service_ip or bool(capture and capture.inventory and sender in capture.inventory.local_ips())
+def _sender_text(refusal: Refusal) -> str:
+    if refusal.sender and refusal.seen_as:
+        return f"{refusal.sender}, seen by the client as {refusal.seen_as}"
+    if refusal.seen_as:
+        return f"{refusal.seen_as} (conntrack rewrote the real sender into the Service IP)"
+    return refusal.sender or "?"
 
 
-def _icmp_text(p: Packet | None) -> str:
-    names = {(3, 0): "network unreachable", (3, 1): "host unreachable", (3, 3): "port unreachable",
-             (3, 4): "fragmentation needed", (3, 9): "network prohibited", (3, 10): "host prohibited",
-             (3, 13): "administratively prohibited", (11, 0): "TTL exceeded"}
-    return names.get((p.icmp_type, p.icmp_code), f"ICMP type {p.icmp_type} code {p.icmp_code}") if p else "ICMP error"
+_ICMP_NAMES = {(3, 0): "network unreachable", (3, 1): "host unreachable", (3, 3): "port unreachable",
+               (3, 4): "fragmentation needed", (3, 9): "network prohibited", (3, 10): "host prohibited",
+               (3, 13): "administratively prohibited", (11, 0): "TTL exceeded"}
+
+
+def _icmp_text(p: Packet) -> str:
+    return _ICMP_NAMES.get((p.icmp_type, p.icmp_code), f"type {p.icmp_type} code {p.icmp_code}")
 
 
 def _is_service_ip(ev: Evidence, ip: str) -> bool:

@@ -1,21 +1,22 @@
 """Layers 3–5, the data path: source → each pod IP, source → Service IP (and NodePort), and every
 node's probe → each backend (TCP, Service IP, small and DF-sized pings).
 
-A REFUSED connection proves the path works (the backend's kernel answered); only TIMEOUT and
-UNREACHABLE are path failures here. Steps the policies are expected to block are left to the
-policy layer.
+A connection reached its backend only when it connected or the backend itself reset it: the
+captures tell the pod's reset from a node's reject (a NetworkPolicy enforcer or firewall answering
+for the pod, e.g. kube-router), which the probe's connect() cannot ("connection refused" both);
+without capture who refused is unknown, and an unknown refusal proves nothing. Steps the policies
+are expected to block are left to the policy layer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netdoctor.judge import coverage, hops
 from netdoctor.judge.common import completed, error, failed, logs, names, passed, skip
 from netdoctor.model import CheckResult, Evidence, Expect, State, Step
-from netdoctor.observations import PingOutcome, PingResult, TcpOutcome, TcpResult
+from netdoctor.observations import PingOutcome, PingResult, Refusal, RefusalKind, TcpOutcome, TcpResult
 
-_REACHED = (TcpOutcome.CONNECTED, TcpOutcome.REFUSED)
 _SMALL = 56
 
 
@@ -30,6 +31,18 @@ class Attempt:
     outcome: TcpOutcome
     connected: int
     tries: int
+    refusal: Refusal | None = None  # for a refused attempt: who refused it, from the captures
+
+
+def reached(a: Attempt) -> bool:
+    """The backend answered: a connection, or a reset from the pod itself (not a node's reject)."""
+    return a.outcome is TcpOutcome.CONNECTED or (a.outcome is TcpOutcome.REFUSED and a.refusal is not None
+                                                  and a.refusal.reached)
+
+
+def _told_apart(ev: Evidence, a: Attempt) -> Attempt:
+    """A refused attempt with who refused it (hops.refusal reads the captures)."""
+    return replace(a, refusal=hops.refusal(ev, a.step)) if a.outcome is TcpOutcome.REFUSED else a
 
 
 def outcome(results: tuple[TcpResult, ...]) -> TcpOutcome:
@@ -51,6 +64,7 @@ def attempts(ev: Evidence, check_id: str) -> tuple[list[Attempt], list[str]]:
         found.append(Attempt(step, ev.node_of(step.probe), pod.name if pod else step.action.ip,
                              pod.node_name if pod else None, outcome(results),
                              sum(r.outcome is TcpOutcome.CONNECTED for r in results), len(results)))
+    found = [_told_apart(ev, a) for a in found]
     broken = [a for a in found if a.outcome is TcpOutcome.ERROR]
     problems += [f"{a.step.title or a.step.key}: probe error" for a in broken]
     return [a for a in found if a.outcome is not TcpOutcome.ERROR], problems
@@ -58,7 +72,33 @@ def attempts(ev: Evidence, check_id: str) -> tuple[list[Attempt], list[str]]:
 
 def _line(a: Attempt) -> str:
     tries = f" ({a.connected}/{a.tries})" if a.tries > 1 else ""
-    return f"{a.step.title or a.step.key}: {a.outcome.value}{tries}"
+    told = f" ({_who(a.refusal)})" if a.refusal else ""
+    return f"{a.step.title or a.step.key}: {a.outcome.value}{tries}{told}"
+
+
+def _who(r: Refusal) -> str:
+    """Who refused, for the evidence lines."""
+    sender = r.sender or r.seen_as or "?"
+    if r.kind is RefusalKind.POD:
+        return f"{r.how} from the pod itself: nothing listens"
+    if r.kind is RefusalKind.REJECT:
+        return f"rejected by {r.node or '?'}: {r.how} from {sender}"
+    if r.kind is RefusalKind.NO_ENDPOINTS:
+        return f"no endpoint in {r.node or '?'}'s Service rules: {r.how} from {sender}"
+    if r.kind is RefusalKind.UNKNOWN:
+        return "who refused is unknown: no capture shows it"
+    return f"{r.how} from {sender} ({r.node or '?'})"
+
+
+def _failure(a: Attempt) -> str | None:
+    """The ND-POD-001 cause of an attempt that did not connect (None when it did): the pod's own
+    reset, a node's reject, a refusal no capture explains, a timeout, unreachable."""
+    if a.outcome is not TcpOutcome.REFUSED:
+        return None if a.outcome is TcpOutcome.CONNECTED else a.outcome.value
+    kind = a.refusal.kind if a.refusal else RefusalKind.UNKNOWN
+    if kind is RefusalKind.POD:
+        return "refused"
+    return "rejected" if kind in (RefusalKind.REJECT, RefusalKind.NO_ENDPOINTS) else "refused-unknown"
 
 
 # --- layer 3: direct Pod IP --------------------------------------------------------------------
@@ -71,13 +111,17 @@ def judge_pod(ev: Evidence) -> list[CheckResult]:
     if not tried:
         return [error("ND-POD-001", "no connection attempt completed", problems, logs(ev, "ND-POD-001"))]
     lines = [_line(a) for a in tried] + problems
-    bad = {o: [a for a in tried if a.outcome is o] for o in (TcpOutcome.REFUSED, TcpOutcome.TIMEOUT, TcpOutcome.UNREACHABLE)}
     port = ev.facts.target_port
-    for o, cause in ((TcpOutcome.REFUSED, "refused"), (TcpOutcome.TIMEOUT, "timeout"), (TcpOutcome.UNREACHABLE, "unreachable")):
-        if bad[o]:
-            pods = [a.backend for a in bad[o]]
-            params = {"pods": names(pods), "pod": pods[0], "node": bad[o][0].backend_node or "<node>"}
-            return [failed("ND-POD-001", cause, f"{len(pods)}/{len(tried)} backends {o.value} on port {port}",
+    for cause in ("rejected", "refused", "refused-unknown", "timeout", "unreachable"):
+        bad = [a for a in tried if _failure(a) == cause]
+        if bad:
+            pods = [a.backend for a in bad]
+            params = {"pods": names(pods), "pod": pods[0], "node": bad[0].backend_node or "<node>"}
+            if cause == "rejected":
+                r = bad[0].refusal
+                params |= {"node": r.node or "?", "sender": r.sender or r.seen_as or "?", "icmp": r.how}
+            what = "rejected by a node" if cause == "rejected" else bad[0].outcome.value
+            return [failed("ND-POD-001", cause, f"{len(pods)}/{len(tried)} backends {what} on port {port}",
                            lines, params, log=logs(ev, "ND-POD-001"))]
     return [passed("ND-POD-001", f"{len(tried)}/{len(tried)} backends connect on port {port}", lines)]
 
@@ -106,6 +150,11 @@ def _cluster_ip(ev: Evidence) -> CheckResult:
         return _all_connected(ev, a, found, lines, params)
     if a.connected:
         return failed("ND-SVC-001", "partial", f"{a.connected}/{a.tries} connections succeeded", lines, params,
+                      log=logs(ev, "ND-SVC-001"))
+    if a.refusal is not None and a.refusal.kind is RefusalKind.REJECT:  # after the DNAT: not kube-proxy
+        r = a.refusal
+        params |= {"node": r.node or "?", "sender": r.sender or r.seen_as or "?", "icmp": r.how}
+        return failed("ND-SVC-001", "rejected", f"0/{a.tries} connections: rejected by {r.node or '?'}", lines, params,
                       log=logs(ev, "ND-SVC-001"))
     good = sorted({x.node for x in _node_service(ev) if x.connected and x.node != a.node})
     if good and a.node and _reaches_every_backend(ev, a.node):
@@ -155,7 +204,7 @@ def _spread(ev: Evidence, step: Step) -> str:
 def _reaches_every_backend(ev: Evidence, node: str) -> bool:
     """The node's probe reached each backend's pod IP: its paths are fine, its Service rules aren't."""
     from_node = [x for x in attempts(ev, "ND-NODE-002")[0] if x.node == node]
-    return bool(from_node) and all(x.outcome in _REACHED for x in from_node)
+    return bool(from_node) and all(reached(x) for x in from_node)
 
 
 def _node_service(ev: Evidence) -> list[Attempt]:
@@ -210,9 +259,13 @@ def _cross_node(ev: Evidence) -> CheckResult:
         return skip("ND-NODE-002", "the NetworkPolicies deny these flows (see NetworkPolicy)") if tried else error(
             "ND-NODE-002", "no node probe completed", problems, logs(ev, "ND-NODE-002"))
     lines = [_line(a) for a in expected] + problems
-    bad = [a for a in expected if a.outcome not in _REACHED]
+    bad = [a for a in expected if not reached(a)]
     if not bad:
         return passed("ND-NODE-002", f"{len(expected)} node → backend paths work", lines)
+    refused = _refused_paths(ev, bad, lines)
+    if refused:
+        return refused
+    bad = [a for a in bad if a.outcome is not TcpOutcome.REFUSED]
     log, pairs = logs(ev, "ND-NODE-002"), names(map(_pair, bad))
     if any(a.node == a.backend_node for a in bad):
         return failed("ND-NODE-002", "unreachable", f"{len(bad)} path(s) fail, same-node too", lines, {"pairs": pairs}, log=log)
@@ -220,6 +273,23 @@ def _cross_node(ev: Evidence) -> CheckResult:
     if isolated:
         return failed("ND-NODE-002", "node-isolated", f"node {isolated} is cut off", lines, {"node": isolated}, log=log)
     return failed("ND-NODE-002", "cross-node", f"{len(bad)} cross-node path(s) fail", lines, {"pairs": pairs}, log=log)
+
+
+def _refused_paths(ev: Evidence, bad: list[Attempt], lines: list[str]) -> CheckResult | None:
+    """A node's reject answering for the pods fails the paths with that node named; refusals no
+    capture explains fail them as such when nothing else did (they prove no path)."""
+    log = logs(ev, "ND-NODE-002")
+    rejected = [a for a in bad if _failure(a) == "rejected"]
+    if rejected:
+        by = names(sorted({a.refusal.node or "?" for a in rejected}))
+        first = rejected[0].refusal
+        params = {"pairs": names(map(_pair, rejected)), "nodes": by, "sender": first.sender or first.seen_as or "?",
+                  "icmp": first.how}
+        return failed("ND-NODE-002", "rejected", f"{len(rejected)} path(s) rejected by {by}", lines, params, log=log)
+    if all(a.outcome is TcpOutcome.REFUSED for a in bad):
+        return failed("ND-NODE-002", "refused-unknown", f"{len(bad)} path(s) refused, by whom is unknown", lines,
+                      {"pairs": names(map(_pair, bad))}, log=log)
+    return None
 
 
 def _isolated_node(expected: list[Attempt], bad: list[Attempt]) -> str | None:
@@ -240,11 +310,16 @@ def _node_service_ip(ev: Evidence) -> CheckResult:
     tried, problems = attempts(ev, "ND-NODE-003")
     if not tried:
         return error("ND-NODE-003", "no node probe reached the Service IP step", problems, logs(ev, "ND-NODE-003"))
-    lines = [_line(a) for a in tried] + problems
-    bad = [a.node for a in tried if a.connected == 0 and _reaches_every_backend(ev, a.node)]
+    expected = [a for a in tried if a.step.expect is Expect.SUCCEED]
+    if not expected:
+        return skip("ND-NODE-003", "the NetworkPolicies deny these flows (see NetworkPolicy)")
+    lines = [_line(a) for a in expected] + problems
+    bad = [a.node for a in expected if a.connected == 0 and _reaches_every_backend(ev, a.node)]
     if not bad:
-        return passed("ND-NODE-003", f"the Service IP works from {len(tried)} node(s)", lines)
-    cause = "everywhere" if len(bad) == len(tried) else "kube-proxy"
+        works = [a for a in expected if a.connected]
+        rest = "" if len(works) == len(expected) else "; where it fails, the pod IPs fail too (see ND-NODE-002)"
+        return passed("ND-NODE-003", f"the Service IP works from {len(works)}/{len(expected)} node(s){rest}", lines)
+    cause = "everywhere" if len(bad) == len(expected) else "kube-proxy"
     return failed("ND-NODE-003", cause, f"Service IP fails from {names(bad)} while pod IPs work", lines,
                   {"nodes": names(bad)}, log=logs(ev, "ND-NODE-003"))
 
@@ -295,7 +370,7 @@ def _mtu(ev: Evidence, by_pair: dict) -> CheckResult:
 
 def _icmp(ev: Evidence, by_pair: dict) -> CheckResult:
     """Pings the policies admit fail while TCP across the nodes works: ICMP is filtered."""
-    tcp_works = any(a.outcome in _REACHED for a in attempts(ev, "ND-NODE-002")[0])
+    tcp_works = any(reached(a) for a in attempts(ev, "ND-NODE-002")[0])
     blocked = [pair for pair, rs in by_pair.items() if not _small_ok(rs)]
     if blocked and tcp_works:
         pairs = names(f"{n} → {t}" for n, t in blocked)

@@ -5,13 +5,17 @@ first_broken, check_id, cause, headline, remediation, commands, consequences, pa
 layers[{id, title, state, reason, explained_by, checks[{id, title, state, cause, message, evidence,
 log, explained_by}]}], capture{mode, points, blind},
 paths[PATH]. A PATH is {step, flow, outcome, cause, summary, params, at, connections, same_outcome,
-backends{"ip:port": n}, hops[{label, node, pod, interface, kind, request, reply, note, blind}]};
-`at` indexes hops (the hop of loss or refusal), `diagnosis.path` is a PATH or null.
+backends{"ip:port": n}, refusal, hops[{label, node, pod, interface, kind, request, reply, note, blind}]};
+`at` indexes hops (the hop of loss or refusal), `diagnosis.path` is a PATH or null. `refusal` says
+who turned the connection away: {kind, sender, node, how, seen_as}, kind pod (its own reset: it
+answered) / reject (a node's reject rule answered for it) / no-endpoints / unreachable / silent /
+unknown (no capture shows it); `seen_as` is the sender as the client saw it when conntrack rewrote
+it (a Service IP); null when delivered.
 `diagnosis.layer` is the layer of the most likely root cause (the text report's "FAIL at");
 `first_broken` the first layer, in runbook order, in the worst state. `consequences` lists the IDs
 of the failed checks that cause explains; each of them has `explained_by` = "CHECK-ID:cause".
-States are pass/warn/fail/error/skip; outcomes delivered/refused/icmp-error/dropped/reply-lost/
-unknown; replies answer/rst/icmp or null. New keys may be added within v1; none is removed or renamed.
+States are pass/warn/fail/error/skip; outcomes delivered/refused (the pod's reset)/rejected (a
+node's reject)/icmp-error/dropped/reply-lost/unknown; replies answer/rst/icmp or null. New keys may be added within v1; none is removed or renamed.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 
 from netdoctor.model import CheckResult, Hop, HopPath, LayerResult, Report, State
+from netdoctor.observations import Refusal
 
 SCHEMA = "netdoctor.check/v1"
 
@@ -56,7 +61,11 @@ def _first_broken(report: Report) -> str | None:
 def _path(p: HopPath) -> dict:
     return {"step": p.step_key, "flow": p.flow, "outcome": p.outcome.value, "cause": p.cause, "summary": p.summary,
             "params": dict(p.params), "at": p.at, "connections": p.connections, "same_outcome": p.same_outcome, "backends": dict(p.backends),
-            "hops": [_hop(h) for h in p.hops]}
+            "refusal": _refusal(p.refusal) if p.refusal else None, "hops": [_hop(h) for h in p.hops]}
+
+
+def _refusal(r: Refusal) -> dict:
+    return {"kind": r.kind.value, "sender": r.sender, "node": r.node, "how": r.how, "seen_as": r.seen_as}
 
 
 def _hop(h: Hop) -> dict:

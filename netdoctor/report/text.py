@@ -104,7 +104,8 @@ def _changes(path: HopPath) -> list[str]:
 
 def _all_paths(report: Report, console: Console) -> None:
     console.print()
-    console.print("[bold]hop by hop[/] (✓ seen, · not seen, ✗ lost here, ? not observed)")
+    console.print("[bold]hop by hop[/] (✓ seen, · not seen, ✗ lost here, ? not observed, RST/ICMP: a reset or an "
+                  "ICMP error came back)")
     for path in report.paths:
         console.print(f"{escape(path.step_key)}: {escape(path.summary)}")
         if path.hops:

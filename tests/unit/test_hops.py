@@ -12,7 +12,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from netdoctor.judge.hops import paths, spread
+from netdoctor.judge.hops import paths, refusal, spread
 from netdoctor.model import (
     Capture,
     DnsQuery,
@@ -46,6 +46,8 @@ from netdoctor.observations import (
     NatEntry,
     Packet,
     Quoted,
+    Refusal,
+    RefusalKind,
     Route,
 )
 from netdoctor.policy import model as pm
@@ -57,11 +59,12 @@ SRC, SRC_VETH, SRC_MAC = "10.244.1.60", "ve5a3e5f82a", "aa:00:00:01:00:60"
 WEB1, WEB1_VETH, WEB1_MAC = "10.244.2.20", "v90be70f2f7", "aa:00:00:02:00:20"
 WEB2, WEB2_VETH, WEB2_MAC = "10.244.2.21", "v1b2c3d4e5f", "aa:00:00:02:00:21"
 DNSPOD, DNS_VETH, DNS_MAC = "10.244.1.2", "vd0d0d0d0d0", "aa:00:00:01:00:02"
+WEB3, WEB3_VETH, WEB3_MAC = "10.244.1.30", "v3c3c3c3c3c", "aa:00:00:01:00:30"
 CLUSTER_IP, DNS_IP = "10.96.0.20", "10.96.0.10"
 T0 = 1_700_000_000.0
 
 PODS = {  # node -> {pod ip: (veth, mac)}
-    "node-1": {SRC: (SRC_VETH, SRC_MAC), DNSPOD: (DNS_VETH, DNS_MAC)},
+    "node-1": {SRC: (SRC_VETH, SRC_MAC), DNSPOD: (DNS_VETH, DNS_MAC), WEB3: (WEB3_VETH, WEB3_MAC)},
     "node-2": {WEB1: (WEB1_VETH, WEB1_MAC), WEB2: (WEB2_VETH, WEB2_MAC)},
 }
 
@@ -376,8 +379,9 @@ def test_a_reset_from_a_node_reject_rule_is_refused_by_node():
     s = Scene()
     s.flow(cross(), t=T0, key=40401, dst=WEB1, dport=8080, reach=5, reply="rst")  # node-1 eth0 rejects
     path = only(evidence(s, [tcp_step("pod:web-1", WEB1, 8080)]))
-    assert path.outcome is PathOutcome.REFUSED and path.cause == "refused-by-node"
+    assert path.outcome is PathOutcome.REJECTED and path.cause == "refused-by-node"
     assert path.hops[path.at].label == "node-1 eth0"
+    assert path.refusal == Refusal(RefusalKind.REJECT, WEB1, "node-1", "TCP reset")  # forged as the pod's
 
 
 def test_icmp_port_unreachable_from_the_node_for_a_service_ip_is_no_endpoints():
@@ -388,11 +392,12 @@ def test_icmp_port_unreachable_from_the_node_for_a_service_ip_is_no_endpoints():
     s.add("node-1", SRC_VETH, T0 + 0.01, **error)
     s.add("source", "eth0", T0 + 0.011, **error)
     path = only(evidence(s, [tcp_step("svc:web", CLUSTER_IP, 80)], backends=()))
-    assert path.outcome is PathOutcome.ICMP_ERROR and path.cause == "no-endpoints"
+    assert path.outcome is PathOutcome.REJECTED and path.cause == "no-endpoints"
     assert path.hops[path.at].label == f"node-1 {SRC_VETH}"
     assert path.hops[0].reply is Reply.ICMP and path.hops[1].reply is Reply.ICMP
     params = dict(path.params)
-    assert params["sender"] == CLUSTER_IP and params["icmp"] == "port unreachable"
+    assert params["sender"] == CLUSTER_IP and params["icmp"] == "ICMP port unreachable"
+    assert path.refusal.kind is RefusalKind.NO_ENDPOINTS and path.refusal.node == "node-1"
 
 
 def test_icmp_port_unreachable_from_a_pod_is_only_icmp_unreachable():
@@ -428,8 +433,12 @@ def test_an_answer_lost_on_a_node_without_a_route_back_is_reply_no_route():
     assert path.outcome is PathOutcome.REPLY_LOST and path.cause == "reply-no-route"
     params = dict(path.params)
     assert params["node"] == "node-2" and params["dst"] == SRC
-    assert path.hops[path.at].node == "node-2" and path.hops[path.at].label == "node-2 eth0"
+    # The SYN came in through the tunnel though node-2's route back does not go out through it:
+    # flannel.1 is drawn where it saw the request, and is the first hop the answer missed.
+    assert labels(path) == CROSS_LABELS and all(h.request for h in path.hops)
+    assert path.hops[path.at].label == "node-2 flannel.1"
     assert path.hops[path.at + 1].reply is Reply.ANSWER
+    assert path.refusal == Refusal(RefusalKind.SILENT, node="node-2")
 
 
 def test_a_big_df_ping_lost_at_the_source_underlay_while_a_small_one_passes_is_mtu():
@@ -591,3 +600,245 @@ def test_the_same_drop_with_policy_allowing_is_a_destination_drop():
     policy = (PolicyFlow("web-1", verdict(True, True)),)
     path = only(evidence(s, [tcp_step("pod:web-1", WEB1, 8080)], policy=policy))
     assert path.cause == "destination-drop" and path.hops[path.at].label == f"node-2 {WEB1_VETH}"
+
+
+# --- refusals told apart: the pod's reset, a node's reject, silence -------------------------
+# kube-router answers a denied SYN with `REJECT --reject-with icmp-port-unreachable`, sent by the
+# node from its address on the pod's side: cni0 on the same node, flannel.1 across the tunnel.
+# For a ClusterIP, conntrack rewrites that error's sender into the ClusterIP on the client's node.
+
+CNI0 = {"node-1": "10.244.1.1", "node-2": "10.244.2.1"}
+FLANNEL = {"node-1": "10.244.1.0", "node-2": "10.244.2.0"}
+WEB3_POD = pod("web-3", WEB3, "node-1")
+DENY_WEB = (PolicyFlow("web-1", verdict(True, False)), PolicyFlow("web-2", verdict(True, False)),
+            PolicyFlow("web-3", verdict(True, False)))
+
+
+def unreachable(s: Scene, points, t: float, sender: str, quoted: Quoted, code: int = 3) -> None:
+    """An ICMP destination unreachable from `sender` to the source, seen at `points` in turn."""
+    for i, (where, interface, under) in enumerate(points):
+        fields = {"proto": "icmp", "src": sender, "dst": SRC, "length": 88, "icmp_type": 3, "icmp_code": code,
+                  "quoted": quoted}
+        if under:
+            fields["encap"] = Encap("vxlan", node_ip("node-2"), node_ip("node-1"), 8472, 1)
+        s.add(where, interface, t + 0.01 + i * 0.001, **fields)
+
+
+@pytest.mark.parametrize("policy, cause", [(DENY_WEB, "policy-reject"), ((), "firewall-reject")])
+def test_a_same_node_reject_from_the_nodes_cni0_address_is_a_reject_at_that_node(policy, cause):
+    s = Scene()
+    s.flow(local(WEB3_VETH), t=T0, key=43000, dst=WEB3, dport=8080, reach=2, reply=None)  # source eth0, veth
+    unreachable(s, [("node-1", "cni0", False), ("node-1", SRC_VETH, False), ("source", "eth0", False)], T0,
+                CNI0["node-1"], Quoted("tcp", SRC, WEB3, 43000, 8080))
+    step = tcp_step("pod:web-3", WEB3, 8080)
+    ev = evidence(s, [step], backends=BACKENDS + (WEB3_POD,), policy=policy)
+    path = only(ev)
+    assert path.outcome is PathOutcome.REJECTED and path.cause == cause
+    assert labels(path) == ["source eth0", f"node-1 {SRC_VETH}", "node-1 cni0", f"node-1 {WEB3_VETH}"]
+    assert [h.reply for h in path.hops] == [Reply.ICMP, Reply.ICMP, Reply.ICMP, None]
+    assert path.hops[path.at].label == "node-1 cni0"
+    assert path.refusal == Refusal(RefusalKind.REJECT, CNI0["node-1"], "node-1", "ICMP port unreachable")
+    params = dict(path.params)
+    assert params["node"] == "node-1" and params["sender"] == CNI0["node-1"]
+    assert refusal(ev, step) == path.refusal
+
+
+def cross_reject(s: Scene, key: int, dst: str, dport: int, *, dnat: bool = False, rewritten_below: int = 0) -> None:
+    """A SYN (to `dst`, or DNATed on node-1 cni0 to web-1) that crosses the tunnel and is rejected
+    by node-2 after its flannel.1; the error comes back from node-2's flannel.1 address, seen
+    rewritten into `dst` (by conntrack) at the route points before `rewritten_below`."""
+    route = cross()
+    s.flow(route, t=T0, key=key, dst=dst, dport=dport, reach=7, reply=None,
+           **({"dnat_from": 2, "backend": (WEB1, 8080)} if dnat else {}))
+    back = list(reversed(route[:7]))  # node-2 flannel.1 … source eth0
+    cut = 7 - rewritten_below
+    unreachable(s, back[:cut], T0, FLANNEL["node-2"], Quoted("tcp", SRC, WEB1, key, 8080))
+    unreachable(s, back[cut:], T0 + 0.005, dst, Quoted("tcp", SRC, dst, key, dport))
+
+
+def test_a_cross_node_reject_from_the_remote_flannel_address_is_a_reject_at_the_remote_node():
+    s = Scene()
+    cross_reject(s, 43100, WEB1, 8080)
+    path = only(evidence(s, [tcp_step("pod:web-1", WEB1, 8080)], policy=DENY_WEB))
+    assert path.outcome is PathOutcome.REJECTED and path.cause == "policy-reject"
+    assert [h.request for h in path.hops] == [True] * 7 + [False] * 2
+    assert [h.reply for h in path.hops] == [Reply.ICMP] * 7 + [None] * 2
+    assert path.hops[path.at].label == "node-2 flannel.1"
+    assert path.refusal == Refusal(RefusalKind.REJECT, FLANNEL["node-2"], "node-2", "ICMP port unreachable")
+    assert dict(path.params)["node"] == "node-2"
+
+
+@pytest.mark.parametrize("captured", [("node-1", "node-2"), ("node-1",)])
+def test_a_reject_rewritten_into_the_cluster_ip_is_the_backends_node_not_no_endpoints(captured):
+    """The client sees the ICMP from the ClusterIP, but the same hops show the DNAT to a ready pod
+    and the SYN crossing the tunnel: node-2's policy rejected it; the Service had its endpoint."""
+    s = Scene()
+    cross_reject(s, 43200, CLUSTER_IP, 80, dnat=True, rewritten_below=3)  # rewritten leaving node-1 cni0
+    path = only(evidence(s, [tcp_step("svc:web", CLUSTER_IP, 80)], captured=captured, policy=DENY_WEB))
+    assert path.outcome is PathOutcome.REJECTED and path.cause == "policy-reject", path.cause
+    assert path.hops[2].note == f"DNAT → {WEB1}:8080"
+    assert any("VXLAN" in h.note for h in path.hops if h.request)
+    assert path.refusal.kind is RefusalKind.REJECT and path.refusal.node == "node-2"
+    assert path.refusal.sender == FLANNEL["node-2"] and path.refusal.seen_as == CLUSTER_IP
+    params = dict(path.params)
+    assert params["node"] == "node-2" and CLUSTER_IP in params["sender"] and FLANNEL["node-2"] in params["sender"]
+
+
+def test_a_reject_seen_only_as_the_cluster_ip_after_dnat_is_still_not_no_endpoints():
+    s = Scene()
+    cross_reject(s, 43300, CLUSTER_IP, 80, dnat=True, rewritten_below=3)
+    for where in ("node-1", "node-2"):  # no capture saw the real sender
+        s.packets[where] = [p for p in s.packets[where] if p.proto != "icmp" or p.src == CLUSTER_IP]
+    path = only(evidence(s, [tcp_step("svc:web", CLUSTER_IP, 80)]))
+    assert path.outcome is PathOutcome.REJECTED and path.cause == "firewall-reject"
+    assert path.refusal == Refusal(RefusalKind.REJECT, None, "node-2", "ICMP port unreachable", CLUSTER_IP)
+    assert "conntrack rewrote" in dict(path.params)["sender"]
+
+
+@pytest.mark.parametrize("sender", [CLUSTER_IP, CNI0["node-1"]])
+def test_a_reject_for_the_cluster_ip_with_no_translation_anywhere_is_no_endpoints(sender):
+    """kube-proxy's reject for a Service without endpoints, from the ClusterIP (nftables, before
+    NAT) or from the node's cni0 address (iptables, in FORWARD): no DNAT, no translated SYN."""
+    s = Scene()
+    s.flow(local(DNS_VETH), t=T0, key=43400, dst=CLUSTER_IP, dport=80, reach=3, reply=None)
+    unreachable(s, [("node-1", "cni0", False), ("node-1", SRC_VETH, False), ("source", "eth0", False)], T0,
+                sender, Quoted("tcp", SRC, CLUSTER_IP, 43400, 80))
+    path = only(evidence(s, [tcp_step("svc:web", CLUSTER_IP, 80)]))  # two backends, both Ready
+    assert path.outcome is PathOutcome.REJECTED and path.cause == "no-endpoints"
+    assert path.refusal.kind is RefusalKind.NO_ENDPOINTS and path.refusal.node == "node-1"
+
+
+def test_the_same_reject_with_conntrack_showing_the_dnat_is_a_reject_after_translation():
+    s = Scene()
+    s.flow(local(DNS_VETH), t=T0, key=43401, dst=CLUSTER_IP, dport=80, reach=3, reply=None)
+    unreachable(s, [("node-1", "cni0", False), ("node-1", SRC_VETH, False), ("source", "eth0", False)], T0,
+                CLUSTER_IP, Quoted("tcp", SRC, CLUSTER_IP, 43401, 80))
+    s.nat["node-1"].append(NatEntry("tcp", SRC, 43401, CLUSTER_IP, 80, WEB1, 8080))
+    path = only(evidence(s, [tcp_step("svc:web", CLUSTER_IP, 80)]))
+    assert path.outcome is PathOutcome.REJECTED and path.cause == "firewall-reject"
+    assert path.refusal.kind is RefusalKind.REJECT and path.refusal.node == "node-1"  # dropped before leaving
+
+
+def test_the_slices_without_a_ready_endpoint_make_a_remote_reject_no_endpoints():
+    from netdoctor.cluster.objects import EndpointAddress, EndpointSlice
+
+    s = Scene()
+    s.flow(cross()[:5], t=T0, key=43402, dst=CLUSTER_IP, dport=80, reply=None)
+    unreachable(s, [("node-1", "eth0", False), ("node-1", "cni0", False), ("node-1", SRC_VETH, False),
+                    ("source", "eth0", False)], T0, "172.30.0.254", Quoted("tcp", SRC, CLUSTER_IP, 43402, 80))
+    unready = (EndpointSlice("demo", "web-x", "web", "IPv4", (), (EndpointAddress(WEB1, False, False, True, "web-1",
+                                                                                 "node-2"),)),)
+    path = only(evidence(s, [tcp_step("svc:web", CLUSTER_IP, 80)], slices=unready))
+    assert path.cause == "no-endpoints" and path.refusal.kind is RefusalKind.NO_ENDPOINTS
+    path = only(evidence(s, [tcp_step("svc:web", CLUSTER_IP, 80)]))  # slices unknown: a router's reject
+    assert path.cause == "firewall-reject" and path.refusal.sender == "172.30.0.254"
+
+
+@pytest.mark.parametrize("dst, dport, dnat", [(WEB1, 8080, False), (CLUSTER_IP, 80, True)])
+def test_a_reset_from_the_pods_own_address_is_the_pod_refusing(dst, dport, dnat):
+    s = Scene()
+    s.flow(cross(), t=T0, key=43500, dst=dst, dport=dport, reply="rst",
+           **({"dnat_from": 2, "backend": (WEB1, 8080)} if dnat else {}))
+    step = tcp_step("svc:web" if dnat else "pod:web-1", dst, dport)
+    ev = evidence(s, [step])
+    path = only(ev)
+    assert path.outcome is PathOutcome.REFUSED and path.cause == "refused-by-pod"
+    assert path.refusal == Refusal(RefusalKind.POD, WEB1, "node-2", "TCP reset") and path.refusal.reached
+    assert refusal(ev, step).reached
+
+
+def test_a_reset_from_beyond_a_blind_node_is_an_unknown_refusal():
+    s = Scene()
+    s.flow(cross(), t=T0, key=43600, dst=WEB1, dport=8080, reply="rst")  # node-2 is not captured
+    path = only(evidence(s, [tcp_step("pod:web-1", WEB1, 8080)], captured=("node-1",)))
+    assert path.outcome is PathOutcome.REFUSED and path.cause == "refused-unseen"
+    assert path.refusal.kind is RefusalKind.UNKNOWN and not path.refusal.reached
+    assert dict(path.params)["why"] == "no capture on node-2"
+
+
+def test_without_capture_the_refusal_kind_is_unknown():
+    step = tcp_step("pod:web-1", WEB1, 8080)
+    assert refusal(evidence(None, [step]), step) == Refusal(RefusalKind.UNKNOWN)
+    s = Scene()
+    s.flow(cross(), t=T0, key=43700, dst=WEB1, dport=8080, reply="rst")
+    blind_source = replace(evidence(s, [step], pod_capture=False, captured=()), captures=(
+        Capture("probe source", "node-1", "source", blind="NET_RAW forbidden by PodSecurity"),))
+    assert refusal(blind_source, step).kind is RefusalKind.UNKNOWN
+
+
+def test_a_drop_is_silence_at_the_hop_of_loss():
+    s = Scene()
+    s.flow(cross(), t=T0, key=43800, dst=WEB1, dport=8080, reach=5, reply=None)
+    path = only(evidence(s, [tcp_step("pod:web-1", WEB1, 8080)]))
+    assert path.refusal == Refusal(RefusalKind.SILENT, node="node-2")
+
+
+def test_a_steps_refusal_names_a_nodes_reject_before_the_pods_reset():
+    s = Scene()
+    s.flow(cross(WEB2_VETH), t=T0, key=43900, dst=CLUSTER_IP, dport=80, reply="rst", dnat_from=2,
+           backend=(WEB2, 8080))
+    cross_reject(s, 43901, CLUSTER_IP, 80, dnat=True, rewritten_below=3)
+    step = tcp_step("svc:web", CLUSTER_IP, 80, attempts=2)
+    found = refusal(evidence(s, [step], policy=DENY_WEB), step)
+    assert found.kind is RefusalKind.REJECT and found.node == "node-2" and not found.reached
+
+
+# --- a hop where the packet was seen is drawn as seen ----------------------------------------
+
+
+def test_a_pod_the_nodes_neighbour_table_does_not_know_is_still_drawn_where_it_was_seen():
+    """node-2 never ARPed web-1 (or the entry expired): its inventory cannot place the pod, yet
+    tcpdump saw the SYN on cni0 and the pod's veth: both are hops, seen both ways."""
+    s = Scene()
+    s.inventories["node-2"] = replace(s.inventories["node-2"], neighbours=(), fdb=())
+    s.flow(cross(), t=T0, key=44000, dst=WEB1, dport=8080)
+    for backends in (BACKENDS, BACKENDS[1:]):  # also when the API does not list web-1
+        path = only(evidence(s, [tcp_step("pod:web-1", WEB1, 8080)], backends=backends))
+        assert labels(path) == CROSS_LABELS
+        assert all(h.request and h.reply is Reply.ANSWER and not h.blind for h in path.hops)
+
+
+def test_an_interface_off_the_predicted_route_is_drawn_where_the_packet_crossed_it():
+    """node-1's route to node-2's pods goes through flannel.1, but the SYN left through another
+    tunnel device: it is drawn right after cni0, where the request crossed it."""
+    s = Scene()
+    inv = s.inventories["node-1"]
+    s.inventories["node-1"] = replace(inv, interfaces=inv.interfaces + (
+        Interface(30, "wg0", InterfaceKind.OVERLAY, 1420, addresses=("10.99.0.1/32",)),))
+    route = cross()
+    route[3] = ("node-1", "wg0", False)
+    s.flow(route, t=T0, key=44100, dst=WEB1, dport=8080)
+    path = only(evidence(s, [tcp_step("pod:web-1", WEB1, 8080)]))
+    assert labels(path) == CROSS_LABELS[:3] + ["node-1 wg0", "node-1 flannel.1"] + CROSS_LABELS[4:]
+    assert not path.hops[4].request  # the predicted tunnel saw nothing
+    wg0 = path.hops[3]
+    assert wg0.kind is HopKind.OVERLAY and wg0.request and wg0.reply is Reply.ANSWER
+    assert path.outcome is PathOutcome.DELIVERED
+
+
+def test_a_steps_path_is_its_answered_reject_when_the_rate_limit_silenced_the_others():
+    """A node sends a few ICMP errors to a destination, then one a second: of a step's rejected
+    connections the first one here got none. The step's path is the rejected one, every run."""
+    s = Scene()
+    for n, answered in enumerate((False, True, False)):
+        s.flow(local(DNS_VETH), t=T0 + n, key=45000 + n, dst=CLUSTER_IP, dport=80, reach=2, reply=None)
+        if answered:
+            unreachable(s, [("node-1", "cni0", False), ("node-1", SRC_VETH, False), ("source", "eth0", False)],
+                        T0 + n, CNI0["node-1"], Quoted("tcp", SRC, CLUSTER_IP, 45000 + n, 80))
+    path = only(evidence(s, [tcp_step("svc:web", CLUSTER_IP, 80, attempts=3)], backends=()))
+    assert path.outcome is PathOutcome.REJECTED and path.cause == "no-endpoints"
+    assert path.flow.startswith(f"{SRC}:45001 ") and (path.connections, path.same_outcome) == (3, 1)
+
+
+def test_an_egress_reject_right_after_the_dnat_on_the_source_node_is_the_policys_not_no_endpoints():
+    """The source's node DNATs the SYN, its egress policy rejects it in FORWARD: no translated
+    packet on any interface, the error rewritten into the ClusterIP, no conntrack entry (a rejected
+    connection is never confirmed). The policies deny every backend: their reject, at node-1."""
+    s = Scene()
+    s.flow(local(DNS_VETH), t=T0, key=45100, dst=CLUSTER_IP, dport=80, reach=3, reply=None)
+    unreachable(s, [("node-1", "cni0", False), ("node-1", SRC_VETH, False), ("source", "eth0", False)], T0,
+                CLUSTER_IP, Quoted("tcp", SRC, CLUSTER_IP, 45100, 80))
+    egress_denied = (PolicyFlow("web-1", verdict(False, True)), PolicyFlow("web-2", verdict(False, True)))
+    path = only(evidence(s, [tcp_step("svc:web", CLUSTER_IP, 80)], policy=egress_denied))
+    assert path.outcome is PathOutcome.REJECTED and path.cause == "policy-reject"
+    assert path.refusal.kind is RefusalKind.REJECT and path.refusal.node == "node-1"

@@ -13,13 +13,13 @@ from netdoctor import catalog
 from netdoctor.check import plan
 from netdoctor.judge.verdict import judge
 from netdoctor.model import (
-    DnsQuery, Evidence, Facts, InspectListeners, Kind, Layer, NearMiss, Observation, Ping, PolicyFlow,
-    ReadResolvConf, Ref, State, TcpConnect,
+    Capture, DnsQuery, Evidence, Facts, InspectListeners, Kind, Layer, NearMiss, Observation, Ping, PolicyFlow,
+    ReadResolvConf, Ref, RunningProbe, State, TcpConnect,
 )
 from netdoctor.cluster.objects import EndpointAddress, EndpointSlice, Node, Pod, Service, ServicePort
 from netdoctor.observations import (
-    BindScope, DnsOutcome, DnsResult, Listener, ListenerStatus, ListenerTable, PingOutcome, PingResult,
-    ResolvConf, TcpOutcome, TcpResult,
+    BindScope, Direction, DnsOutcome, DnsResult, Interface, InterfaceKind, Inventory, Listener, ListenerStatus,
+    ListenerTable, Packet, PingOutcome, PingResult, Quoted, ResolvConf, Route, TcpOutcome, TcpResult,
 )
 
 CLUSTER_IP, DNS_IP = "10.96.0.20", "10.96.0.10"
@@ -128,10 +128,10 @@ CASES = {
         facts(), Cluster(listeners={"web-1": BindScope.LOOPBACK},
                          tcp=lambda n, ip, port: TcpOutcome.REFUSED if ip == "10.244.1.5" else TcpOutcome.CONNECTED),
         Layer.TARGET, "ND-TGT-003", "loopback-only"),
-    "targetPort wrong": (
+    "targetPort wrong": (  # without capture, who refused is unknown (the pod, or a node's reject rule)
         facts(), Cluster(tcp=lambda n, ip, port: TcpOutcome.REFUSED if port == 8080 else TcpOutcome.CONNECTED,
                          listeners={}),
-        Layer.POD, "ND-POD-001", "refused"),
+        Layer.POD, "ND-POD-001", "refused-unknown"),
     "DNS down": (
         facts(), Cluster(dns=lambda s, name, a: DnsResult(name, "A", s, DnsOutcome.TIMEOUT, a)),
         Layer.DNS, "ND-DNS-002", "timeout"),
@@ -277,3 +277,158 @@ def test_unsaid_keeps_only_what_the_evidence_does_not_say():
     log = ["in demo/netdoctor-x-client", "pod web-1 (10.244.1.5): timeout, timeout, timeout", "2 EndpointSlice(s)",
            "pod web-2 (10.244.2.5): connected"]
     assert unsaid(evidence, log) == ("in demo/netdoctor-x-client", "pod web-2 (10.244.2.5): connected")
+
+
+# --- refusals told apart: the captures say who refused -------------------------------------
+# A tiny capture of each refused connection, on the topology the plan places: a pod capture of
+# the probe's eth0 and a node capture (inventory + packets) per node, pods on /32 host routes,
+# nodes routing each other's pod CIDR over eth0. "pod": the backend resets it; "reject": the
+# backend's node answers with ICMP port unreachable from its cni0 address (kube-router), which
+# conntrack rewrites into the ClusterIP on the client's node for a Service connection.
+
+NODE_IP = {"node-a": "192.168.0.1", "node-b": "192.168.0.2"}
+CIDR = {"node-a": "10.244.0", "node-b": "10.244.1"}
+T0 = 1_700_000_000.0
+
+
+class Wire:
+    """The packets of every refused connection, by capture point and interface."""
+
+    def __init__(self, p, who: Callable[[str, str, int], str]):
+        self.who = who
+        traffic = [x for x in p.probes if x.purpose.value == "traffic"]
+        self.probes = {x.role: RunningProbe(x.role, f"nd-{x.role}", f"{CIDR[x.node]}.{100 + i}", x.node)
+                       for i, x in enumerate(traffic)}
+        self.veth = {ip: f"veth{ip.rsplit('.', 1)[1]}{node[-1]}" for ip, node in self._pods()}
+        self.packets: dict[str, list[Packet]] = {}
+        self.conns = 0
+
+    def _pods(self):
+        return [(b.ip, b.node_name) for b in BACKENDS] + [(r.ip, r.node) for r in self.probes.values()]
+
+    def add(self, where: str, interface: str, t: float, **fields) -> None:
+        found = self.packets.setdefault(where, [])
+        found.append(Packet(len(found), t, 0, interface, Direction.IN, **{"length": 60} | fields))
+
+    def refused(self, step, node: str) -> None:
+        for attempt in range(step.action.attempts):
+            self._connection(step.probe, node, step.action.ip, step.action.port, attempt)
+
+    def _connection(self, role: str, node: str, ip: str, port: int, attempt: int) -> None:
+        self.conns += 1
+        src, key, t = self.probes[role].ip, 40000 + self.conns, T0 + 20 * self.conns
+        backend = BACKENDS[attempt % 2] if ip == CLUSTER_IP else next(b for b in BACKENDS if b.ip == ip)
+        there = backend.node_name
+        points = [(role, "eth0"), (node, self.veth[src])]
+        points += [(node, "eth0"), (there, "eth0")] if there != node else []
+        points.append((there, self.veth[backend.ip]))
+        kind = self.who(node, backend.ip, port)
+        seen = points if kind == "pod" else points[:-1]
+        for i, (where, interface) in enumerate(seen):
+            dst, dport = (ip, port) if i < 2 else (backend.ip, 8080)
+            self.add(where, interface, t + i * 0.001, proto="tcp", src=src, dst=dst, sport=key, dport=dport,
+                     tcp_flags="S")
+        for j, i in enumerate(range(len(seen) - 1, -1, -1)):
+            where, interface = seen[i]
+            dst, dport = (ip, port) if i < 2 else (backend.ip, 8080)
+            if kind == "pod":
+                self.add(where, interface, t + 0.05 + j * 0.001, proto="tcp", src=dst, dst=src, sport=dport,
+                         dport=key, tcp_flags="RA")
+            else:
+                sender = dst if i < 2 and ip == CLUSTER_IP else f"{CIDR[there]}.1"
+                self.add(where, interface, t + 0.05 + j * 0.001, proto="icmp", src=sender, dst=src, length=88,
+                         icmp_type=3, icmp_code=3, quoted=Quoted("tcp", src, dst, key, dport))
+
+    def captures(self) -> tuple[Capture, ...]:
+        pods = tuple(Capture(f"probe {r.role}", r.node, r.role, tuple(self.packets.get(r.role, ())))
+                     for r in self.probes.values())
+        return pods + tuple(Capture(n, n, None, tuple(self.packets.get(n, ())), self._inventory(n)) for n in NODE_IP)
+
+    def _inventory(self, node: str) -> Inventory:
+        local = [ip for ip, n in self._pods() if n == node]
+        interfaces = [Interface(1, "eth0", InterfaceKind.DEVICE, 1500, addresses=(f"{NODE_IP[node]}/24",)),
+                      Interface(2, "cni0", InterfaceKind.BRIDGE, 1500, addresses=(f"{CIDR[node]}.1/24",))]
+        interfaces += [Interface(10 + i, self.veth[ip], InterfaceKind.VETH, 1500) for i, ip in enumerate(local)]
+        other = next(n for n in NODE_IP if n != node)
+        routes = [Route("default", "eth0", "192.168.0.254"), Route(f"{CIDR[other]}.0/24", "eth0", NODE_IP[other])]
+        routes += [Route(f"{ip}/32", self.veth[ip]) for ip in local]
+        return Inventory(tuple(interfaces), tuple(routes))
+
+
+def run_captured(f: Facts, cluster: Cluster, who: Callable[[str, str, int], str]):
+    """Like run(), with captures showing who refused each refused connection."""
+    p = plan.build(f)
+    observations = cluster.observe(p, f)
+    wire = Wire(p, who)
+    nodes = {x.role: x.node for x in p.probes}
+    for step in p.steps:
+        obs = next(o for o in observations if o.step_key == step.key)
+        if isinstance(step.action, TcpConnect) and all(r.outcome is TcpOutcome.REFUSED for r in obs.result):
+            wire.refused(step, nodes[step.probe])
+    return judge(Evidence(f, p, observations, wire.captures(), wire.probes), CATALOG)
+
+
+def checks(report) -> dict:
+    return {c.check_id: c for layer in report.layers for c in layer.checks}
+
+
+REFUSED_TO_BACKENDS = Cluster(tcp=lambda n, ip, port: TcpOutcome.REFUSED if port in (80, 8080) else TcpOutcome.CONNECTED)
+
+
+def test_a_reset_from_the_pod_itself_is_nothing_listening():
+    report = run_captured(facts(), replace(REFUSED_TO_BACKENDS, listeners={}), lambda n, ip, port: "pod")
+    pod_check = checks(report)["ND-POD-001"]
+    assert (pod_check.state, pod_check.cause) == (State.FAIL, "refused")
+    assert any("TCP reset from the pod itself" in line for line in pod_check.evidence), pod_check.evidence
+    assert checks(report)["ND-NODE-002"].state is State.PASS  # the pod answered: the path works
+
+
+def test_a_kube_router_reject_is_the_policy_not_the_pod_nor_kube_proxy():
+    """Every flow denied by a NetworkPolicy and rejected by the backend's node (kube-router):
+    the policy is the cause; the Pod IP check names the rejecting node; ND-NODE-003 does not
+    claim the Service IP fails from a node where the pod IPs work."""
+    report = run_captured(facts(policy=denied_flows()), REFUSED_TO_BACKENDS, lambda n, ip, port: "reject")
+    d = report.diagnosis
+    assert (d.layer, d.check_id, d.cause) == (Layer.POLICY, "ND-POL-001", "ingress-denied")
+    found = checks(report)
+    assert found["ND-POD-001"].cause == "rejected" and found["ND-POD-001"].explained_by
+    assert found["ND-POD-001"].params["node"] in ("node-a", "node-b")
+    assert found["ND-NODE-003"].state is State.SKIP and found["ND-NODE-002"].state is State.SKIP
+
+
+def test_a_reject_the_policies_do_not_explain_is_a_firewall_at_the_named_node():
+    """No NetworkPolicy known to deny it, yet node-b rejects everything bound for its pod: the
+    Pod IP, Service IP and cross-node checks name node-b's reject; nothing blames kube-proxy."""
+    who = lambda n, ip, port: "reject" if ip == "10.244.1.5" else "pod"  # noqa: E731
+    cluster = Cluster(tcp=lambda n, ip, port: TcpOutcome.REFUSED if ip in ("10.244.1.5", CLUSTER_IP)
+                      else TcpOutcome.CONNECTED)
+    report = run_captured(facts(), cluster, who)
+    found = checks(report)
+    pod_check = found["ND-POD-001"]
+    assert (pod_check.cause, pod_check.params["node"], pod_check.params["pods"]) == ("rejected", "node-b", "web-1")
+    assert pod_check.params["sender"] == "10.244.1.1" and pod_check.params["icmp"] == "ICMP port unreachable"
+    assert any("rejected by node-b: ICMP port unreachable from 10.244.1.1" in line for line in pod_check.evidence)
+    assert found["ND-NODE-002"].cause == "rejected" and found["ND-NODE-002"].params["nodes"] == "node-b"
+    assert found["ND-NODE-002"].explained_by == "ND-POD-001:rejected"
+    assert found["ND-NODE-003"].state is State.PASS and "pod IPs fail too" in found["ND-NODE-003"].message
+    assert found["ND-SVC-001"].cause != "node-only"
+    d = report.diagnosis
+    assert (d.layer, d.check_id, d.cause) == (Layer.POD, "ND-POD-001", "rejected")
+    assert "node-b" in d.headline and "10.244.1.1" in d.headline
+
+
+def test_a_rejected_service_ip_names_the_node_not_kube_proxy():
+    """Only the ClusterIP's connections are rejected (after the DNAT, at the backends' nodes): the
+    Service IP check says so instead of 'Service proxying is broken'."""
+    cluster = Cluster(tcp=lambda n, ip, port: TcpOutcome.REFUSED if ip == CLUSTER_IP else TcpOutcome.CONNECTED)
+    report = run_captured(facts(), cluster, lambda n, ip, port: "reject")
+    svc = checks(report)["ND-SVC-001"]
+    assert svc.cause == "rejected" and svc.params["node"] in ("node-a", "node-b"), (svc.cause, svc.message)
+
+
+def test_without_capture_a_refusal_proves_no_path():
+    report = run(facts(), Cluster(tcp=lambda n, ip, port: TcpOutcome.REFUSED if node_of(ip) not in (n, None)
+                                  else TcpOutcome.CONNECTED))
+    found = checks(report)
+    assert found["ND-NODE-002"].cause == "refused-unknown", found["ND-NODE-002"].message
+    assert any("who refused is unknown" in line for line in found["ND-NODE-002"].evidence)

@@ -24,6 +24,7 @@ from netdoctor.model import (
     Report,
     State,
 )
+from netdoctor.observations import Refusal, RefusalKind
 from netdoctor.report import json as json_report
 from netdoctor.report import markdown, text
 
@@ -179,7 +180,7 @@ def test_markdown_without_a_path_has_no_hop_table():
 
 HOP_KEYS = {"label", "node", "pod", "interface", "kind", "request", "reply", "note", "blind"}
 PATH_KEYS = {"step", "flow", "outcome", "cause", "summary", "params", "at", "connections", "same_outcome",
-             "backends", "hops"}
+             "backends", "refusal", "hops"}
 
 
 def test_json_carries_the_diagnosis_path_every_path_and_the_capture_status():
@@ -218,3 +219,48 @@ def test_json_reply_values():
     doc = json_report.document(report(path=refused, paths=(refused,)))
     assert [h["reply"] for h in doc["diagnosis"]["path"]["hops"]] == ["rst", "icmp"]
     assert doc["diagnosis"]["path"]["outcome"] == "refused"
+
+
+# --- refusals told apart ---------------------------------------------------------------------
+
+REJECTED = HopPath(
+    "svc:web", "10.244.1.60:43200 → 10.96.0.20:80 tcp",
+    tuple(Hop(h.node, h.interface, h.kind, i < 7, Reply.ICMP if i < 7 else None,
+              note="DNAT → 10.244.2.20:8080" if i == 2 else "", pod=h.pod) for i, h in enumerate(hops(9))),
+    PathOutcome.REJECTED, "policy-reject", at=6, summary="SYN to 10.96.0.20:80 was rejected by node-2",
+    refusal=Refusal(RefusalKind.REJECT, "10.244.2.0", "node-2", "ICMP port unreachable", "10.96.0.20"),
+)
+
+
+def test_text_names_the_node_that_rejected_and_its_real_sender():
+    out = as_text(report(path=REJECTED, paths=(REJECTED,)))
+    assert "10.244.1.60:43200 → 10.96.0.20:80 tcp: rejected by node-2 (ICMP port unreachable from 10.244.2.0)" in out
+    assert row(out, "→") == ["✓"] * 7 + ["·"] * 2
+    assert row(out, "←") == ["ICMP"] * 7 + ["·"] * 2
+    assert "✗" not in out  # rejected, not lost
+
+
+def test_markdown_heading_names_the_rejecting_node_and_bolds_its_hop():
+    md = markdown.render(report(path=REJECTED, paths=(REJECTED,)))
+    assert "tcp: rejected by node-2 (ICMP port unreachable from 10.244.2.0): SYN to" in md
+    rows = [line for line in md.splitlines() if re.match(r"^\| \d+ \|", line)]
+    assert rows[6] == "| 7 | **node-2 flannel.1** | ✓ | ICMP |  |"
+
+
+def test_json_carries_who_refused():
+    doc = json.loads(json.dumps(json_report.document(report(path=REJECTED, paths=(REJECTED, DELIVERED)))))
+    path = doc["diagnosis"]["path"]
+    assert path["outcome"] == "rejected" and path["cause"] == "policy-reject"
+    assert path["refusal"] == {"kind": "reject", "sender": "10.244.2.0", "node": "node-2",
+                               "how": "ICMP port unreachable", "seen_as": "10.96.0.20"}
+    assert doc["paths"][1]["refusal"] is None  # delivered
+
+
+def test_a_refusal_nobody_observed_says_so_and_the_pods_own_reset_adds_nothing():
+    unseen = HopPath("pod:web-1", "f", DROPPED.hops, PathOutcome.REFUSED, "refused-unseen", at=4,
+                     refusal=Refusal(RefusalKind.UNKNOWN, "10.244.2.20", how="TCP reset"))
+    out = as_text(report(path=unseen, paths=(unseen,)))
+    assert "f: refused (TCP reset: by the pod or a reject rule, not observed)" in out
+    own = HopPath("pod:web-1", "f", DROPPED.hops, PathOutcome.REFUSED, "refused-by-pod", at=8,
+                  refusal=Refusal(RefusalKind.POD, "10.244.2.20", "node-2", "TCP reset"))
+    assert "f: refused\n" in as_text(report(path=own, paths=(own,))).replace(" \n", "\n")
