@@ -63,7 +63,7 @@ complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subco
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l name -r
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l nodes -r
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l overlay -x -a 'vxlan routed'
-complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l policy -x -a 'enforce off'
+complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l policy -x -a 'drop reject off'
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l scenario -r -F
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l help
 complete -c netdoctor -n '__fish_seen_subcommand_from policy; and not __fish_seen_subcommand_from explain matrix' -a explain -d 'The reasoning for one flow, egress at the source and ingress at the destination.'

@@ -27,7 +27,7 @@ _netdoctor() {
     check:-o|check:--output) COMPREPLY=($(compgen -W "text json markdown junit" -- "$cur")); return ;;
     lab_demo:--fault) COMPREPLY=($(compgen -W "dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked node-down" -- "$cur")); return ;;
     lab_up:--overlay) COMPREPLY=($(compgen -W "vxlan routed" -- "$cur")); return ;;
-    lab_up:--policy) COMPREPLY=($(compgen -W "enforce off" -- "$cur")); return ;;
+    lab_up:--policy) COMPREPLY=($(compgen -W "drop reject off" -- "$cur")); return ;;
     policy_matrix:-o|policy_matrix:--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
     *:--kubeconfig|*:-f|*:--filename|*:--scenario) COMPREPLY=($(compgen -f -- "$cur")); return ;;
   esac

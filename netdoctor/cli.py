@@ -53,13 +53,14 @@ def completion_tree():
     """The app's commands with the values worth completing."""
     from netdoctor import completions
     from netdoctor.lab.faults import CATALOG
+    from netdoctor.lab.state import PolicyMode
 
     faults = tuple(CATALOG)
     formats = ("text", "json", "markdown", "junit")
     values = {
         ("check",): {"-o": formats},
         ("policy", "matrix"): {"-o": ("text", "json")},
-        ("lab", "up"): {"--overlay": ("vxlan", "routed"), "--policy": ("enforce", "off")},
+        ("lab", "up"): {"--overlay": ("vxlan", "routed"), "--policy": tuple(m.value for m in PolicyMode)},
         ("lab", "break"): {"": faults},
         ("lab", "fix"): {"": faults},
         ("lab", "demo"): {"--fault": faults},

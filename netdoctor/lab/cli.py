@@ -26,7 +26,10 @@ def up(
     name: str = typer.Option("demo", "--name", help="Lab name: 1-8 lowercase letters and digits."),
     nodes: int = typer.Option(2, "--nodes", help="Number of nodes."),
     overlay: str = typer.Option("vxlan", "--overlay", help="vxlan (flannel-like) or routed."),
-    policy: str = typer.Option("enforce", "--policy", help="enforce NetworkPolicy, or off (like flannel)."),
+    policy: str = typer.Option(
+        "drop", "--policy",
+        help="NetworkPolicy: drop denied packets (Calico, Cilium), reject them with ICMP port unreachable "
+             "from the node (kube-router), or off (flannel). 'enforce' means drop."),
     scenario: str = typer.Option("shop", "--scenario", help="A built-in scenario name or a manifest file."),
 ) -> int:
     """Build a lab and load a scenario; prints where its kubeconfig is."""
@@ -59,7 +62,7 @@ def status(ctx: typer.Context, name: Optional[str] = NameOption) -> int:
     """Show the labs on this machine, or one of them."""
     table = Table("lab", "state", "nodes", "overlay", "policy", "faults", "kubeconfig")
     for lab in lifecycle.statuses(name):
-        table.add_row(lab.name, lab.state, str(lab.config.nodes), lab.config.overlay, lab.config.policy,
+        table.add_row(lab.name, lab.state, str(lab.config.nodes), lab.config.overlay, lab.config.policy_mode.value,
                       ", ".join(lab.faults) or "-", str(lab.kubeconfig))
     ctx.obj.console().print(table if table.row_count else "no lab on this machine (netdoctor lab up)")
     return 0

@@ -111,7 +111,7 @@ class Lab:
         store = Store()
         runtime = PodRuntime(self.paths.root)
         self.kubelets = Kubelets(self.config.name, self.nodes, runtime, pod_resolv_conf)
-        dataplane = DataPlane(self.nodes, self.paths.zone, self.config.policy == "enforce")
+        dataplane = DataPlane(self.nodes, self.paths.zone, self.config.policy_mode)
         cluster = Cluster(self.config.name, store, self.nodes, runtime, self.kubelets, dataplane)
         for node in self.nodes:
             store.create("nodes", node_object(node))

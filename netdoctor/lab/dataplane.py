@@ -1,6 +1,7 @@
 """Programs each node from the API objects: kube-proxy's Service rules, NetworkPolicy, and DNS.
 
-Called by the lab controller on every reconcile. Each node's nftables table is rendered from the
+Called by the lab controller on every reconcile. NetworkPolicy is enforced the way the lab was
+built with (`lab up --policy drop|reject|off`). Each node's nftables table is rendered from the
 objects and replaced atomically, only when its text changed. Faults can hold a node's kube-proxy
 back (`stale_nodes`) or pin DNS records (`dns_overrides`): what a broken real node does.
 """
@@ -15,16 +16,17 @@ from netdoctor.lab import net, sh
 from netdoctor.lab.dnsserver import build_zone
 from netdoctor.lab.netpol import render_policy
 from netdoctor.lab.proxy import NodeInfo, render_kube_proxy
+from netdoctor.lab.state import PolicyMode
 
 PROXY_TABLE = "kube-proxy"
 POLICY_TABLE = "netpol"
 
 
 class DataPlane:
-    def __init__(self, nodes: list[net.NodeNet], zone_file: Path, enforce_policy: bool):
+    def __init__(self, nodes: list[net.NodeNet], zone_file: Path, policy: PolicyMode):
         self._nodes = nodes
         self._zone_file = zone_file
-        self._enforce = enforce_policy
+        self._policy = policy
         self._applied: dict[tuple[str, str], str] = {}
         self._zone_text = ""
         self.stale_nodes: set[str] = set()
@@ -39,11 +41,11 @@ class DataPlane:
             else:
                 info = NodeInfo(node.name, node.underlay_ip, node.pod_cidr, net.CLUSTER_CIDR)
                 self._apply(node, PROXY_TABLE, render_kube_proxy(PROXY_TABLE, services, slices, info))
-            if self._enforce:
+            if self._policy is not PolicyMode.OFF:
                 local = [p for p in pods if pod_node.get(p["metadata"]["uid"]) == node.name
                          and not p["spec"].get("hostNetwork")]
                 script = render_policy(POLICY_TABLE, local, pods, store.list("namespaces"),
-                                       store.list("networkpolicies"))
+                                       store.list("networkpolicies"), self._policy)
                 self._apply(node, POLICY_TABLE, script)
         self._write_zone(build_zone(services, slices, pods), self.dns_overrides)
 

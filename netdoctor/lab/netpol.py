@@ -10,7 +10,13 @@ traffic too, through br_netfilter) after Service DNAT and before masquerade:
 - established/related packets are accepted; a pod reaching itself is always accepted;
 - a packet from an egress-isolated local pod must match an egress rule of a policy selecting it;
 - a packet to an ingress-isolated local pod must match an ingress rule of a policy selecting it;
-- anything else isolated is dropped (with a counter), not rejected.
+- anything else isolated is dropped (with a counter) in drop mode, the default (Calico, Cilium,
+  Antrea). In reject mode it is rejected the kube-router way: each isolated pod has its chain
+  `KUBE-POD-FW-<hash>` (jumped to from `KUBE-ROUTER-FORWARD`) ending in `reject with icmp type
+  port-unreachable` for every protocol, ICMP echo included. The node sends the error from its
+  address towards the client (cni0's on the client's node, flannel.1's across the overlay), and
+  conntrack gives it the ClusterIP as sender when the connection went through a Service; the
+  kernel's ICMP rate limit (net.ipv4.icmp_ratelimit, left at its default) can eat it.
 Traffic between a pod and its own node (kubelet probes, hostNetwork) never crosses the forward
 hook and stays allowed, as Kubernetes requires. Named ports resolve on the destination pod's
 containerPorts (egress: on pods whose IP the rule's peers cover). IPv4 only.
@@ -18,14 +24,19 @@ containerPorts (egress: on pods whose IP the rule's peers cover). IPv4 only.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 from dataclasses import dataclass
 from typing import Iterable
 
+from netdoctor.lab.state import PolicyMode
 from netdoctor.labels import from_label_selector
 
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
 _NFT_PROTO = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
+FORWARD_CHAIN = "KUBE-ROUTER-FORWARD"  # reject mode: kube-router's chain names
+POD_CHAIN_PREFIX = "KUBE-POD-FW-"
 
 
 @dataclass(frozen=True)
@@ -50,31 +61,60 @@ class _Side:
     peers: tuple[str, ...] | None  # None: any peer
 
 
+@dataclass(frozen=True)
+class _Isolation:
+    """One direction of one policy, and the local pods it isolates in that direction."""
+
+    policy: dict
+    direction: str  # "ingress" or "egress"
+    selected: tuple[_Pod, ...]
+
+
+_Context = tuple[list[_Pod], dict[str, dict]]  # every pod policies can name, and each namespace's labels
+
+
 def render_policy(table: str, local_pods: list[dict], all_pods: list[dict], namespaces: list[dict],
-                  policies: list[dict]) -> str:
-    """The complete nftables script enforcing `policies` for `local_pods`; replaces `table`."""
+                  policies: list[dict], mode: PolicyMode = PolicyMode.DROP) -> str:
+    """The complete nftables script enforcing `policies` for `local_pods`; replaces `table`.
+    `mode` is DROP or REJECT (the caller renders nothing when enforcement is off)."""
     pods = [p for p in map(_pod, all_pods) if p]
     local = [p for p in map(_pod, local_pods) if p]
-    ns_labels = _namespace_labels(namespaces, pods)
-    ingress_isolated, egress_isolated, ingress_rules, egress_rules = set(), set(), [], []
+    isolations = _isolations(policies, local)
+    context = (pods, _namespace_labels(namespaces, pods))
+    body = _reject_body(isolations, context) if mode is PolicyMode.REJECT else _drop_body(isolations, context)
+    return f"table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n{body}}}\n"
+
+
+def _isolations(policies: list[dict], local: list[_Pod]) -> list[_Isolation]:
+    found = []
     for policy in sorted(policies, key=_policy_key):
         spec, ns = policy.get("spec") or {}, _policy_key(policy)[0]
         selector = from_label_selector(spec.get("podSelector") or {})
-        selected = [p for p in local if p.namespace == ns and selector.matches(p.labels)]
-        if not selected:
-            continue
-        types = _policy_types(spec)
-        if "Ingress" in types:
-            ingress_isolated.update(p.ip for p in selected)
-            ingress_rules += _direction_rules(policy, "ingress", selected, pods, ns_labels)
-        if "Egress" in types:
-            egress_isolated.update(p.ip for p in selected)
-            egress_rules += _direction_rules(policy, "egress", selected, pods, ns_labels)
-    isolated = ingress_isolated | egress_isolated
-    body = "".join([
-        _set("ingress-isolated", "ipv4_addr", _sorted_ips(ingress_isolated)),
-        _set("egress-isolated", "ipv4_addr", _sorted_ips(egress_isolated)),
-        _set("self", "ipv4_addr . ipv4_addr", [f"{ip} . {ip}" for ip in _sorted_ips(isolated)]),
+        selected = tuple(p for p in local if p.namespace == ns and selector.matches(p.labels))
+        if selected:
+            found += [_Isolation(policy, t.lower(), selected) for t in _policy_types(spec) if t in ("Ingress", "Egress")]
+    return found
+
+
+def _isolated(isolations: list[_Isolation], direction: str | None) -> list[_Pod]:
+    """The local pods isolated in `direction` (None: in either), by IP."""
+    by_ip = {p.ip: p for i in isolations if direction in (None, i.direction) for p in i.selected}
+    return [by_ip[ip] for ip in _sorted_ips(set(by_ip))]
+
+
+def _self_set(isolations: list[_Isolation]) -> str:
+    ips = [p.ip for p in _isolated(isolations, None)]
+    return _set("self", "ipv4_addr . ipv4_addr", [f"{ip} . {ip}" for ip in ips])
+
+
+def _drop_body(isolations: list[_Isolation], context: _Context) -> str:
+    """Two shared chains, one per direction, each ending in a counted drop."""
+    rules = {d: [r for i in isolations if i.direction == d for r in _direction_rules(i.policy, d, i.selected, *context)]
+             for d in ("ingress", "egress")}
+    return "".join([
+        _set("ingress-isolated", "ipv4_addr", [p.ip for p in _isolated(isolations, "ingress")]),
+        _set("egress-isolated", "ipv4_addr", [p.ip for p in _isolated(isolations, "egress")]),
+        _self_set(isolations),
         _chain("forward", [
             "type filter hook forward priority filter; policy accept;",
             "ct state established,related accept",
@@ -82,10 +122,44 @@ def render_policy(table: str, local_pods: list[dict], all_pods: list[dict], name
             "ip saddr @egress-isolated jump egress",
             "ip daddr @ingress-isolated jump ingress",
         ]),
-        _chain("egress", [*egress_rules, 'counter drop comment "egress denied"']),
-        _chain("ingress", [*ingress_rules, 'counter drop comment "ingress denied"']),
+        _chain("egress", [*rules["egress"], 'counter drop comment "egress denied"']),
+        _chain("ingress", [*rules["ingress"], 'counter drop comment "ingress denied"']),
     ])
-    return f"table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n{body}}}\n"
+
+
+def _reject_body(isolations: list[_Isolation], context: _Context) -> str:
+    """kube-router's layout: verdict maps from an isolated pod's IP to its own chain, which holds
+    the pod's allow rules (ingress: accept; egress: return, for the destination's check) and
+    ends in a counted reject."""
+    chains, jumps = [], {"ingress": [], "egress": []}
+    for pod in _isolated(isolations, None):
+        mine = [i for i in isolations if pod in i.selected]
+        name = pod_firewall_chain(pod.namespace, pod.name)
+        for direction in sorted({i.direction for i in mine}):
+            jumps[direction].append(f"{pod.ip} : jump {name}")
+        rules = [r for i in mine for r in _direction_rules(i.policy, i.direction, (pod,), *context)]
+        chains.append(_chain(name, [*rules, "counter reject with icmp type port-unreachable "
+                                            f'comment "rule to REJECT traffic of POD {pod.namespace}/{pod.name}"']))
+    return "".join([
+        _map("ingress-isolated", jumps["ingress"]),
+        _map("egress-isolated", jumps["egress"]),
+        _self_set(isolations),
+        *chains,
+        _chain(FORWARD_CHAIN, [
+            "type filter hook forward priority filter; policy accept;",
+            "ct state established,related accept",
+            "ip saddr . ip daddr @self accept",
+            "ip saddr vmap @egress-isolated",
+            "ip daddr vmap @ingress-isolated",
+        ]),
+    ])
+
+
+def pod_firewall_chain(namespace: str, name: str) -> str:
+    """kube-router's pod chain name: base32 of sha256(namespace + name + sync version), 16
+    characters; the lab has no sync version, so a pod keeps its chain name."""
+    digest = hashlib.sha256(f"{namespace}{name}".encode()).digest()
+    return POD_CHAIN_PREFIX + base64.b32encode(digest).decode()[:16]
 
 
 def _pod(obj: dict) -> _Pod | None:
@@ -120,7 +194,7 @@ def _policy_types(spec: dict) -> list[str]:
     return ["Ingress", "Egress"] if spec.get("egress") else ["Ingress"]
 
 
-def _direction_rules(policy: dict, direction: str, selected: list[_Pod], pods: list[_Pod],
+def _direction_rules(policy: dict, direction: str, selected: tuple[_Pod, ...], pods: list[_Pod],
                      ns_labels: dict[str, dict]) -> list[str]:
     ns, name = _policy_key(policy)
     peer_key, verdict = ("from", "accept") if direction == "ingress" else ("to", "return")
@@ -177,7 +251,7 @@ def _subtract(net: ipaddress.IPv4Network, hole) -> Iterable[ipaddress.IPv4Networ
     return net.address_exclude(hole)
 
 
-def _port_matches(side: _Side, ports: list[dict], selected: list[_Pod], pods: list[_Pod]) -> list[str]:
+def _port_matches(side: _Side, ports: list[dict], selected: tuple[_Pod, ...], pods: list[_Pod]) -> list[str]:
     """One nft match per protocol (numbered ports) and per named port; no ports: one match for all."""
     base = f"ip {side.local_field} {_anon(side.local_ips)}"
     if side.peers is not None:
@@ -211,7 +285,7 @@ def _merge_ranges(ranges: list[tuple[int, int]]) -> list[str]:
     return [str(a) if a == b else f"{a}-{b}" for a, b in merged]
 
 
-def _named_port_match(side: _Side, base: str, port_name: str, proto: str, selected: list[_Pod],
+def _named_port_match(side: _Side, base: str, port_name: str, proto: str, selected: tuple[_Pod, ...],
                       pods: list[_Pod]) -> list[str]:
     """`ip daddr . th dport { ip . port }` over the destination pods that define `port_name`."""
     if side.local_field == "daddr":
@@ -246,6 +320,11 @@ def _sorted_ips(ips: set[str]) -> list[str]:
 
 def _chain(name: str, lines: list[str]) -> str:
     return f"\tchain {name} {{\n" + "".join(f"\t\t{line}\n" for line in lines) + "\t}\n"
+
+
+def _map(name: str, elements: list[str]) -> str:
+    elems = f"\t\telements = {{ {', '.join(elements)} }}\n" if elements else ""
+    return f"\tmap {name} {{\n\t\ttype ipv4_addr : verdict\n{elems}\t}}\n"
 
 
 def _set(name: str, type_: str, elements: list[str]) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from enum import Enum
 from pathlib import Path
 
 from netdoctor.errors import UsageError
@@ -18,12 +19,25 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 DEFAULT_ROOT = "/run/netdoctor/labs"
 
 
+class PolicyMode(Enum):
+    """How the lab's nodes enforce NetworkPolicy (`lab up --policy`): drop denied packets silently
+    (Calico, Cilium, Antrea by default), reject them with ICMP port unreachable sent by the node
+    (kube-router), or not at all (flannel)."""
+
+    DROP = "drop"
+    REJECT = "reject"
+    OFF = "off"
+
+
+POLICY_ALIASES = {"enforce": PolicyMode.DROP}  # the name `drop` had before `reject` existed
+
+
 @dataclass(frozen=True)
 class LabConfig:
     name: str
     nodes: int = 2
     overlay: str = "vxlan"
-    policy: str = "enforce"
+    policy: str = PolicyMode.DROP.value
     scenario: str = "shop"
 
     def validate(self) -> "LabConfig":
@@ -33,9 +47,14 @@ class LabConfig:
             raise UsageError("--nodes must be between 1 and 8")
         if self.overlay not in ("vxlan", "routed"):
             raise UsageError("--overlay must be vxlan or routed")
-        if self.policy not in ("enforce", "off"):
-            raise UsageError("--policy must be enforce or off")
-        return self
+        if self.policy not in POLICY_ALIASES and self.policy not in {m.value for m in PolicyMode}:
+            raise UsageError("--policy must be drop, reject or off")
+        return replace(self, policy=self.policy_mode.value)
+
+    @property
+    def policy_mode(self) -> PolicyMode:
+        """The enforcement mode; a lab written before `reject` existed says `enforce`."""
+        return POLICY_ALIASES.get(self.policy) or PolicyMode(self.policy)
 
 
 def labs_root(environ=os.environ) -> Path:
