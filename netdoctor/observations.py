@@ -278,6 +278,7 @@ class Inventory:
     routes: tuple[Route, ...] = ()
     neighbours: tuple[tuple[str, str, str], ...] = ()  # (ip, mac, device)
     fdb: tuple[tuple[str, str], ...] = ()  # (mac, port device) learned or static on a bridge
+    unread: tuple[str, ...] = ()  # tables the host's listing did not show ("route", "neigh", "fdb"): unknown, not empty
 
     def by_index(self, index: int) -> Interface | None:
         return next((i for i in self.interfaces if i.index == index), None)

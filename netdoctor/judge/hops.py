@@ -728,8 +728,8 @@ def _no_route(ev: Evidence, node: str | None, dst: str) -> bool:
     """The node has no route to a pod IP: none at all, or only its default route while it has an
     overlay device (a tunnelling CNI routes pod CIDRs through it)."""
     capture = _node_captures(ev).get(node)
-    if not (capture and capture.inventory):
-        return False
+    if not (capture and capture.inventory) or "route" in capture.inventory.unread:
+        return False  # an unread route table is no missing route
     inv = capture.inventory
     route = inv.route_to(dst)
     tunnelling = any(i.kind is InterfaceKind.OVERLAY for i in inv.interfaces)

@@ -68,7 +68,14 @@ def parse_inventory(output: bytes) -> Inventory:
         routes=_each(_route, sections.get("@@route", "")),
         neighbours=_each(_neighbour, sections.get("@@neigh", "")),
         fdb=_each(_fdb_entry, sections.get("@@fdb", "")),
+        unread=tuple(marker.lstrip("@") for marker in ("@@route", "@@neigh", "@@fdb")
+                     if not _readable(sections.get(marker, ""))),
     )
+
+
+def _readable(section: str) -> bool:
+    """Whether a section holds a JSON array at all (an empty table `[]` is read; nothing is not)."""
+    return "[" in section
 
 
 def _sections(text: str) -> dict[str, str]:

@@ -441,6 +441,14 @@ def test_an_answer_lost_on_a_node_without_a_route_back_is_reply_no_route():
     assert path.refusal == Refusal(RefusalKind.SILENT, node="node-2")
 
 
+def test_an_unread_route_table_is_no_missing_route():
+    s = Scene()
+    s.inventories["node-2"] = replace(node_inventory("node-2", pod_routes=False), routes=(), unread=("route",))
+    s.flow(cross(), t=T0, key=40710, dst=WEB1, dport=8080, back=2)
+    path = only(evidence(s, [tcp_step("pod:web-1", WEB1, 8080)]))
+    assert path.outcome is PathOutcome.REPLY_LOST and path.cause == "reply-lost"  # not "reply-no-route"
+
+
 def test_a_big_df_ping_lost_at_the_source_underlay_while_a_small_one_passes_is_mtu():
     s = Scene()
     s.flow(cross(), t=T0, proto="icmp", key=7, dst=WEB1, length=84)

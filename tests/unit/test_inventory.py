@@ -109,7 +109,9 @@ def test_stderr_noise_from_ip_never_reaches_the_json(tmp_path):
     out = run_script(env)
     assert b"Peer netns" not in out
     expected = inventory(NODE)
-    assert parse_inventory(out) == Inventory(expected.interfaces, expected.routes, expected.neighbours, ())
+    # no `bridge` binary here: the FDB is unknown, not empty
+    assert parse_inventory(out) == Inventory(expected.interfaces, expected.routes, expected.neighbours, (),
+                                             unread=("fdb",))
 
 
 # ---------------------------------------------------------------- interfaces
@@ -454,3 +456,11 @@ def test_conntrack_one_document_per_source_and_broken_flows_cost_only_themselves
 def test_conntrack_nothing_without_its_marker_and_nothing_after_its_end():
     assert parse_conntrack(UDP_FLOW) == ()
     assert parse_conntrack("@@conntrack\n@@ctend\n" + UDP_FLOW) == ()
+
+
+def test_a_table_the_listing_did_not_show_is_unread_not_empty():
+    assert inventory(NODE).unread == ()
+    empty = parse_inventory(with_section(raw(NODE), "@@fdb", "[]"))
+    assert empty.fdb == () and empty.unread == ()  # an empty table was read
+    missing = parse_inventory(with_section(raw(NODE), "@@route", "\n"))  # `ip route` printed nothing
+    assert missing.routes == () and missing.unread == ("route",)
