@@ -20,12 +20,15 @@ complete -c netdoctor -n '__fish_seen_subcommand_from check' -l capture -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l capture-namespace -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l pcap -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l plan
+complete -c netdoctor -n '__fish_seen_subcommand_from check' -l request-timeout -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -s v -l verbose
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l help
 complete -c netdoctor -n '__fish_seen_subcommand_from cleanup' -s n -l namespace -r
 complete -c netdoctor -n '__fish_seen_subcommand_from cleanup' -s A -l all-namespaces
 complete -c netdoctor -n '__fish_seen_subcommand_from cleanup' -l context -r
 complete -c netdoctor -n '__fish_seen_subcommand_from cleanup' -l kubeconfig -r -F
+complete -c netdoctor -n '__fish_seen_subcommand_from cleanup' -l run -r
+complete -c netdoctor -n '__fish_seen_subcommand_from cleanup' -l request-timeout -r
 complete -c netdoctor -n '__fish_seen_subcommand_from cleanup' -l help
 complete -c netdoctor -n '__fish_seen_subcommand_from completion' -l help
 complete -c netdoctor -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'

@@ -2,17 +2,25 @@
 → judge → report, and map its verdict to an exit code. Registered on the app by netdoctor.cli.
 
 Heavy modules (kubernetes via kube, probes, the policy engine) are imported inside the commands.
-The cluster connection comes from `env.connect` when a test injects one.
+The cluster connection comes from `env.connect` when a test injects one. Every API call is bounded
+by --request-timeout; Ctrl-C while probing ends the execs in flight at once (see
+`_execs_end_on_interrupt`), and the probe fleet's cleanup is bounded too.
 """
 
 from __future__ import annotations
 
+import math
+import re
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
+from netdoctor.cluster.kube import REQUEST_TIMEOUT
 from netdoctor.environment import Environment
 from netdoctor.errors import UsageError
 from netdoctor.exitcodes import ExitCode
@@ -21,12 +29,52 @@ from netdoctor.report.render import FORMATS
 from netdoctor.check.target import parse_source, parse_target
 
 
-def _connect(env: Environment, kubeconfig: str | None, context: str | None):
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+REQUEST_TIMEOUT_HELP = "Give up on an API call after this long: seconds, or kubectl's 30s, 1m"
+
+
+def _connect(env: Environment, kubeconfig: str | None, context: str | None, request_timeout: str):
+    seconds = _request_timeout(request_timeout)
     if env.connect is not None:
         return env.connect(kubeconfig, context)
     from netdoctor.cluster.kube import Kube
 
-    return Kube.connect(kubeconfig, context)
+    return Kube.connect(kubeconfig, context, request_timeout=seconds)
+
+
+def _request_timeout(value: str) -> float:
+    """--request-timeout as kubectl spells it (30, 30s, 1m, 500ms), but never 0: every call is bounded."""
+    match = _DURATION.match(value.strip())
+    seconds = float(match[1]) * _UNIT[match[2]] if match else math.nan
+    if not seconds > 0:
+        raise UsageError(f"--request-timeout {value!r}: use a positive duration such as 30, 30s or 1m")
+    return seconds
+
+
+@contextmanager
+def _execs_end_on_interrupt(kube) -> Iterator[None]:
+    """While probing, Ctrl-C and SIGTERM first tell the cluster wrapper to end every exec (steps and
+    captures run in worker threads that would otherwise wait out a hung API server), then
+    interrupt as before; the probe fleet's bounded cleanup follows."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)
+                if callable(signal.getsignal(signum))}
+
+    def interrupt(signum, frame):
+        kube.stop_execs()
+        previous[signum](signum, frame)
+
+    for signum in previous:
+        signal.signal(signum, interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def check(
@@ -49,6 +97,8 @@ def check(
     pcap: Optional[Path] = typer.Option(None, "--pcap", help="Write a pcap per capture point into this directory",
                                         file_okay=False),
     plan_only: bool = typer.Option(False, "--plan", help="Print what would be created and run; create nothing"),
+    request_timeout: str = typer.Option(f"{REQUEST_TIMEOUT:g}s", "--request-timeout", metavar="SECONDS",
+                                        help=REQUEST_TIMEOUT_HELP),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show every check's evidence and log"),
 ) -> int:
     """Find where a packet from the source to TARGET is lost, layer by layer, and why."""
@@ -64,7 +114,7 @@ def check(
     from netdoctor.check import resolve
 
     checks = catalog.load()
-    kube = _connect(env, kubeconfig, context)
+    kube = _connect(env, kubeconfig, context, request_timeout)
     started = time.monotonic()
     facts = resolve.resolve(kube, request)
     options = plan.Options(nodes=tuple(nodes.split(",")) if nodes else None, capture=mode,
@@ -73,8 +123,9 @@ def check(
     if plan_only:
         _print_plan(env, the_plan)
         return ExitCode.OK
-    report, result = _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started, output,
-                                      verbose)
+    with _execs_end_on_interrupt(kube):
+        report, result = _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started, output,
+                                          verbose)
     from netdoctor.report.render import render
 
     render(report, output, env, verbose)
@@ -171,15 +222,20 @@ def cleanup(
     all_namespaces: bool = typer.Option(False, "-A", "--all-namespaces", help="Clean every namespace"),
     context: Optional[str] = typer.Option(None, "--context", help="kubeconfig context"),
     kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="Path to the kubeconfig file"),
+    run: Optional[str] = typer.Option(None, "--run", help="Only what this run left (the ID an interrupted check names)"),
+    request_timeout: str = typer.Option(f"{REQUEST_TIMEOUT:g}s", "--request-timeout", metavar="SECONDS",
+                                        help=REQUEST_TIMEOUT_HELP),
 ) -> int:
     """Remove probe pods and owner ConfigMaps that netdoctor left behind."""
     env: Environment = ctx.obj
     if namespace and all_namespaces:
         raise UsageError("use -n NAMESPACE or -A, not both")
+    if run is not None and not _LABEL_VALUE.match(run):
+        raise UsageError(f"--run {run!r} is not a run ID (the label value netdoctor.io/run)")
     from netdoctor.probe.fleet import cleanup_leftovers
 
-    kube = _connect(env, kubeconfig, context)
-    deleted = cleanup_leftovers(kube, None if all_namespaces else (namespace or kube.namespace))
+    kube = _connect(env, kubeconfig, context, request_timeout)
+    deleted = cleanup_leftovers(kube, None if all_namespaces else (namespace or kube.namespace), run)
     for ref in deleted:
         env.stdout.write(f"deleted {ref}\n")
     if not deleted:

@@ -1,30 +1,37 @@
 """The only door to the Kubernetes API: connect, read, create/delete, exec. Nothing else imports
 the `kubernetes` package.
 
-Used by the check pipeline (resolve reads objects, `netdoctor.probe.fleet` creates pods and execs).
-Callers get `netdoctor.cluster.objects` types or API-shaped dicts, and `netdoctor.errors` exceptions with
-one clear line: kubeconfig problems are UsageError, everything the server or the network says is a
-ClusterError (typed: NotFound, Forbidden, Unauthorized, AlreadyExists, Unreachable).
-`kubernetes` is imported lazily so that `netdoctor --help` never pays for it.
+Used by the check pipeline (resolve reads objects, `netdoctor.probe.fleet` creates pods, watches
+them start and execs). Callers get `netdoctor.cluster.objects` types or API-shaped dicts, and
+`netdoctor.errors` exceptions with one clear line: kubeconfig problems are UsageError, everything the
+server or the network says is a ClusterError (typed: NotFound, Forbidden, Unauthorized,
+AlreadyExists, Expired, Unreachable, Stalled).
+Every call has a bounded time, the request timeout (`--request-timeout`): connecting, each read of
+a REST answer, the exec handshake, and the silence allowed within a watch. No call is retried, so
+the bound is the bound. `kubernetes` is imported lazily so that `netdoctor --help` never pays for it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from enum import Enum
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
-from netdoctor.errors import ClusterError, UsageError
+from netdoctor.errors import ClusterError, Interrupted, UsageError
 from netdoctor.cluster.objects import Deployment, EndpointSlice, Namespace, Node, Pod, Service
 from netdoctor.observations import ExecError, ExecErrorKind, ExecResult
 
 DEFAULT_NAMESPACE = "default"
-REQUEST_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds for every REST call
+REQUEST_TIMEOUT = 30.0  # seconds any API call may go without an answer (kubectl's --request-timeout)
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 STDOUT, STDERR, STATUS = 1, 2, 3  # exec channels
+EXEC_SLICE = 0.1  # seconds an exec waits for output before it looks whether it should stop
 
 
 class ApiError(ClusterError):
@@ -61,8 +68,41 @@ class AlreadyExists(ApiError):
     """409."""
 
 
+class Expired(ApiError):
+    """410: a watch's resourceVersion is older than the server's history; list again."""
+
+
 class Unreachable(ClusterError):
     """Connection refused, timeout, TLS failure: the API server could not be talked to."""
+
+
+class Stalled(Unreachable):
+    """The API server took a connection but did not answer within the request timeout."""
+
+
+class WatchEventType(Enum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+    BOOKMARK = "BOOKMARK"  # no change: the stream's resourceVersion moved on
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: WatchEventType
+    object: Mapping  # the API object; a BOOKMARK's carries only its metadata.resourceVersion
+
+    @property
+    def resource_version(self) -> str:
+        return self.object["metadata"]["resourceVersion"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A list and the resourceVersion it is consistent with: where a watch starts so nothing is missed."""
+
+    items: tuple[dict, ...]
+    resource_version: str
 
 
 @dataclass(frozen=True)
@@ -95,17 +135,20 @@ _KINDS = {
 class Kube:
     """One cluster connection. Thread-safe: probes exec in parallel threads.
 
-    Build it with `Kube.connect()`. `namespace` is the context's namespace (kubectl's default).
+    Build it with `Kube.connect()`. `namespace` is the context's namespace (kubectl's default);
+    `request_timeout` bounds every call (seconds).
     """
 
-    def __init__(self, api_client: Any, namespace: str, *, request_timeout=REQUEST_TIMEOUT):
+    def __init__(self, api_client: Any, namespace: str, *, request_timeout: float = REQUEST_TIMEOUT):
         self.namespace = namespace
         self.server = api_client.configuration.host
+        self.request_timeout = request_timeout
         self._client = api_client
-        self._timeout = request_timeout
+        self._stopping = threading.Event()
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None, context: str | None = None, *, environ=None) -> Kube:
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None, *, environ=None,
+                request_timeout: float = REQUEST_TIMEOUT) -> Kube:
         """kubectl's rules: --kubeconfig, else every file of $KUBECONFIG (':'-joined), else
         ~/.kube/config, else the in-cluster service account; the context's namespace."""
         environ = os.environ if environ is None else environ
@@ -114,29 +157,31 @@ class Kube:
             raise UsageError(f"kubeconfig {kubeconfig}: no such file")
         if not any(os.path.isfile(p) for p in paths.split(os.pathsep) if p):
             if environ.get("KUBERNETES_SERVICE_HOST") and not context:
-                return cls._in_cluster()
+                return cls._in_cluster(request_timeout)
             raise UsageError(f"no kubeconfig found at {paths}", hint="pass --kubeconfig or set KUBECONFIG")
-        return cls._from_kubeconfig(paths, context)
+        return cls._from_kubeconfig(paths, context, request_timeout)
 
     @classmethod
-    def _from_kubeconfig(cls, paths: str, context: str | None) -> Kube:
-        from kubernetes import config
+    def _from_kubeconfig(cls, paths: str, context: str | None, request_timeout: float) -> Kube:
+        from kubernetes import client, config
         from kubernetes.config.kube_config import KubeConfigMerger
 
+        configuration = client.Configuration()
         try:
             merged = KubeConfigMerger(paths).config.value
             contexts = [getattr(node, "value", node) for node in merged.get("contexts") or []]
             chosen = _choose_context(contexts, merged.get("current-context"), context, paths)
-            api_client = config.new_client_from_config(config_file=paths, context=chosen["name"], persist_config=False)
+            config.load_kube_config(config_file=paths, context=chosen["name"], client_configuration=configuration,
+                                    persist_config=False)
         except UsageError:
             raise
         except Exception as exc:  # the loader raises ConfigException, YAML, OS and Key errors
             raise UsageError(f"kubeconfig {paths} is not usable: {_one_line(exc)}") from None
         namespace = (chosen.get("context") or {}).get("namespace") or DEFAULT_NAMESPACE
-        return cls(api_client, namespace)
+        return cls(_api_client(configuration), namespace, request_timeout=request_timeout)
 
     @classmethod
-    def _in_cluster(cls) -> Kube:
+    def _in_cluster(cls, request_timeout: float) -> Kube:
         from kubernetes import client, config
 
         configuration = client.Configuration()
@@ -146,7 +191,7 @@ class Kube:
                 namespace = file.read().strip() or DEFAULT_NAMESPACE
         except (config.ConfigException, OSError) as exc:
             raise UsageError(f"no kubeconfig, and the in-cluster configuration is not usable: {exc}") from None
-        return cls(client.ApiClient(configuration=configuration), namespace)
+        return cls(_api_client(configuration), namespace, request_timeout=request_timeout)
 
     # ------------------------------------------------------------ reads
 
@@ -189,6 +234,45 @@ class Kube:
         data = self._request(kind, "", namespace, "GET", spec.path(namespace), query=query)
         return [_with_type(item, kind, spec) for item in data.get("items") or []]
 
+    def snapshot(self, kind: str, namespace: str | None, label_selector: str | None = None) -> Snapshot:
+        """A list with its resourceVersion, to start a `watch` from."""
+        spec = _kind(kind)
+        query = [("labelSelector", label_selector)] if label_selector else []
+        data = self._request(kind, "", namespace, "GET", spec.path(namespace), query=query)
+        items = tuple(_with_type(item, kind, spec) for item in data.get("items") or [])
+        return Snapshot(items, (data.get("metadata") or {}).get("resourceVersion") or "")
+
+    def watch(self, kind: str, namespace: str | None, label_selector: str | None, resource_version: str) -> Iterator[WatchEvent]:
+        """The changes after `resource_version`, as they happen, for about half the request timeout
+        (the server then ends the watch: watch again from the last event's resourceVersion; the
+        BOOKMARK events keep it current). Silence for the request timeout (at least the watch's
+        own length + 1 s) is a stall, Stalled; a version the server no longer holds raises
+        Expired: list again. Close the iterator to stop early."""
+        spec = _kind(kind)
+        seconds = max(1, math.ceil(self.request_timeout / 2))
+        query = [("watch", "true"), ("resourceVersion", resource_version), ("allowWatchBookmarks", "true"),
+                 ("timeoutSeconds", str(seconds))] + ([("labelSelector", label_selector)] if label_selector else [])
+        response = self._send(kind, "", namespace, "GET", spec.path(namespace), query=query, stream=True,
+                              timeout=max(self.request_timeout, seconds + 1.0))
+        return self._events(response, kind, spec)
+
+    def _events(self, response: Any, kind: str, spec: _Kind) -> Iterator[WatchEvent]:
+        import urllib3
+
+        try:
+            for line in _lines(response.stream(amt=None, decode_content=True)):
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    raise _status_error(int(event["object"].get("code") or 500), event["object"], kind, "", None)
+                yield WatchEvent(WatchEventType(event["type"]), _with_type(event["object"], kind, spec))
+        except urllib3.exceptions.TimeoutError:
+            raise self._stalled(f"watching {spec.plural}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._unreachable(exc) from None
+        finally:  # a watch left early has unread data: its connection can't be reused
+            response.close()
+            response.release_conn()
+
     # ------------------------------------------------------------ writes
 
     def create_config_map(self, namespace: str, body: Mapping) -> dict:
@@ -199,16 +283,23 @@ class Kube:
         return Pod.from_api(self._request("Pod", _name(body), namespace, "POST", _KINDS["Pod"].path(namespace),
                                           body=dict(body)))
 
-    def delete(self, kind: str, namespace: str | None, name: str) -> bool:
-        """Delete with background propagation (dependents are garbage-collected); False if gone."""
+    def delete(self, kind: str, namespace: str | None, name: str, *, timeout: float | None = None) -> bool:
+        """Delete with background propagation (dependents are garbage-collected); False if gone.
+        `timeout` shortens the request timeout (the cleanup after Ctrl-C has little time)."""
         options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         try:
-            self._request(kind, name, namespace, "DELETE", _kind(kind).path(namespace, name), body=options)
+            self._request(kind, name, namespace, "DELETE", _kind(kind).path(namespace, name), body=options,
+                          timeout=timeout)
         except NotFound:
             return False
         return True
 
     # ------------------------------------------------------------ exec
+
+    def stop_execs(self) -> None:
+        """Ctrl-C: every exec ends within EXEC_SLICE, whatever thread runs it, and none starts
+        (so no thread waits out a hung API server). REST calls, the cleanup's deletes, go on."""
+        self._stopping.set()
 
     def exec(self, namespace: str, pod: str, command: list[str], container: str | None = None, *, timeout: float) -> ExecResult:
         """Run a command to completion (or until `timeout` seconds), stdout/stderr as bytes."""
@@ -217,11 +308,13 @@ class Kube:
         stdout = bytearray()
         try:
             while not stream.closed:
+                if self._stopping.is_set():
+                    return ExecResult(None, bytes(stdout), stream.stderr, ExecError(ExecErrorKind.FAILURE, "interrupted"))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     error = ExecError(ExecErrorKind.TIMEOUT, f"{command[0]} did not finish within {timeout:g}s")
                     return ExecResult(None, bytes(stdout), stream.stderr, error)
-                stdout += stream.read(min(remaining, 1.0))
+                stdout += stream.read(min(remaining, EXEC_SLICE))
             stdout += stream.read(0)
         finally:
             stream.close()
@@ -234,6 +327,8 @@ class Kube:
         from kubernetes.client.exceptions import ApiException
         from kubernetes.stream.ws_client import websocket_call
 
+        if self._stopping.is_set():
+            raise Interrupted("interrupted")
         query = [("command", part) for part in command] + [("stdout", "true"), ("stderr", "true")]
         if stdin:
             query.append(("stdin", "true"))
@@ -241,18 +336,37 @@ class Kube:
             query.append(("container", container))
         _, url, headers, _, _ = self._client.param_serialize(
             "GET", _KINDS["Pod"].path(namespace, pod) + "/exec", query_params=query, auth_settings=["BearerToken"])
-        try:
-            ws = websocket_call(self._client.configuration, "GET", url, headers=headers, _preload_content=False,
-                                binary=True)
+        try:  # the websocket client has no handshake timeout: bound it from outside
+            ws = _within(self.request_timeout, lambda: websocket_call(
+                self._client.configuration, "GET", url, headers=headers, _preload_content=False, binary=True),
+                discard=lambda late: late.close(timeout=0), stop=self._stopping)
+        except TimeoutError:
+            raise self._stalled(f"starting exec in pod {namespace}/{pod}") from None
         except ApiException as exc:  # the WebSocket handshake failed: exc.__context__ says how
             raise self._api_error(exc, "Pod", pod, namespace) from None
-        return ExecStream(ws)
+        ws.sock.settimeout(self.request_timeout)  # a frame that stops halfway is a stall, not a hang
+        return ExecStream(ws, self._stopping)
 
     # ------------------------------------------------------------ plumbing
 
     def _request(self, kind: str, name: str, namespace: str | None, method: str, path: str,
-                 query: list | None = None, body: Any = None) -> dict:
+                 query: list | None = None, body: Any = None, timeout: float | None = None) -> dict:
         """One REST call through the official client; every failure becomes one of our errors."""
+        import urllib3
+
+        response = self._send(kind, name, namespace, method, path, query, body, timeout=timeout)
+        try:
+            data = response.read()
+        except urllib3.exceptions.TimeoutError:
+            raise self._stalled(f"{method} {path}", timeout) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise self._unreachable(exc) from None
+        return json.loads(data or b"{}")
+
+    def _send(self, kind: str, name: str, namespace: str | None, method: str, path: str, query: list | None = None,
+              body: Any = None, *, timeout: float | None = None, stream: bool = False) -> Any:
+        """Send one request and read its status; an error status becomes one of our errors. The
+        body is left to read: at once (`_request`) or as it streams (`watch`)."""
         import urllib3
 
         headers = {"Accept": "application/json"}
@@ -262,13 +376,16 @@ class Kube:
             method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"])
         try:
             response = self._client.call_api(method, url, header_params=headers, body=body, post_params=post,
-                                             _request_timeout=self._timeout)
-            data = response.read()
+                                             _request_timeout=timeout or self.request_timeout)
+            if not 200 <= response.status < 300:
+                raise _status_error(response.status, _body(response.read()), kind, name, namespace)
+        except urllib3.exceptions.NewConnectionError as exc:  # a subclass of urllib3's TimeoutError
+            raise self._unreachable(exc) from None
+        except urllib3.exceptions.TimeoutError:
+            raise self._stalled(f"{method} {path}", timeout) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise self._unreachable(exc) from None
-        if not 200 <= response.status < 300:
-            raise _status_error(response.status, _body(data), kind, name, namespace)
-        return json.loads(data or b"{}")
+        return response.response if stream else response
 
     def _api_error(self, exc, kind: str, name: str, namespace: str | None) -> Exception:
         if exc.status:
@@ -284,13 +401,18 @@ class Kube:
     def _unreachable(self, exc: BaseException) -> Unreachable:
         return Unreachable(f"cannot reach the API server at {self.server}: {_one_line(getattr(exc, 'reason', None) or exc)}")
 
+    def _stalled(self, what: str, timeout: float | None = None) -> Stalled:
+        return Stalled(f"the API server at {self.server} did not answer within {timeout or self.request_timeout:g}s "
+                       f"({what})", hint="it is overloaded or hung; try again, or give it longer with --request-timeout")
+
 
 class ExecStream:
     """A running exec: `read(timeout)` returns the stdout bytes that arrived, `stderr` what the
     command wrote there so far; `returncode`/`error` are known once `closed`. Not thread-safe."""
 
-    def __init__(self, ws: Any):
+    def __init__(self, ws: Any, stopping: threading.Event | None = None):
         self._ws = ws
+        self._stopping = stopping or threading.Event()
         self._stderr = bytearray()
         self._lost: ExecError | None = None
         self._closed_by_us = False
@@ -335,9 +457,10 @@ class ExecStream:
         return self._final()[1]
 
     def close(self) -> None:
+        """Close (after Ctrl-C without waiting for the server's goodbye: it may be hung)."""
         if not self.closed:
             self._closed_by_us = True
-            self._ws.close()
+            self._ws.close(**({"timeout": 0} if self._stopping.is_set() else {}))
 
     def __enter__(self) -> ExecStream:
         return self
@@ -381,6 +504,60 @@ def parse_exec_status(raw: bytes | str) -> tuple[int | None, ExecError | None]:
     return None, ExecError(ExecErrorKind.FAILURE, message or _one_line(raw))
 
 
+def _api_client(configuration: Any) -> Any:
+    """The official client, without urllib3's retries: they would multiply the request timeout."""
+    from kubernetes import client
+
+    configuration.retries = False
+    return client.ApiClient(configuration=configuration)
+
+
+_T = TypeVar("_T")
+
+
+def _within(seconds: float, start: Callable[[], _T], *, discard: Callable[[_T], None], stop: threading.Event) -> _T:
+    """start() in a helper thread, waited for `seconds`; TimeoutError if it is late, Interrupted
+    once `stop` is set. A late result is handed to `discard` when it finally comes."""
+    outcome: dict[str, Any] = {}
+    lock, done = threading.Lock(), threading.Event()
+
+    def run() -> None:
+        try:
+            value = start()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller, raised there
+            value, outcome["error"] = None, exc
+        with lock:
+            abandoned = "abandoned" in outcome
+            outcome["value"] = value
+        if abandoned and "error" not in outcome:
+            discard(value)
+        done.set()
+
+    threading.Thread(target=run, name="kube-connect", daemon=True).start()
+    deadline = time.monotonic() + seconds
+    while not done.wait(min(EXEC_SLICE, max(0.0, deadline - time.monotonic()))):
+        if stop.is_set() or time.monotonic() >= deadline:
+            with lock:
+                if "value" not in outcome:
+                    outcome["abandoned"] = True
+                    raise Interrupted("interrupted") if stop.is_set() else TimeoutError(f"no answer within {seconds:g}s")
+    done.wait()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Whole lines from a byte stream (a watch sends one JSON event per line)."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        yield from (line for line in lines if line.strip())
+    if pending.strip():
+        yield pending
+
+
 def _choose_context(contexts: list[dict], current: str | None, wanted: str | None, paths: str) -> dict:
     if not (wanted or current):
         raise UsageError(f"kubeconfig {paths} has no current-context", hint="pass --context")
@@ -403,6 +580,8 @@ def _status_error(status: int, body: Mapping, kind: str, name: str, namespace: s
         return Forbidden(message, status=403, reason=reason, server_message=message)
     if status == 409:
         return AlreadyExists(message, status=409, reason=reason, server_message=message)
+    if status == 410:
+        return Expired(message, status=410, reason=reason, server_message=message)
     return ApiError(f"the API server refused: {message}", status=status, reason=reason, server_message=message)
 
 

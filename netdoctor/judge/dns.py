@@ -57,7 +57,8 @@ def _resolves(ev: Evidence) -> CheckResult:
     lines = [f"{r.name} @{r.server}: {r.outcome.value} {' '.join(r.addresses)}".rstrip() for _, r in finals]
     bad = [(step, r) for step, r in finals if r.outcome is not DnsOutcome.ANSWER]
     if not bad:
-        return passed("ND-DNS-002", "short name and FQDN resolve", lines + problems)
+        return _unproven(ev, "ND-DNS-002", "lookups", lambda step: step.action.name, lines + problems) or passed(
+            "ND-DNS-002", "short name and FQDN resolve", lines + problems)
     step, worst = bad[0] if len(bad) < len(finals) else bad[-1]  # all failed: name the FQDN
     if len(bad) < len(finals):
         lines.append("the FQDN resolves but the short name does not: the search path is wrong" if step.action.search
@@ -108,7 +109,8 @@ def _repeated(ev: Evidence) -> CheckResult:
     counts = {o: sum(r.outcome is o for r in results) for o in DnsOutcome}
     line = ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)
     if not lost:
-        return passed("ND-DNS-004", f"{len(results)}/{len(results)} answered", [line])
+        return _unproven(ev, "ND-DNS-004", "query runs", lambda step: step.title or step.key, [line] + problems) or passed(
+            "ND-DNS-004", f"{len(results)}/{len(results)} answered", [line])
     params = {"lost": str(len(lost)), "total": str(len(results)), "server": results[0].server}
     if len(lost) == len(results):  # not lossy: nothing gets through, the name lookups say why
         return failed("ND-DNS-004", "silent", f"0 of {len(results)} queries answered", [line], params)
@@ -140,4 +142,17 @@ def _backends(ev: Evidence) -> CheckResult:
                       lines + problems, {"pods": names(down), "pod": down[0]}, log=logs(ev, "ND-DNS-005"))
     if disagree and len(disagree) < len(done):  # all alike: a stale record, ND-DNS-003's finding
         return failed("ND-DNS-005", "backend-disagrees", "DNS backends disagree", lines, {"pods": names(disagree), "pod": disagree[0]})
-    return passed("ND-DNS-005", f"{len(done)} DNS backend(s) answer", lines + problems)
+    return _unproven(ev, "ND-DNS-005", "DNS backends", lambda step: by_ip.get(step.action.server, step.action.server),
+                     lines + problems) or passed("ND-DNS-005", f"{len(done)} DNS backend(s) answer", lines + problems)
+
+
+def _unproven(ev: Evidence, check_id: str, what: str, name, lines: list[str]) -> CheckResult | None:
+    """ERROR when some of the check's steps errored (an error is no evidence): which `what` lack
+    it, by `name(step)`; None when every step ran."""
+    runs = ev.runs(check_id)
+    ran = {step.key for step, _ in completed(ev, check_id)[0]}
+    missing = [name(step) for step, _ in runs if step.key not in ran]
+    if not missing:
+        return None
+    return error(check_id, f"{len(missing)} of {len(runs)} {what} errored: no evidence for {names(missing)}", lines,
+                 logs(ev, check_id))

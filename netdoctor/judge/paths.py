@@ -32,6 +32,7 @@ class Attempt:
     connected: int
     tries: int
     refusal: Refusal | None = None  # for a refused attempt: who refused it, from the captures
+    errored: int = 0  # tries with no outcome (exec failed, API stalled, probe died): never success or failure
 
 
 def reached(a: Attempt) -> bool:
@@ -55,19 +56,40 @@ def outcome(results: tuple[TcpResult, ...]) -> TcpOutcome:
 
 
 def attempts(ev: Evidence, check_id: str) -> tuple[list[Attempt], list[str]]:
+    """Every planned attempt of the check. One whose step or tries errored stays in (outcome ERROR
+    when every try did): an error is no evidence either way, and never leaves a denominator.
+    `problems` says, one line each, what errored."""
     done, problems = completed(ev, check_id)
+    results = {step.key: tuple(obs.result) for step, obs in done}
     pods = {p.ip: p for p in ev.facts.backends}
     found = []
-    for step, obs in done:
+    for step, _ in ev.runs(check_id):
         pod = pods.get(step.action.ip)
-        results = tuple(obs.result)
+        tried = results.get(step.key, ())  # none: the step itself errored (in `problems` already)
+        errors = [r for r in tried if r.outcome is TcpOutcome.ERROR]
+        if errors:
+            problems.append(f"{step.title or step.key}: {len(errors)} of {len(tried)} tries errored ({errors[0].detail})")
         found.append(Attempt(step, ev.node_of(step.probe), pod.name if pod else step.action.ip,
-                             pod.node_name if pod else None, outcome(results),
-                             sum(r.outcome is TcpOutcome.CONNECTED for r in results), len(results)))
+                             pod.node_name if pod else None, outcome(tried),
+                             sum(r.outcome is TcpOutcome.CONNECTED for r in tried), len(tried) or step.action.attempts,
+                             errored=len(errors) if tried else step.action.attempts))
     found = [_told_apart(ev, a) for a in found]
-    broken = [a for a in found if a.outcome is TcpOutcome.ERROR]
-    problems += [f"{a.step.title or a.step.key}: probe error" for a in broken]
-    return [a for a in found if a.outcome is not TcpOutcome.ERROR], problems
+    return found, problems
+
+
+def _known(tried: list[Attempt]) -> list[Attempt]:
+    """The attempts with an outcome: only these can fail a check."""
+    return [a for a in tried if a.outcome is not TcpOutcome.ERROR]
+
+
+def _unproven(ev: Evidence, check_id: str, tried: list[Attempt], what, lines: list[str]) -> CheckResult | None:
+    """ERROR when errored attempts leave the check's claim unproven for some of what it covers
+    (`what(attempt)` names a backend, node or path); None when every attempt has an outcome."""
+    missing = [a for a in tried if a.outcome is TcpOutcome.ERROR]
+    if not missing:
+        return None
+    return error(check_id, f"{len(missing)} of {len(tried)} attempts errored: no evidence for "
+                 f"{names(sorted(set(map(what, missing))))}", lines, logs(ev, check_id))
 
 
 def _line(a: Attempt) -> str:
@@ -108,8 +130,6 @@ def judge_pod(ev: Evidence) -> list[CheckResult]:
     if not ev.runs("ND-POD-001"):
         return [skip("ND-POD-001", "no backend pod with an IP to connect to")]
     tried, problems = attempts(ev, "ND-POD-001")
-    if not tried:
-        return [error("ND-POD-001", "no connection attempt completed", problems, logs(ev, "ND-POD-001"))]
     lines = [_line(a) for a in tried] + problems
     port = ev.facts.target_port
     for cause in ("rejected", "refused", "refused-unknown", "timeout", "unreachable"):
@@ -123,7 +143,8 @@ def judge_pod(ev: Evidence) -> list[CheckResult]:
             what = "rejected by a node" if cause == "rejected" else bad[0].outcome.value
             return [failed("ND-POD-001", cause, f"{len(pods)}/{len(tried)} backends {what} on port {port}",
                            lines, params, log=logs(ev, "ND-POD-001"))]
-    return [passed("ND-POD-001", f"{len(tried)}/{len(tried)} backends connect on port {port}", lines)]
+    return [_unproven(ev, "ND-POD-001", tried, lambda a: a.backend, lines)
+            or passed("ND-POD-001", f"{len(tried)}/{len(tried)} backends connect on port {port}", lines)]
 
 
 # --- layer 4: Service IP -----------------------------------------------------------------------
@@ -143,6 +164,9 @@ def _cluster_ip(ev: Evidence) -> CheckResult:
     a = tried[0]
     lines = [_line(a)] + problems + [_spread(ev, a.step)]
     params = {"connected": str(a.connected), "attempts": str(a.tries), "outcome": a.outcome.value}
+    if a.errored and a.connected + a.errored == a.tries:  # no try failed, but the errored ones prove nothing
+        return error("ND-SVC-001", f"{a.errored} of {a.tries} connections errored (the other {a.connected} connected): "
+                     f"no evidence that {svc.cluster_ip}:{ev.facts.port} works", lines, logs(ev, "ND-SVC-001"))
     found = coverage.of(ev, a.step)
     if found.missed:
         return _backend_unreached(ev, found, lines, params)
@@ -216,13 +240,12 @@ def _node_port(ev: Evidence) -> CheckResult:
         return skip("ND-SVC-002", "not a NodePort Service")
     tried, problems = attempts(ev, "ND-SVC-002")
     lines = [_line(a) for a in tried] + problems
-    bad = [a.step.action.ip for a in tried if a.outcome is not TcpOutcome.CONNECTED]
+    bad = [a.step.action.ip for a in _known(tried) if a.outcome is not TcpOutcome.CONNECTED]
     if bad:
         return failed("ND-SVC-002", "nodeport-fail", f"NodePort fails on {len(bad)} node(s)", lines,
                       {"nodes": names(bad)})
-    if not tried:
-        return error("ND-SVC-002", "no NodePort attempt completed", problems)
-    return passed("ND-SVC-002", f"NodePort answers on {len(tried)} node(s)", lines)
+    return _unproven(ev, "ND-SVC-002", tried, lambda a: a.step.action.ip, lines) or passed(
+        "ND-SVC-002", f"NodePort answers on {len(tried)} node(s)", lines)
 
 
 # --- layer 5: cross-node -----------------------------------------------------------------------
@@ -256,12 +279,12 @@ def _cross_node(ev: Evidence) -> CheckResult:
     tried, problems = attempts(ev, "ND-NODE-002")
     expected = [a for a in tried if a.step.expect is Expect.SUCCEED]
     if not expected:
-        return skip("ND-NODE-002", "the NetworkPolicies deny these flows (see NetworkPolicy)") if tried else error(
-            "ND-NODE-002", "no node probe completed", problems, logs(ev, "ND-NODE-002"))
+        return skip("ND-NODE-002", "the NetworkPolicies deny these flows (see NetworkPolicy)")
     lines = [_line(a) for a in expected] + problems
-    bad = [a for a in expected if not reached(a)]
+    bad = [a for a in _known(expected) if not reached(a)]
     if not bad:
-        return passed("ND-NODE-002", f"{len(expected)} node → backend paths work", lines)
+        return _unproven(ev, "ND-NODE-002", expected, _pair, lines) or passed(
+            "ND-NODE-002", f"{len(expected)} node → backend paths work", lines)
     refused = _refused_paths(ev, bad, lines)
     if refused:
         return refused
@@ -269,7 +292,7 @@ def _cross_node(ev: Evidence) -> CheckResult:
     log, pairs = logs(ev, "ND-NODE-002"), names(map(_pair, bad))
     if any(a.node == a.backend_node for a in bad):
         return failed("ND-NODE-002", "unreachable", f"{len(bad)} path(s) fail, same-node too", lines, {"pairs": pairs}, log=log)
-    isolated = _isolated_node(expected, bad)
+    isolated = _isolated_node(_known(expected), bad)
     if isolated:
         return failed("ND-NODE-002", "node-isolated", f"node {isolated} is cut off", lines, {"node": isolated}, log=log)
     return failed("ND-NODE-002", "cross-node", f"{len(bad)} cross-node path(s) fail", lines, {"pairs": pairs}, log=log)
@@ -308,13 +331,14 @@ def _node_service_ip(ev: Evidence) -> CheckResult:
     if not ev.runs("ND-NODE-003"):
         return skip("ND-NODE-003", "no Service IP, or no node probes planned")
     tried, problems = attempts(ev, "ND-NODE-003")
-    if not tried:
-        return error("ND-NODE-003", "no node probe reached the Service IP step", problems, logs(ev, "ND-NODE-003"))
     expected = [a for a in tried if a.step.expect is Expect.SUCCEED]
     if not expected:
         return skip("ND-NODE-003", "the NetworkPolicies deny these flows (see NetworkPolicy)")
     lines = [_line(a) for a in expected] + problems
-    bad = [a.node for a in expected if a.connected == 0 and _reaches_every_backend(ev, a.node)]
+    bad = [a.node for a in _known(expected) if a.connected == 0 and _reaches_every_backend(ev, a.node)]
+    unproven = _unproven(ev, "ND-NODE-003", expected, lambda a: str(a.node), lines)
+    if not bad and unproven:
+        return unproven
     if not bad:
         works = [a for a in expected if a.connected]
         rest = "" if len(works) == len(expected) else "; where it fails, the pod IPs fail too (see ND-NODE-002)"
@@ -327,31 +351,46 @@ def _node_service_ip(ev: Evidence) -> CheckResult:
 def _pings(ev: Evidence) -> list[CheckResult]:
     done, problems = completed(ev, "ND-NODE-004")
     if not done:
-        reason = "the NetworkPolicies admit no ICMP on these paths" if not problems else "pings did not run"
+        if problems:  # every ping step errored: no evidence at all
+            return [error(i, "no ping ran", problems, logs(ev, "ND-NODE-004")) for i in ("ND-NODE-004", "ND-NODE-005")]
+        reason = "the NetworkPolicies admit no ICMP on these paths"
         return [skip("ND-NODE-004", reason), skip("ND-NODE-005", reason)]
     by_pair: dict[tuple[str | None, str], list[PingResult]] = {}
     for step, obs in done:
-        by_pair.setdefault((ev.node_of(step.probe), _target(ev, step.action, obs.result)), []).append(obs.result)
+        by_pair.setdefault((ev.node_of(step.probe), _target(ev, step.action)), []).append(obs.result)
     if all(r.outcome is PingOutcome.ERROR for rs in by_pair.values() for r in rs):
         detail = next(r.detail for rs in by_pair.values() for r in rs)
         reason = f"ping unavailable in the probe: {detail}"
         return [skip("ND-NODE-004", reason), skip("ND-NODE-005", reason)]
-    return [_mtu(ev, by_pair), _icmp(ev, by_pair)]
+    ran = {step.key for step, _ in done}
+    errored = {f"{ev.node_of(step.probe)} → {_target(ev, step.action)}" for step, _ in ev.runs("ND-NODE-004")
+               if step.key not in ran}
+    errored |= {f"{n} → {t}" for (n, t), rs in by_pair.items() if any(r.outcome is PingOutcome.ERROR for r in rs)}
+    return [_mtu(ev, by_pair, errored, problems), _icmp(ev, by_pair, errored, problems)]
 
 
-def _target(ev: Evidence, action, result: PingResult) -> str:
+def _target(ev: Evidence, action) -> str:
     """Who was pinged, for humans: a backend (and its node), or the probe on another node."""
     if action.to_probe:
         return f"probe on {ev.node_of(action.to_probe)}"
-    pod = next((p for p in ev.facts.backends if p.ip == result.ip), None)
-    return f"{pod.name} ({pod.node_name})" if pod else result.ip
+    pod = next((p for p in ev.facts.backends if p.ip == action.ip), None)
+    return f"{pod.name} ({pod.node_name})" if pod else action.ip
+
+
+def _unproven_pairs(ev: Evidence, check_id: str, by_pair: dict, errored: set[str], lines: list[str]) -> CheckResult | None:
+    """ERROR when pings of some paths errored: the check's claim is unproven for them."""
+    if not errored:
+        return None
+    total = len({f"{n} → {t}" for n, t in by_pair} | errored)
+    return error(check_id, f"pings errored on {len(errored)} of {total} path(s): no evidence for {names(sorted(errored))}",
+                 lines, logs(ev, "ND-NODE-004"))
 
 
 def _small_ok(results: list[PingResult]) -> bool:
     return any(r.size <= _SMALL and r.outcome is PingOutcome.REPLY for r in results)
 
 
-def _mtu(ev: Evidence, by_pair: dict) -> CheckResult:
+def _mtu(ev: Evidence, by_pair: dict, errored: set[str], problems: list[str]) -> CheckResult:
     lines, holes = [], []
     for (node, target), results in sorted(by_pair.items(), key=str):
         lines.append(f"{node} → {target}: " + ", ".join(
@@ -365,15 +404,19 @@ def _mtu(ev: Evidence, by_pair: dict) -> CheckResult:
         size = min(s for _, s in holes)
         return failed("ND-NODE-004", "mtu", f"DF pings of {size} bytes lost on {len(holes)} path(s)", lines,
                       {"pairs": names(p for p, _ in holes), "size": str(size)}, log=logs(ev, "ND-NODE-004"))
-    return passed("ND-NODE-004", "full-size DF pings pass (or the sender knows the path MTU)", lines)
+    return _unproven_pairs(ev, "ND-NODE-004", by_pair, errored, lines + problems) or passed(
+        "ND-NODE-004", "full-size DF pings pass (or the sender knows the path MTU)", lines)
 
 
-def _icmp(ev: Evidence, by_pair: dict) -> CheckResult:
-    """Pings the policies admit fail while TCP across the nodes works: ICMP is filtered."""
+def _icmp(ev: Evidence, by_pair: dict, errored: set[str], problems: list[str]) -> CheckResult:
+    """Pings the policies admit fail while TCP across the nodes works: ICMP is filtered. A small
+    ping that errored is no evidence of filtering."""
     tcp_works = any(reached(a) for a in attempts(ev, "ND-NODE-002")[0])
-    blocked = [pair for pair, rs in by_pair.items() if not _small_ok(rs)]
+    blocked = [pair for pair, rs in by_pair.items() if not _small_ok(rs)
+               and any(r.size <= _SMALL and r.outcome is not PingOutcome.ERROR for r in rs)]
     if blocked and tcp_works:
         pairs = names(f"{n} → {t}" for n, t in blocked)
         return failed("ND-NODE-005", "icmp-blocked", f"ping fails, TCP works on {len(blocked)} path(s)",
                       [pairs], {"pairs": pairs}, State.WARN)
-    return passed("ND-NODE-005", "ping gets through where the policies admit it")
+    return _unproven_pairs(ev, "ND-NODE-005", by_pair, errored, problems) or passed(
+        "ND-NODE-005", "ping gets through where the policies admit it")

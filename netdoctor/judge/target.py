@@ -69,6 +69,10 @@ def _listeners(ev: Evidence) -> CheckResult:
         ports = sorted({x.port for x in table.listeners if x.accepts_from_network()})
         return failed("ND-TGT-003", "not-listening", f"nothing in {pod} accepts connections on {port}", lines,
                       {"pod": pod, "listening": ", ".join(map(str, ports)) or "nothing"})
+    errored = [step.action.pod for step, _ in ev.runs("ND-TGT-003") if step.action.pod not in tables]
+    if errored:  # an error is no evidence: those backends may not listen
+        return error("ND-TGT-003", f"{len(errored)} of {len(ev.runs('ND-TGT-003'))} backends' socket tables could not "
+                     f"be read: no evidence for {names(errored)}", lines, logs(ev, "ND-TGT-003"))
     return passed("ND-TGT-003", f"{len(usable)} backend(s) listen on {port}", lines)
 
 

@@ -3,28 +3,32 @@
 Used by the check pipeline's probe stage (and `netdoctor cleanup`). A `ProbeFleet` owns one run:
 a per-namespace owner ConfigMap, registered for cleanup before it is created, and probe pods that
 the ConfigMap controls (no ReplicaSet can adopt them; deleting it garbage-collects them), each with
-an activeDeadlineSeconds so they die even if netdoctor is killed. The pod manifest is the data in
+an activeDeadlineSeconds so they die even if netdoctor is killed. The pods are watched until they
+run (a list, then a watch from its resourceVersion). After Ctrl-C the cleanup gets 1.3 s; what it
+could not delete is named with the command that finishes the job. The pod manifest is the data in
 checks/probes/probe.yaml; commands and parsing are in `netdoctor.probe.commands`.
 """
 
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 import math
+import queue
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
 from netdoctor.catalog import data_dir
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import yaml
 
 from netdoctor.probe import commands
-from netdoctor.errors import ClusterError, NetdoctorError, ProbeError
-from netdoctor.cluster.kube import ApiError, Forbidden, Kube
+from netdoctor.errors import ClusterError, Interrupted, NetdoctorError, ProbeError
+from netdoctor.cluster.kube import ApiError, Expired, Forbidden, Kube, WatchEventType
 from netdoctor.cluster.objects import ContainerStateKind, Pod
 from netdoctor.observations import (
     DnsResult,
@@ -43,7 +47,8 @@ RUN_LABEL = "netdoctor.io/run"
 ROLE_LABEL = "netdoctor.io/role"
 DEADLINE_MARGIN = 120  # seconds a probe outlives the run's own timeout
 START_TIMEOUT = 120.0  # seconds to wait for probe pods to run (image pulls included)
-POLL_INTERVAL = 0.2  # seconds between looks at the probes while they start
+INTERRUPT_BUDGET = 1.3  # seconds the cleanup after Ctrl-C may take: netdoctor ends within 2 s
+INTERRUPT_CALL_TIMEOUT = 0.4  # seconds for each delete of that cleanup
 NONROOT_UID = 65534  # probes without capabilities run as nobody: PodSecurity "restricted" admits them
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 CONTAINER_ERROR_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
@@ -168,14 +173,11 @@ class ProbeFleet:
         keep: bool = False,
         run_id: str | None = None,
         start_timeout: float = START_TIMEOUT,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
     ):
         self.kube, self.keep = kube, keep
         self.run_id = run_id or secrets.token_hex(4)
         self.deadline_seconds = int(math.ceil(run_timeout)) + DEADLINE_MARGIN
         self.start_timeout = start_timeout
-        self._clock, self._sleep = clock, sleep
         self._created: list[ObjectRef] = []
         self._owners: dict[str, dict] = {}  # namespace -> ownerReference
         self.cleanup_failures: tuple[str, ...] = ()
@@ -190,7 +192,14 @@ class ProbeFleet:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if self.keep:
             return False
-        self.cleanup_failures = tuple(self.cleanup())
+        if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+            self._cleanup_interrupted(exc)
+            return False
+        try:
+            self.cleanup_failures = tuple(self.cleanup())
+        except KeyboardInterrupt as interrupt:  # Ctrl-C during a slow cleanup: the bounded one takes over
+            self._cleanup_interrupted(interrupt)
+            raise
         if self.cleanup_failures:
             _report_cleanup_failures(self.cleanup_failures, exc)
         return False
@@ -229,6 +238,40 @@ class ProbeFleet:
 
     def pod_name(self, spec: ProbeSpec) -> str:
         return f"netdoctor-{self.run_id}-{spec.name}"
+
+    # ------------------------------------------------------------ interrupted
+
+    def _cleanup_interrupted(self, exc: BaseException) -> None:
+        """The bounded cleanup after Ctrl-C or SIGTERM; if it could not finish, the error's hint
+        says what is left and how to delete it."""
+        left = self._delete_within(INTERRUPT_BUDGET)
+        if not left:
+            return
+        namespaces = sorted({ref.namespace for ref in left})
+        finish = " && ".join(f"netdoctor cleanup -n {ns} --run {self.run_id}" for ns in namespaces)
+        hint = f"cleanup did not finish; to finish it run: {finish} (left: {', '.join(map(str, left))})"
+        if isinstance(exc, Interrupted):
+            exc.hint = hint
+            return
+        raise Interrupted("interrupted", hint=hint) from exc
+
+    def _delete_within(self, budget: float) -> list[ObjectRef]:
+        """Delete what this run created within `budget` seconds, owners first (each one's pods are
+        garbage-collected with it), every call short. A second Ctrl-C stops it at once. What is left."""
+        deadline = time.monotonic() + budget
+        try:
+            for ref in sorted(self._created, key=lambda r: r.kind == "Pod"):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    self.kube.delete(ref.kind, ref.namespace, ref.name, timeout=min(INTERRUPT_CALL_TIMEOUT, remaining))
+                except ClusterError:  # stalled or refused: it stays in the list of what is left
+                    continue
+                self._created.remove(ref)
+        except KeyboardInterrupt:  # the second Ctrl-C: stop here; what is left is reported
+            pass
+        return list(self._created)
 
     # ------------------------------------------------------------ creation
 
@@ -298,29 +341,118 @@ class ProbeFleet:
     def _wait_running(self, specs: list[ProbeSpec], pods: list[Pod | ProbeLaunchError],
                       optional: frozenset[str] = frozenset()) -> list[Pod | ProbeLaunchError]:
         """Each pod running, or (optional ones only) the error that stopped it."""
-        deadline = self._clock() + self.start_timeout
         namespaces = sorted({spec.namespace for spec, pod in zip(specs, pods) if isinstance(pod, Pod)})
+        events: queue.Queue = queue.Queue()
+        watches = [_PodWatch(self.kube, ns, f"{RUN_LABEL}={self.run_id}", events) for ns in namespaces]
+        for watch in watches:
+            watch.start()
+        try:
+            return self._follow(specs, pods, optional, _PodView(), events)
+        finally:
+            for watch in watches:
+                watch.stopped.set()
+
+    def _follow(self, specs: list[ProbeSpec], pods: list[Pod | ProbeLaunchError], optional: frozenset[str],
+                view: _PodView, events: queue.Queue) -> list[Pod | ProbeLaunchError]:
+        deadline = time.monotonic() + self.start_timeout
         while True:
-            current = self._current_pods(namespaces)
-            states = [pod if isinstance(pod, ProbeLaunchError) else _launch_state(spec, current.get((spec.namespace, pod.name)))
-                      for spec, pod in zip(specs, pods)]
+            states = [pod if isinstance(pod, ProbeLaunchError) else view.state(spec, pod) for spec, pod in zip(specs, pods)]
             failed = next((s for spec, s in zip(specs, states)
                            if isinstance(s, ProbeLaunchError) and spec.name not in optional), None)
             if failed:
                 raise failed
             if all(not isinstance(s, str) for s in states):
                 return states
-            if self._clock() >= deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 late = [(spec, s) for spec, s in zip(specs, states) if isinstance(s, str)]
                 if all(spec.name in optional for spec, _ in late):
                     return [_timeout([spec], [s], self.start_timeout) if isinstance(s, str) else s
                             for spec, s in zip(specs, states)]
                 raise _timeout(specs, states, self.start_timeout)
-            self._sleep(POLL_INTERVAL)
+            try:
+                view.apply(events.get(timeout=remaining))
+                while not events.empty():
+                    view.apply(events.get_nowait())
+            except queue.Empty:
+                continue
 
-    def _current_pods(self, namespaces: list[str]) -> dict[tuple[str, str], Pod]:
-        selector = f"{RUN_LABEL}={self.run_id}"
-        return {(p.namespace, p.name): p for ns in namespaces for p in self.kube.pods(ns, label_selector=selector)}
+
+@dataclass(frozen=True)
+class _Listed:
+    """A namespace's probe pods as listed; the watch goes on from there."""
+
+    namespace: str
+    pods: tuple[Pod, ...]
+
+
+@dataclass(frozen=True)
+class _Changed:
+    type: WatchEventType
+    pod: Pod
+
+
+class _PodView:
+    """The run's probe pods as the watches have told so far."""
+
+    def __init__(self):
+        self._listed: set[str] = set()
+        self._pods: dict[tuple[str, str], Pod] = {}
+
+    def apply(self, item: _Listed | _Changed | Exception) -> None:
+        """Take in what a watch said; raise the error that stopped it."""
+        if isinstance(item, Exception):
+            raise item
+        if isinstance(item, _Listed):
+            self._listed.add(item.namespace)
+            self._pods = {key: p for key, p in self._pods.items() if key[0] != item.namespace}
+            self._pods.update({(p.namespace, p.name): p for p in item.pods})
+        elif item.type is WatchEventType.DELETED:
+            self._pods.pop((item.pod.namespace, item.pod.name), None)
+        else:
+            self._pods[(item.pod.namespace, item.pod.name)] = item.pod
+
+    def state(self, spec: ProbeSpec, created: Pod) -> Pod | ProbeLaunchError | str:
+        if spec.namespace not in self._listed:
+            return "not listed yet"
+        return _launch_state(spec, self._pods.get((spec.namespace, created.name)))
+
+
+class _PodWatch(threading.Thread):
+    """Follows one namespace's probe pods: a list, then a watch from its resourceVersion, watched
+    again when the server ends it and listed again when that version expired. Every change goes
+    to `events`, and so does the error that stops it, for the waiting thread to raise."""
+
+    def __init__(self, kube: Kube, namespace: str, selector: str, events: queue.Queue):
+        super().__init__(name=f"watch probes in {namespace}", daemon=True)
+        self.kube, self.namespace, self.selector, self.events = kube, namespace, selector, events
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            version = None
+            while not self.stopped.is_set():
+                if version is None:
+                    listed = self.kube.snapshot("Pod", self.namespace, self.selector)
+                    self.events.put(_Listed(self.namespace, tuple(Pod.from_api(o) for o in listed.items)))
+                    version = listed.resource_version
+                version = self._watch(version)
+        except Exception as exc:  # noqa: BLE001 - handed over: the waiting thread raises it
+            self.events.put(exc)
+
+    def _watch(self, version: str) -> str | None:
+        """One watch from `version` until the server ends it: the version reached, None if expired."""
+        try:
+            with closing(self.kube.watch("Pod", self.namespace, self.selector, version)) as stream:
+                for event in stream:
+                    version = event.resource_version
+                    if event.type is not WatchEventType.BOOKMARK:
+                        self.events.put(_Changed(event.type, Pod.from_api(dict(event.object))))
+                    if self.stopped.is_set():
+                        break
+        except Expired:
+            return None
+        return version
 
 
 def _launch_state(spec: ProbeSpec, pod: Pod | None) -> Pod | ProbeLaunchError | str:
@@ -422,9 +554,10 @@ def probe_manifest(spec: ProbeSpec, name: str, run_id: str, owner: dict, deadlin
     return body
 
 
-def cleanup_leftovers(kube: Kube, namespace: str | None) -> list[str]:
-    """Delete every probe pod and owner ConfigMap netdoctor left (one namespace or all)."""
-    selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{RUN_LABEL}"
+def cleanup_leftovers(kube: Kube, namespace: str | None, run_id: str | None = None) -> list[str]:
+    """Delete every probe pod and owner ConfigMap netdoctor left (one namespace or all), or
+    those of one run."""
+    selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{RUN_LABEL}" + (f"={run_id}" if run_id else "")
     deleted = []
     for kind in ("Pod", "ConfigMap"):
         for obj in kube.list_objects(kind, namespace, label_selector=selector):

@@ -1,9 +1,15 @@
-"""ProbeFleet against a fake of our own Kube wrapper: manifests, waiting, failures, cleanup."""
+"""ProbeFleet against a fake of our own Kube wrapper: manifests, watching the pods start, failures,
+cleanup (also the bounded one after Ctrl-C)."""
+
+import os
+import signal
+import threading
+import time
 
 import pytest
 
-from netdoctor.errors import ClusterError, ProbeError
-from netdoctor.cluster.kube import Forbidden, NotFound
+from netdoctor.errors import ClusterError, Interrupted, ProbeError
+from netdoctor.cluster.kube import Expired, Forbidden, NotFound, Snapshot, Stalled, WatchEvent, WatchEventType
 from netdoctor.cluster.objects import Pod
 from netdoctor.observations import ExecResult, ListenerStatus, TcpOutcome
 from netdoctor.probe.fleet import (
@@ -12,6 +18,7 @@ from netdoctor.probe.fleet import (
     ProbeFleet,
     ProbeLaunchError,
     ProbeRole,
+    INTERRUPT_BUDGET,
     ProbeSpec,
     cleanup_leftovers,
     listeners_of,
@@ -21,7 +28,8 @@ PSA = 'pods "x" is forbidden: violates PodSecurity "baseline:latest": non-defaul
 
 
 class FakeKube:
-    """Stores what was created; pods go Running at the first poll unless a test says otherwise."""
+    """Stores what was created and the pods' changes as a watch would tell them; pods are Running
+    from the start unless a test says otherwise (`status_for`, or later `set_status`)."""
 
     def __init__(self):
         self.objects: dict[tuple[str, str, str], dict] = {}
@@ -29,41 +37,99 @@ class FakeKube:
         self.status_for: dict[str, dict] = {}  # pod name -> status to report
         self.fail_pod_create: Exception | None = None
         self.fail_delete: set[str] = set()
+        self.stall_deletes = False  # every delete waits out its timeout, as on a hung API server
         self.execs: list[list[str]] = []
         self.exec_result = ExecResult(0, b"", b"")
+        self.version = 0
+        self.changes: list[tuple[int, WatchEventType, dict]] = []  # pod events, by resourceVersion
+        self.changed = threading.Condition()
+        self.snapshots: list[str] = []  # the resourceVersion of each list
+        self.watched: list[str] = []  # the resourceVersion each watch started from
+        self.expire: set[str] = set()  # watches from these versions get 410 Expired
 
     def create_config_map(self, namespace, body):
         obj = dict(body, metadata=dict(body["metadata"], uid="uid-cm"))
         self.objects[("ConfigMap", namespace, body["metadata"]["name"])] = obj
+        self._record(None)
         return obj
 
     def create_pod(self, namespace, body):
         if self.fail_pod_create:
             raise self.fail_pod_create
         self.objects[("Pod", namespace, body["metadata"]["name"])] = body
+        self._record(WatchEventType.ADDED, body)
         return Pod.from_api(body)
 
-    def pods(self, namespace, label_selector=None, field_selector=None):
-        key, value = label_selector.split("=")
-        result = []
-        for (kind, ns, name), body in self.objects.items():
-            if kind == "Pod" and ns == namespace and body["metadata"]["labels"].get(key) == value:
-                status = self.status_for.get(name, RUNNING)
-                result.append(Pod.from_api(dict(body, status=status)))
-        return result
+    def set_status(self, namespace, name, status):
+        self.status_for[name] = status
+        self._record(WatchEventType.MODIFIED, self.objects[("Pod", namespace, name)])
 
-    def delete(self, kind, namespace, name):
+    def remove_pod(self, namespace, name):
+        self._record(WatchEventType.DELETED, self.objects.pop(("Pod", namespace, name)))
+
+    def _record(self, event, body=None):
+        with self.changed:
+            self.version += 1
+            if event:
+                self.changes.append((self.version, event, self._shown(body)))
+            self.changed.notify_all()
+
+    def _shown(self, body):
+        name = body["metadata"]["name"]
+        return dict(body, metadata=dict(body["metadata"], resourceVersion=str(self.version)),
+                    status=self.status_for.get(name, RUNNING))
+
+    def snapshot(self, kind, namespace, label_selector=None):
+        assert kind == "Pod"
+        with self.changed:
+            items = tuple(self._shown(body) for (k, ns, _), body in self.objects.items()
+                          if k == kind and ns == namespace and _selects(label_selector, body))
+            self.snapshots.append(str(self.version))
+            return Snapshot(items, str(self.version))
+
+    def watch(self, kind, namespace, label_selector, resource_version):
+        self.watched.append(resource_version)
+        if resource_version in self.expire:
+            raise Expired("too old resource version", status=410, reason="Expired")
+        return self._events(namespace, label_selector, int(resource_version))
+
+    def _events(self, namespace, label_selector, cursor):
+        """What changed after `cursor`; like the server, a quiet watch ends (here after 50 ms)."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.version > cursor, timeout=0.05)
+            batch = [(v, e, b) for v, e, b in self.changes if v > cursor]
+            reached = self.version
+        for _, event, body in batch:
+            if body["metadata"]["namespace"] == namespace and _selects(label_selector, body):
+                yield WatchEvent(event, body)
+        yield WatchEvent(WatchEventType.BOOKMARK, {"metadata": {"resourceVersion": str(reached)}})
+
+    def pods(self, namespace, label_selector=None, field_selector=None):
+        raise AssertionError("probe pods are watched, not polled")
+
+    def delete(self, kind, namespace, name, *, timeout=None):
+        if self.stall_deletes:
+            time.sleep(timeout)
+            raise Stalled(f"the API server did not answer within {timeout:g}s")
         if name in self.fail_delete:
             raise ClusterError(f"cannot delete {name}: connection refused")
         self.deleted.append((kind, namespace, name))
         return self.objects.pop((kind, namespace, name), None) is not None
 
     def list_objects(self, kind, namespace=None, label_selector=None, field_selector=None):
-        return [o for (k, ns, _), o in self.objects.items() if k == kind and namespace in (None, ns)]
+        return [o for (k, ns, _), o in self.objects.items()
+                if k == kind and namespace in (None, ns) and _selects(label_selector, o)]
 
     def exec(self, namespace, pod, command, container=None, *, timeout):
         self.execs.append(command)
         return self.exec_result
+
+
+def _selects(selector, body):
+    """`k=v` and `k` (exists) terms, as the label selectors netdoctor sends."""
+    labels = body["metadata"].get("labels") or {}
+    terms = [term.partition("=") for term in (selector or "").split(",") if term]
+    return all(key in labels and (not eq or labels[key] == value) for key, eq, value in terms)
 
 
 RUNNING = {"phase": "Running", "podIP": "10.244.0.9", "containerStatuses": [{"name": "probe", "ready": True, "state": {"running": {}}}]}
@@ -74,8 +140,15 @@ def waiting(reason, message=""):
 
 
 def fleet(kube, **kw):
-    kw.setdefault("sleep", lambda s: None)
     return ProbeFleet(kube, run_timeout=30, run_id="abc123", **kw)
+
+
+def interrupt_after(*seconds):
+    """Ctrl-C (SIGINT to this process, so the main thread gets KeyboardInterrupt) after each delay."""
+    timers = [threading.Timer(s, os.kill, (os.getpid(), signal.SIGINT)) for s in seconds]
+    for timer in timers:
+        timer.start()
+    return timers
 
 
 def pod_body(kube, name="netdoctor-abc123-client"):
@@ -172,29 +245,109 @@ def test_timeout_while_pending_reports_what_it_waits_for():
         "phase": "Pending",
         "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/2 nodes are available"}],
     }
-    now = [0.0]
-
-    def sleep(seconds):
-        now[0] += seconds
-
     with pytest.raises(ProbeLaunchError) as info:
-        with fleet(kube, start_timeout=5, clock=lambda: now[0], sleep=sleep) as f:
+        with fleet(kube, start_timeout=0.3) as f:
             f.launch([ProbeSpec("client", "demo")])
     assert info.value.reason is LaunchFailure.UNSCHEDULABLE and "0/2 nodes are available" in info.value.message
+    assert "not running after 0.3s: client (unschedulable" in info.value.message
 
 
-def test_keyboard_interrupt_while_waiting_cleans_up():
+def test_pods_are_watched_from_the_lists_version_until_they_run():
+    kube = FakeKube()
+    kube.status_for["netdoctor-abc123-client"] = waiting("ContainerCreating")
+    threading.Timer(0.2, kube.set_status, ("demo", "netdoctor-abc123-client", RUNNING)).start()
+    started = time.monotonic()
+    with fleet(kube, keep=True) as f:
+        [probe] = f.launch([ProbeSpec("client", "demo")])
+    assert probe.pod.ip == "10.244.0.9" and 0.15 <= time.monotonic() - started < 1.0
+    assert kube.snapshots == ["2"]  # one list (after the owner and the pod were created), then watches
+    assert kube.watched[0] == "2" and all(int(v) >= 2 for v in kube.watched)
+
+
+def test_an_expired_watch_lists_again():
+    kube = FakeKube()
+    kube.status_for["netdoctor-abc123-client"] = waiting("ContainerCreating")
+    kube.expire = {"2"}
+    threading.Timer(0.1, kube.set_status, ("demo", "netdoctor-abc123-client", RUNNING)).start()
+    with fleet(kube, keep=True) as f:
+        f.launch([ProbeSpec("client", "demo")])
+    assert kube.watched[0] == "2" and len(kube.snapshots) >= 2
+
+
+def test_a_probe_deleted_while_starting_is_gone():
+    kube = FakeKube()
+    kube.status_for["netdoctor-abc123-client"] = waiting("ContainerCreating")
+    threading.Timer(0.1, kube.remove_pod, ("demo", "netdoctor-abc123-client")).start()
+    with pytest.raises(ProbeLaunchError) as info:
+        with fleet(kube) as f:
+            f.launch([ProbeSpec("client", "demo")])
+    assert info.value.reason is LaunchFailure.GONE and "was deleted while starting" in info.value.message
+
+
+def test_a_watch_that_stalls_is_a_cluster_error_and_still_cleans_up():
     kube = FakeKube()
     kube.status_for["netdoctor-abc123-client"] = waiting("ContainerCreating")
 
-    def interrupt(seconds):
-        raise KeyboardInterrupt
+    def stalled(*args):
+        raise Stalled("the API server at https://x did not answer within 30s (watching pods)")
 
-    with pytest.raises(KeyboardInterrupt):
-        with fleet(kube, sleep=interrupt) as f:
+    kube.watch = stalled
+    with pytest.raises(Stalled, match="did not answer within 30s"):
+        with fleet(kube) as f:
             f.launch([ProbeSpec("client", "demo")])
     assert kube.objects == {}
-    assert [k[0] for k in kube.deleted] == ["Pod", "ConfigMap"]
+
+
+def test_ctrl_c_while_waiting_cleans_up_owners_first():
+    kube = FakeKube()
+    kube.status_for["netdoctor-abc123-client"] = waiting("ContainerCreating")
+    interrupt_after(0.2)
+    with pytest.raises(KeyboardInterrupt):
+        with fleet(kube) as f:
+            f.launch([ProbeSpec("client", "demo")])
+    assert kube.objects == {}
+    assert [k[0] for k in kube.deleted] == ["ConfigMap", "Pod"]  # the owner's pods go with it
+
+
+def test_ctrl_c_cleanup_is_bounded_and_says_how_to_finish():
+    kube = FakeKube()
+    kube.status_for["netdoctor-abc123-client"] = waiting("ContainerCreating")
+    kube.stall_deletes = True
+    interrupt_after(0.2)
+    started = time.monotonic()
+    with pytest.raises(Interrupted) as info:
+        with fleet(kube) as f:
+            f.launch([ProbeSpec("client", "demo"), ProbeSpec("other", "demo")])
+    assert time.monotonic() - started < 0.2 + INTERRUPT_BUDGET + 0.2
+    assert isinstance(info.value.__cause__, KeyboardInterrupt) and info.value.exit_code == 130
+    hint = info.value.hint
+    assert hint.startswith("cleanup did not finish; to finish it run: netdoctor cleanup -n demo --run abc123 (left: ")
+    assert "ConfigMap demo/netdoctor-run-abc123" in hint and "Pod demo/netdoctor-abc123-other" in hint
+    assert kube.deleted == [] and len(kube.objects) == 3
+
+
+def test_a_second_ctrl_c_stops_the_cleanup_at_once():
+    kube = FakeKube()
+    kube.status_for["netdoctor-abc123-client"] = waiting("ContainerCreating")
+    kube.stall_deletes = True
+    interrupt_after(0.2, 0.5)
+    started = time.monotonic()
+    with pytest.raises(Interrupted) as info:
+        with fleet(kube) as f:
+            f.launch([ProbeSpec("client", "demo")])
+    assert time.monotonic() - started < 0.8  # not the 1.5 s budget
+    assert "left: ConfigMap demo/netdoctor-run-abc123, Pod demo/netdoctor-abc123-client" in info.value.hint
+
+
+def test_sigterm_cleanup_left_behind_goes_in_the_hint():
+    kube = FakeKube()
+    kube.stall_deletes = True
+    with pytest.raises(Interrupted) as info:
+        with fleet(kube) as f:
+            f.launch([ProbeSpec("client", "demo"), ProbeSpec("cap", "kube-system")])
+            raise Interrupted("terminated by signal 15")
+    assert info.value.message == "terminated by signal 15"
+    assert "netdoctor cleanup -n demo --run abc123 && netdoctor cleanup -n kube-system --run abc123" in info.value.hint
 
 
 def test_cleanup_failure_is_reported_without_masking_the_original_error():
@@ -248,6 +401,15 @@ def test_cleanup_leftovers_deletes_managed_objects():
     deleted = cleanup_leftovers(kube, None)
     assert deleted == ["Pod demo/netdoctor-abc123-client", "ConfigMap demo/netdoctor-run-abc123"]
     assert kube.objects == {}
+
+
+def test_cleanup_leftovers_of_one_run():
+    kube = FakeKube()
+    fleet(kube).launch([ProbeSpec("client", "demo")])
+    ProbeFleet(kube, run_timeout=30, run_id="other1").launch([ProbeSpec("client", "demo")])
+    assert cleanup_leftovers(kube, "demo", "abc123") == ["Pod demo/netdoctor-abc123-client",
+                                                        "ConfigMap demo/netdoctor-run-abc123"]
+    assert {name for _, _, name in kube.objects} == {"netdoctor-other1-client", "netdoctor-run-other1"}
 
 
 def test_not_found_is_a_cluster_error():

@@ -176,8 +176,12 @@ class Routes:
         rtype = target.rtype
         match = self._store.matcher(rtype.plural, request.param("labelSelector"), request.param("fieldSelector"))
         seconds = int(request.param("timeoutSeconds") or DEFAULT_WATCH_SECONDS)
+
+        def bookmark(version: int) -> dict:  # only the resourceVersion the stream has reached
+            return {"kind": rtype.kind, "apiVersion": rtype.api_version, "metadata": {"resourceVersion": str(version)}}
+
         events = self._hub.stream(rtype.plural, target.namespace, match, request.param("resourceVersion"),
-                                  time.monotonic() + seconds)
+                                  time.monotonic() + seconds, bookmark if request.flag("allowWatchBookmarks") else None)
         return WatchReply(events)
 
     def _delete(self, request: Request, target: Target) -> Reply:
