@@ -202,7 +202,24 @@ def _all_connected(ev: Evidence, a: Attempt, found: coverage.Coverage, lines: li
         params = params | {"backends": names(b.pod for b in left), "chance": f"{found.chance:.1g}"}
         return failed("ND-SVC-001", "coverage-incomplete", f"{done}; {coverage.shortfall(found, left)}", lines,
                       params, State.WARN)
+    slow = _retransmitted(ev, a.step)
+    if slow:
+        params = params | {"slow": str(slow)}
+        return failed("ND-SVC-001", "syn-retransmitted", f"{done}, {slow} only after a SYN retransmission", lines,
+                      params, State.WARN)
     return passed("ND-SVC-001", f"{done}; {coverage.summary(found)}", lines)
+
+
+RETRANSMIT_S = 0.95  # Linux resends an unanswered SYN after 1 s: a connect that took this long lost one
+
+
+def _retransmitted(ev: Evidence, step: Step) -> int:
+    """Connections that succeeded only after the kernel resent their SYN: the first SYN was lost,
+    and through a Service the resent one may have been balanced to another backend. Without capture
+    this is the only trace of a backend that silently drops new connections."""
+    obs = ev.observed(step.key)
+    results = obs.result if obs and isinstance(obs.result, tuple) else ()
+    return sum(1 for r in results if r.outcome is TcpOutcome.CONNECTED and (r.elapsed or 0) >= RETRANSMIT_S)
 
 
 def _backend_unreached(ev: Evidence, found: coverage.Coverage, lines: list[str], params: dict[str, str]) -> CheckResult:

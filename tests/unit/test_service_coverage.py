@@ -219,6 +219,15 @@ def test_without_capture_the_check_passes_saying_coverage_is_unknown():
     assert result.state is State.PASS and "unknown, no DNAT seen (10 attempts" in result.message
 
 
+def test_without_capture_connections_that_needed_a_syn_retransmission_are_a_warning():
+    # a backend dropping new connections right after the DNAT: the kernel resends the SYN after 1 s,
+    # the resent one is balanced anew and lands on the good backend, so every connect "succeeds"
+    step = tcp_step("svc:clusterip", CLUSTER_IP, 80, attempts=10)
+    results = tuple(TcpResult(CLUSTER_IP, 80, TcpOutcome.CONNECTED, 1.02 if i % 2 else 0.01) for i in range(10))
+    result = svc001(evidence(None, [step], [Observation(step.key, results)]))
+    assert (result.state, result.cause, result.params["slow"]) == (State.WARN, "syn-retransmitted", "5")
+
+
 # --- the runner's second round ----------------------------------------------------------------
 
 
