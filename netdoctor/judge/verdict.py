@@ -88,11 +88,14 @@ def _key_path(found: tuple[HopPath, ...], layers: tuple[LayerResult, ...], d: Di
     checks = [d.check_id] + [c.check_id for layer in layers for c in layer.checks if c.state in (State.FAIL, State.ERROR, State.WARN)]
     for informative in (True, False):
         for check_id in checks:
-            for step, _ in ev.runs(check_id):
-                p = by_step.get(step.key)
-                if p and p.outcome is not PathOutcome.DELIVERED and (p.cause not in _UNINFORMATIVE or not informative):
-                    return p
+            failing = [p for step, _ in ev.runs(check_id) for p in (by_step.get(step.key),)
+                       if p and p.outcome is not PathOutcome.DELIVERED and (p.cause not in _UNINFORMATIVE or not informative)]
+            if failing:  # an answered failure says more than a silent one (ICMP errors are rate-limited)
+                return next((p for p in failing if p.outcome not in _SILENT), failing[0])
     return next((p for p in found if p.outcome is not PathOutcome.DELIVERED and p.cause not in _UNINFORMATIVE), None)
+
+
+_SILENT = (PathOutcome.DROPPED, PathOutcome.REPLY_LOST, PathOutcome.UNKNOWN)
 
 
 def _capture_status(ev: Evidence) -> CaptureStatus:
