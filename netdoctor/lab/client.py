@@ -20,8 +20,11 @@ from netdoctor.errors import ClusterError
 CORE = {"Namespace": ("namespaces", False), "Pod": ("pods", True), "Service": ("services", True),
         "ConfigMap": ("configmaps", True), "Endpoints": ("endpoints", True)}
 GROUPS = {"Deployment": ("apps/v1", "deployments"), "ReplicaSet": ("apps/v1", "replicasets"),
-          "NetworkPolicy": ("networking.k8s.io/v1", "networkpolicies")}
-APPLY_ORDER = ("Namespace", "ConfigMap", "NetworkPolicy", "Service", "Endpoints", "Deployment", "ReplicaSet", "Pod")
+          "NetworkPolicy": ("networking.k8s.io/v1", "networkpolicies"),
+          "EndpointSlice": ("discovery.k8s.io/v1", "endpointslices")}
+# ReplicaSets before Deployments: a Deployment adopts a matching orphan ReplicaSet as its old one.
+APPLY_ORDER = ("Namespace", "ConfigMap", "NetworkPolicy", "Service", "Endpoints", "EndpointSlice", "ReplicaSet",
+               "Deployment", "Pod")
 
 
 class LabClient:

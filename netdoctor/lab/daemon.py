@@ -33,8 +33,11 @@ DNS_IP = "10.96.0.10"
 READY_TIMEOUT = 20.0
 NODE_RESOLV_CONF = f"nameserver {DNS_IP}\noptions ndots:1 timeout:1 attempts:2\n"
 RESOURCE_OF = {"Namespace": "namespaces", "ConfigMap": "configmaps", "NetworkPolicy": "networkpolicies",
-               "Service": "services", "Endpoints": "endpoints", "Deployment": "deployments",
-               "ReplicaSet": "replicasets", "Pod": "pods"}
+               "Service": "services", "Endpoints": "endpoints", "EndpointSlice": "endpointslices",
+               "Deployment": "deployments", "ReplicaSet": "replicasets", "Pod": "pods"}
+# A pod a scenario expects never to get Ready (a not-ready peer, a frozen rollout's new version)
+# carries this annotation: `lab up` does not wait for it.
+NOT_READY_ANNOTATION = "lab.netdoctor.io/expect-not-ready"
 
 
 def scenario_objects(scenario: str) -> list[dict]:
@@ -128,10 +131,10 @@ class Lab:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             pods = store.list("pods")
-            if pods and all(_ready(p) for p in pods):
+            if pods and all(_settled(p) for p in pods):
                 return
             time.sleep(0.05)
-        waiting = [p["metadata"]["name"] for p in store.list("pods") if not _ready(p)]
+        waiting = [p["metadata"]["name"] for p in store.list("pods") if not _settled(p)]
         raise NetdoctorError(f"pods not ready after {READY_TIMEOUT:.0f}s: {', '.join(waiting)}")
 
     def close(self) -> None:
@@ -147,6 +150,14 @@ class Lab:
 
 def _ready(pod: dict) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _settled(pod: dict) -> bool:
+    """Ready, or Running and expected not to be, or on its way out."""
+    meta = pod["metadata"]
+    expected = (meta.get("annotations") or {}).get(NOT_READY_ANNOTATION) == "true"
+    running = (pod.get("status") or {}).get("phase") == "Running"
+    return _ready(pod) or (expected and running) or bool(meta.get("deletionTimestamp"))
 
 
 def main(argv: list[str]) -> int:

@@ -40,7 +40,8 @@ class DataPlane:
                 self._remove(node, PROXY_TABLE)
             else:
                 info = NodeInfo(node.name, node.underlay_ip, node.pod_cidr, net.CLUSTER_CIDR)
-                self._apply(node, PROXY_TABLE, render_kube_proxy(PROXY_TABLE, services, slices, info))
+                previous = self._applied.get((node.name, PROXY_TABLE))  # rewritten in place: affinity kept
+                self._apply(node, PROXY_TABLE, render_kube_proxy(PROXY_TABLE, services, slices, info, previous))
             if self._policy is not PolicyMode.OFF:
                 local = [p for p in pods if pod_node.get(p["metadata"]["uid"]) == node.name
                          and not p["spec"].get("hostNetwork")]

@@ -8,7 +8,8 @@ the file when it changes (0.2 s mtime poll, or at once on SIGHUP) and exits on S
 Answers (TTL 5, authoritative, like CoreDNS's kubernetes plugin):
 - `<svc>.<ns>.svc.<domain>` A: the ClusterIP; headless: the ready endpoints' IPs, and each
   endpoint as `<hostname or a-b-c-d>.<svc>.<ns>.svc.<domain>`. A headless Service with no ready
-  endpoint has no records (NXDOMAIN, as CoreDNS). ExternalName: a CNAME (not chased: no upstream).
+  endpoint has no records (NXDOMAIN, as CoreDNS). ExternalName: a CNAME, followed by the
+  target's records when the target is in the cluster domain (outside it: no upstream to ask).
 - `_<port>._<proto>.<svc>.<ns>.svc.<domain>` SRV for named ports.
 - `a-b-c-d.<ns>.pod.<domain>` A for pods that exist ("pods verified").
 - PTR in in-addr.arpa for ClusterIPs and headless endpoints.
@@ -52,6 +53,7 @@ REVERSE_ZONE = "in-addr.arpa"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 POLL_SECONDS = 0.2
 TCP_IDLE_SECONDS = 5.0
+MAX_CNAME_CHAIN = 8
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +176,7 @@ class Zone:
             response.authority = [self.soa()]
         return response
 
-    def _lookup(self, qname: dns.name.Name, qtype: int) -> list[dns.rrset.RRset]:
+    def _lookup(self, qname: dns.name.Name, qtype: int, depth: int = 0) -> list[dns.rrset.RRset]:
         if qname == self.domain and qtype in (dns.rdatatype.SOA, dns.rdatatype.ANY):
             return [self.soa()]
         types = self.rrsets.get(qname, {})
@@ -183,8 +185,15 @@ class Zone:
         if qtype in types:
             return [types[qtype]]
         if dns.rdatatype.CNAME in types:
-            return [types[dns.rdatatype.CNAME]]
+            return [types[dns.rdatatype.CNAME], *self._chase(types[dns.rdatatype.CNAME], qtype, depth)]
         return []
+
+    def _chase(self, cname: dns.rrset.RRset, qtype: int, depth: int) -> list[dns.rrset.RRset]:
+        """A CNAME's target answered too when it is in this zone (CoreDNS chases in its zones)."""
+        target = cname[0].target.canonicalize()
+        if depth >= MAX_CNAME_CHAIN or not target.is_subdomain(self.domain) or qtype == dns.rdatatype.CNAME:
+            return []
+        return self._lookup(target, qtype, depth + 1)
 
 
 def _ancestors(name: dns.name.Name) -> list[dns.name.Name]:

@@ -120,12 +120,19 @@ def _target_port_restore(lab, target):
 
 
 def _set_bind_address(value):
+    """Breaking rolls the change out with Recreate (a rolling update would stop at the first new
+    pod that never gets Ready, the old pods still serving); fixing puts the strategy back."""
     def change(lab, target):
         ns, name = _split(target)
         deploy = lab.store.get("deployments", ns, name)
         for container in deploy["spec"]["template"]["spec"]["containers"]:
             env = [e for e in container.get("env") or [] if e["name"] != "BIND_ADDRESS"]
             container["env"] = env + ([{"name": "BIND_ADDRESS", "value": value}] if value else [])
+        if value:
+            lab.saved[("app-bind-localhost", target)] = deploy["spec"].get("strategy")
+            deploy["spec"]["strategy"] = {"type": "Recreate"}
+        elif ("app-bind-localhost", target) in lab.saved:
+            deploy["spec"]["strategy"] = lab.saved.pop(("app-bind-localhost", target))
         lab.store.replace("deployments", ns, name, deploy)
     return change
 

@@ -3,12 +3,17 @@
 Called by the lab controller on every reconcile, for all nodes at once. Readiness probes run from
 the node's network namespace (as a kubelet's do) in a small thread pool every PROBE_PERIOD
 seconds (faster while a pod is not Ready yet); the lab acts on the first result (no
-failureThreshold) so faults show at once.
+failureThreshold) so faults show at once. A pod marked for deletion is stopped gracefully: its
+containers get SIGTERM, are not restarted and are still probed (a terminating endpoint can be
+serving); when they have all exited, or at the deletionTimestamp (SIGKILL), the kubelet deletes
+the pod with grace 0. A pod may ask for its IP with Calico's `cni.projectcalico.org/ipAddrs`
+annotation (a JSON list holding one address of its node's pod CIDR).
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import subprocess
 import time
@@ -24,6 +29,7 @@ from netdoctor.lab.runtime import PodRuntime
 PROBE_PERIOD = 0.5
 STARTUP_PROBE_PERIOD = 0.1  # until a pod is Ready, so that `lab up` and rollouts are quick
 PROBE_TIMEOUT = 1.0
+IP_ADDRS_ANNOTATION = "cni.projectcalico.org/ipAddrs"
 
 
 def now() -> str:
@@ -41,6 +47,7 @@ class PodState:
     probes: dict[str, Future] = field(default_factory=dict)
     next_probe: float = 0.0
     finished: str | None = None  # "Succeeded", "Failed" or "DeadlineExceeded"
+    kill_at: float | None = None  # set when a graceful stop began: when SIGKILL ends it
 
 
 class Kubelets:
@@ -78,29 +85,56 @@ class Kubelets:
     def _sync_pod(self, store, pod: dict, exits: dict) -> None:
         uid = pod["metadata"]["uid"]
         node = self._nodes[pod["spec"]["nodeName"]]
+        if node.name in self.down_nodes and (uid not in self._pods or _terminating(pod)):
+            return  # a dead kubelet starts nothing and finishes no deletion
         if uid not in self._pods:
-            if node.name in self.down_nodes:
+            if _terminating(pod):
+                _delete_now(store, pod)  # deleted before it ever ran
                 return
-            failure = pull_failure(pod)
-            if failure:
-                self._publish_pull_failure(store, pod, node, failure)
+            waiting = self._cannot_start(pod, node)
+            if waiting:
+                self._publish_waiting(store, pod, node, *waiting)
                 return
             self._pods[uid] = self._start(pod, node)
         state = self._pods[uid]
-        self._handle_exits(pod, state, exits)
-        self._start_missing(pod, state)
+        if _terminating(pod) and self._stopped(pod, state):
+            self._teardown(uid)
+            _delete_now(store, pod)
+            return
+        if not _terminating(pod):
+            self._handle_exits(pod, state, exits)
+            self._start_missing(pod, state)
         self._enforce_deadline(pod, state)
         self._probe(pod, state, node)
         self._publish(store, pod, state, node)
         if state.finished:  # its final status is out; reconcile skips Succeeded/Failed pods from now on
             self._teardown(uid)
 
+    def _stopped(self, pod: dict, state: PodState) -> bool:
+        """A graceful stop: SIGTERM once; done when every container exited or the grace ran out."""
+        if state.kill_at is None:
+            state.kill_at = _timestamp(pod["metadata"]["deletionTimestamp"])
+            self._runtime.terminate(state.uid)
+        return self._runtime.all_exited(state.uid) or time.time() >= state.kill_at
+
+    def _cannot_start(self, pod: dict, node: net.NodeNet) -> tuple[str, str, str] | None:
+        """(reason, message, image) when the pod can't start: an image that can't be pulled, or
+        an IP it asks for that its node can't give."""
+        failure = pull_failure(pod)
+        if failure:
+            return "ErrImagePull", failure[1], failure[0]
+        requested = requested_ip(pod)
+        if requested and not self._pools[node.name].available(requested):
+            return ("ContainerCreating", f"failed to set up sandbox: cannot assign {requested}: not free in "
+                    f"{node.pod_cidr} of {node.name}", "")
+        return None
+
     def _start(self, pod: dict, node: net.NodeNet) -> PodState:
         uid = pod["metadata"]["uid"]
         if pod["spec"].get("hostNetwork"):
             sandbox = net.Sandbox(node.netns, "", node.underlay_ip, node)
         else:
-            ip = self._pools[node.name].take()
+            ip = self._pools[node.name].take(requested_ip(pod))
             sandbox = net.build_sandbox(node, uid, ip, self._resolv_conf(pod["metadata"]["namespace"]),
                                         self.pod_mtu.get(node.name))
         self._runtime.register(uid, sandbox.netns)
@@ -238,19 +272,20 @@ class Kubelets:
             status["ephemeralContainerStatuses"] = [_container_status(c, started.get(c["name"]), state) for c in ephemeral]
         return status
 
-    def _publish_pull_failure(self, store, pod: dict, node: net.NodeNet, failure: tuple[str, str]) -> None:
-        """What a kubelet reports for an image it cannot pull: Pending, ErrImagePull, then back-off."""
+    def _publish_waiting(self, store, pod: dict, node: net.NodeNet, reason: str, message: str, image: str) -> None:
+        """A pod that can't start stays Pending, its containers waiting: an image that can't be
+        pulled (ErrImagePull, then ImagePullBackOff), or a sandbox that can't be made."""
         old = pod.get("status") or {}
         tried = any((c.get("state") or {}).get("waiting") for c in old.get("containerStatuses") or [])
-        image, message = failure
-        waiting = {"reason": "ImagePullBackOff" if tried else "ErrImagePull",
-                   "message": f'Back-off pulling image "{image}"' if tried else message}
+        if reason == "ErrImagePull" and tried:
+            reason, message = "ImagePullBackOff", f'Back-off pulling image "{image}"'
         status = {
             "phase": "Pending", "hostIP": node.underlay_ip, "hostIPs": [{"ip": node.underlay_ip}],
             "startTime": old.get("startTime") or now(), "qosClass": "BestEffort",
             "conditions": _conditions(old, False),
             "containerStatuses": [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
-                                   "started": False, "restartCount": 0, "state": {"waiting": waiting}}
+                                   "started": False, "restartCount": 0,
+                                   "state": {"waiting": {"reason": reason, "message": message}}}
                                   for c in pod["spec"]["containers"]],
         }
         if _comparable(old) != _comparable(status):
@@ -284,6 +319,35 @@ def pull_failure(pod: dict) -> tuple[str, str] | None:
                            f'failed to do request: Head "https://{host}/v2/": dial tcp: lookup '
                            f'{host.split(":")[0]}: no such host')
     return None
+
+
+def requested_ip(pod: dict) -> str | None:
+    """The address Calico's `cni.projectcalico.org/ipAddrs` annotation asks for, if any."""
+    text = ((pod["metadata"].get("annotations") or {}).get(IP_ADDRS_ANNOTATION) or "").strip()
+    if not text:
+        return None
+    try:
+        addresses = json.loads(text)
+    except ValueError:
+        return text  # not JSON: the pool refuses it as not free
+    return str(addresses[0]) if isinstance(addresses, list) and addresses else text
+
+
+def _terminating(pod: dict) -> bool:
+    return bool(pod["metadata"].get("deletionTimestamp"))
+
+
+def _timestamp(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def _delete_now(store, pod: dict) -> None:
+    """The kubelet's last word on a stopped pod: delete it with grace 0."""
+    try:
+        store.delete("pods", pod["metadata"]["namespace"], pod["metadata"]["name"], grace_seconds=0)
+    except ApiError as exc:
+        if exc.code != 404:  # gone already (its namespace was deleted, say)
+            raise
 
 
 def _port(port, container: dict) -> int:

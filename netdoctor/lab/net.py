@@ -226,7 +226,16 @@ class IpPool:
         self._used: set[str] = set()
         self._next = 0
 
-    def take(self) -> str:
+    def available(self, ip: str) -> bool:
+        return ip in self._hosts and ip not in self._used
+
+    def take(self, requested: str | None = None) -> str:
+        """The next free IP, or `requested` (a pod that asks for its address) when it is free."""
+        if requested is not None:
+            if not self.available(requested):
+                raise sh.LabCommandError(f"{requested} is not a free address of this node")
+            self._used.add(requested)
+            return requested
         for step in range(len(self._hosts)):
             ip = self._hosts[(self._next + step) % len(self._hosts)]
             if ip not in self._used:

@@ -2,8 +2,10 @@
 
 Images are not pulled: a container's `command`/`args` run with this machine's binaries, through
 `ip netns exec` so that they (and exec'd commands) see the pod's own /etc/resolv.conf. A container
-with neither runs `sleep infinity`. Called by the lab controller (start, stop, exits) and by the
-lab API server (exec, logs) through the `exec`/`log_path` protocol.
+with neither runs `sleep infinity`. An image without a shell (distroless, CoreDNS's: see
+`SHELL_LESS_IMAGES`) can exec only its own binary: anything else fails as a missing binary, in
+`kubectl exec` and in exec probes alike. Called by the kubelets (start, terminate, stop, exits)
+and by the lab API server (exec, logs) through the `exec`/`log_path` protocol.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 IDLE_COMMAND = ["sleep", "infinity"]
+# Registries whose images carry one binary and nothing else: no shell, no cat, no ss.
+SHELL_LESS_IMAGES = ("gcr.io/distroless/", "registry.k8s.io/coredns/")
 
 
 @dataclass
@@ -46,6 +50,18 @@ class ContainerExit:
 def container_argv(container: dict) -> list[str]:
     argv = list(container.get("command") or []) + list(container.get("args") or [])
     return argv or list(IDLE_COMMAND)
+
+
+def executable(container: dict, binary: str, path: str) -> bool:
+    """Whether `binary` can be exec'd in this container: found in PATH, and for a shell-less
+    image only the very file its own command runs."""
+    found = shutil.which(binary, path=path)
+    if found is None:
+        return False
+    if not str(container.get("image") or "").startswith(SHELL_LESS_IMAGES):
+        return True
+    own = shutil.which(container_argv(container)[0], path=path)
+    return own is not None and os.path.realpath(found) == os.path.realpath(own)
 
 
 class PodRuntime:
@@ -99,6 +115,17 @@ class PodRuntime:
         if container:
             _kill_group(container.process)
 
+    def terminate(self, pod_uid: str) -> None:
+        """SIGTERM to every container still running (the start of a graceful stop)."""
+        procs = self._pods.get(pod_uid)
+        for container in procs.containers.values() if procs else ():
+            if container.process.poll() is None:
+                _signal_group(container.process, signal.SIGTERM)
+
+    def all_exited(self, pod_uid: str) -> bool:
+        procs = self._pods.get(pod_uid)
+        return procs is None or all(c.process.poll() is not None for c in procs.containers.values())
+
     def reap(self) -> list[ContainerExit]:
         """Containers that exited since the last call."""
         exits = []
@@ -119,7 +146,7 @@ class PodRuntime:
         if procs is None:
             raise ValueError(f"pod {pod['metadata']['name']} has no running sandbox")
         spec = _find_container(pod, container)
-        if not command or shutil.which(command[0], path=self._path()) is None:
+        if not command or not executable(spec, command[0], self._path()):
             raise FileNotFoundError(command[0] if command else "")
         return subprocess.Popen(
             ["ip", "netns", "exec", procs.netns, *command],
@@ -140,7 +167,8 @@ class PodRuntime:
         return str(path) if path.exists() else None
 
     def _environment(self, pod: dict, container: dict, workdir: Path) -> dict[str, str]:
-        env = {"PATH": self._path(), "HOME": str(workdir), "HOSTNAME": pod["metadata"]["name"]}
+        hostname = pod["spec"].get("hostname") or pod["metadata"]["name"]
+        env = {"PATH": self._path(), "HOME": str(workdir), "HOSTNAME": hostname}
         for var in container.get("env") or []:
             if "value" in var:
                 env[var["name"]] = str(var["value"])
@@ -163,8 +191,12 @@ def _find_container(pod: dict, name: str | None) -> dict:
 
 
 def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    _signal_group(process, signal.SIGKILL)
     process.wait()
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass  # the container is gone already

@@ -55,7 +55,10 @@ def test_list_create_exec_delete(lab):
                          "import sys; sys.stdout.buffer.write(bytes(range(256)) * 4000)"])
     assert code == 0 and hashlib.sha256(out).digest() == hashlib.sha256(payload).digest()
 
-    v1.delete_namespaced_pod("probe", "default")
+    deleted = v1.delete_namespaced_pod("probe", "default")  # graceful: Terminating until its kubelet stops it
+    assert deleted.metadata.deletion_timestamp and deleted.metadata.deletion_grace_period_seconds == 30
+    lab.wait(lambda: "probe" not in {p.metadata.name for p in v1.list_namespaced_pod("default").items},
+             what="the probe gone")
     with pytest.raises(ApiException) as missing:
         v1.read_namespaced_pod("probe", "default")
     assert missing.value.status == 404

@@ -7,6 +7,7 @@ server gives. Messages and cause shapes copy the real ones.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterator
 
@@ -35,6 +36,12 @@ DNS1035_MSG = (
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 PROTOCOLS = ("SCTP", "TCP", "UDP")
 SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
+AFFINITIES = ("ClientIP", "None")
+TRAFFIC_POLICIES = ("Cluster", "Local")
+ADDRESS_TYPES = ("FQDN", "IPv4", "IPv6")
+MAX_AFFINITY_SECONDS = 86400
+_IANA_SVC_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+IANA_SVC_NAME_MSG = "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)"
 
 
 def _quote(value) -> str:
@@ -107,6 +114,9 @@ def pod_spec_causes(spec: dict, prefix: str) -> Iterator[dict]:
     policy = spec.get("restartPolicy", "Always")
     if policy not in RESTART_POLICIES:
         yield not_supported(f"{prefix}.restartPolicy", policy, RESTART_POLICIES)
+    for key in ("hostname", "subdomain"):
+        if spec.get(key) and not _LABEL.match(str(spec[key])):
+            yield invalid_value(f"{prefix}.{key}", spec[key], LABEL_MSG)
 
 
 def _container_causes(container: dict, path: str, seen: set[str]) -> Iterator[dict]:
@@ -154,6 +164,79 @@ def _service_causes(svc: dict) -> Iterator[dict]:
         target = port.get("targetPort")
         if isinstance(target, int) and not 1 <= target <= 65535:
             yield invalid_value(f"spec.ports[{i}].targetPort", target, "must be between 1 and 65535, inclusive")
+        elif isinstance(target, str) and not target.isdigit() and (len(target) > 15 or not _IANA_SVC_NAME.match(target)):
+            yield invalid_value(f"spec.ports[{i}].targetPort", target, IANA_SVC_NAME_MSG)
+    yield from _service_type_causes(spec, kind)
+    yield from _traffic_causes(spec, kind)
+
+
+def _service_type_causes(spec: dict, kind: str) -> Iterator[dict]:
+    """ExternalName needs a name and no ClusterIP; a headless Service can't be a node port."""
+    if kind == "ExternalName":
+        name = spec.get("externalName")
+        if not name:
+            yield required("spec.externalName")
+        elif not _SUBDOMAIN.match(str(name).rstrip(".")):
+            yield invalid_value("spec.externalName", name, SUBDOMAIN_MSG)
+        if spec.get("clusterIP") not in (None, ""):
+            yield {"reason": "FieldValueForbidden", "field": "spec.clusterIPs",
+                   "message": "Forbidden: may not be set for ExternalName services"}
+    elif kind in ("NodePort", "LoadBalancer") and spec.get("clusterIP") == "None":
+        yield invalid_value("spec.clusterIPs[0]", "None", f"may not be set to 'None' for {kind} services")
+
+
+def _traffic_causes(spec: dict, kind: str) -> Iterator[dict]:
+    """sessionAffinity and its timeout, internal and external traffic policies."""
+    affinity = spec.get("sessionAffinity", "None")
+    if affinity not in AFFINITIES:
+        yield not_supported("spec.sessionAffinity", affinity, AFFINITIES)
+    timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds")
+    if timeout is not None and (not isinstance(timeout, int) or not 0 < timeout <= MAX_AFFINITY_SECONDS):
+        yield invalid_value("spec.sessionAffinityConfig.clientIP.timeoutSeconds", timeout,
+                            f"must be greater than 0 and less than {MAX_AFFINITY_SECONDS}")
+    internal = spec.get("internalTrafficPolicy")
+    if internal is not None and internal not in TRAFFIC_POLICIES:
+        yield not_supported("spec.internalTrafficPolicy", internal, TRAFFIC_POLICIES)
+    external = spec.get("externalTrafficPolicy")
+    if external is None:
+        return
+    if kind not in ("NodePort", "LoadBalancer"):
+        yield invalid_value("spec.externalTrafficPolicy", external, "may only be set for externally-accessible services")
+    elif external not in TRAFFIC_POLICIES:
+        yield not_supported("spec.externalTrafficPolicy", external, TRAFFIC_POLICIES)
+
+
+def _endpoint_slice_causes(sl: dict) -> Iterator[dict]:
+    """A hand-made EndpointSlice (a Service without selector): address type, one address each, ports."""
+    kind = sl.get("addressType")
+    if kind is None:
+        yield required("addressType")
+    elif kind not in ADDRESS_TYPES:
+        yield not_supported("addressType", kind, ADDRESS_TYPES)
+    for i, endpoint in enumerate(sl.get("endpoints") or []):
+        addresses = endpoint.get("addresses") or []
+        if not addresses:
+            yield required(f"endpoints[{i}].addresses", "must contain at least 1 address")
+        elif len(addresses) > 1:
+            yield {"reason": "FieldValueTooMany", "field": f"endpoints[{i}].addresses",
+                   "message": f"Too many: {len(addresses)}: must have at most 1 items"}
+        for j, address in enumerate(addresses):
+            if kind == "IPv4" and not _is_ipv4(address):
+                yield invalid_value(f"endpoints[{i}].addresses[{j}]", address, "must be a valid IPv4 address")
+    for i, port in enumerate(sl.get("ports") or []):
+        if port.get("name") and not _LABEL.match(port["name"]):
+            yield invalid_value(f"ports[{i}].name", port["name"], LABEL_MSG)
+        if port.get("port") is not None:
+            yield from _port_causes(port, f"ports[{i}]", "port")
+        elif port.get("protocol", "TCP") not in PROTOCOLS:
+            yield not_supported(f"ports[{i}].protocol", port["protocol"], PROTOCOLS)
+
+
+def _is_ipv4(text) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(str(text)), ipaddress.IPv4Address)
+    except ValueError:
+        return False
 
 
 def _workload_causes(obj: dict) -> Iterator[dict]:
@@ -181,6 +264,7 @@ _VALIDATORS: dict[str, Callable[[dict], Iterator[dict]]] = {
     "services": _service_causes,
     "deployments": _workload_causes,
     "replicasets": _workload_causes,
+    "endpointslices": _endpoint_slice_causes,
 }
 
 

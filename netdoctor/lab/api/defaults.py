@@ -15,6 +15,7 @@ from netdoctor.lab.api.status import invalid
 SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/16")
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 NODE_PORTS = range(30000, 32768)
+DEFAULT_AFFINITY_SECONDS = 10800  # sessionAffinityConfig.clientIP.timeoutSeconds: 3 hours
 # Dynamic ClusterIPs come from above this offset, leaving the low band for requested IPs (as kube does).
 _STATIC_BAND = 256
 
@@ -70,6 +71,9 @@ def service(obj: dict) -> None:
     spec = obj.setdefault("spec", {})
     spec.setdefault("type", "ClusterIP")
     spec.setdefault("sessionAffinity", "None")
+    if spec["sessionAffinity"] == "ClientIP":
+        client_ip = spec.setdefault("sessionAffinityConfig", {}).setdefault("clientIP", {})
+        client_ip.setdefault("timeoutSeconds", DEFAULT_AFFINITY_SECONDS)
     for port in spec.get("ports") or []:
         port.setdefault("protocol", "TCP")
         port.setdefault("targetPort", port.get("port"))
@@ -79,7 +83,15 @@ def service(obj: dict) -> None:
         spec.setdefault("internalTrafficPolicy", "Cluster")
     if spec["type"] in ("NodePort", "LoadBalancer"):
         spec.setdefault("externalTrafficPolicy", "Cluster")
+    if spec["type"] == "LoadBalancer":
+        spec.setdefault("allocateLoadBalancerNodePorts", True)
     obj.setdefault("status", {}).setdefault("loadBalancer", {})
+
+
+def endpoint_slice(obj: dict) -> None:
+    for port in obj.get("ports") or []:
+        port.setdefault("name", "")
+        port.setdefault("protocol", "TCP")
 
 
 def allocate_service(obj: dict, others: list[dict], rng: random.Random) -> None:
@@ -94,9 +106,12 @@ def allocate_service(obj: dict, others: list[dict], rng: random.Random) -> None:
     elif ip != "None":
         _check_requested_ip(name, ip, used_ips)
     spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
-    if spec["type"] in ("NodePort", "LoadBalancer"):
-        used_ports = {p.get("nodePort") for o in others for p in o["spec"].get("ports") or []}
+    used_ports = {p.get("nodePort") for o in others for p in o["spec"].get("ports") or []}
+    used_ports |= {o["spec"].get("healthCheckNodePort") for o in others}
+    if spec["type"] == "NodePort" or spec["type"] == "LoadBalancer" and spec["allocateLoadBalancerNodePorts"]:
         _allocate_node_ports(name, spec["ports"], used_ports, rng)
+    if spec["type"] == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local":
+        spec.setdefault("healthCheckNodePort", _free_port(used_ports, rng))
 
 
 def _free_ip(used: set, rng: random.Random) -> str:

@@ -189,7 +189,8 @@ class Routes:
         propagation = request.param("propagationPolicy") or options.get("propagationPolicy") or "Background"
         if options.get("orphanDependents") is True:
             propagation = "Orphan"
-        deleted = self._store.delete(target.rtype.plural, target.namespace, target.name, propagation)
+        grace = _grace_seconds(request.param("gracePeriodSeconds"), options.get("gracePeriodSeconds"))
+        deleted = self._store.delete(target.rtype.plural, target.namespace, target.name, propagation, grace)
         if target.rtype.plural in ("pods", "namespaces", "services"):
             return Reply(200, deleted)
         meta = deleted["metadata"]
@@ -312,6 +313,18 @@ def _patch_type(request: Request) -> str:
         raise ApiError(415, f"the body of the request was in an unknown format - accepted media types include: "
                             f"{', '.join(patches.PATCH_TYPES)}", details={})
     return kind
+
+
+def _grace_seconds(param: str | None, option) -> int | None:
+    """DeleteOptions.gracePeriodSeconds from the query or the body; negative means 1, as for pods."""
+    value = param if param is not None else option
+    if value is None:
+        return None
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        raise bad_request(f"gracePeriodSeconds: Invalid value: {value!r}: must be an integer") from None
+    return 1 if seconds < 0 else seconds
 
 
 def _dry_run(request: Request) -> bool:

@@ -3,6 +3,10 @@
 Used by the API server for every request and directly by the lab's controllers. It assigns
 metadata (uid, resourceVersion, timestamps, generation, generateName), applies defaults and
 admission, garbage-collects through ownerReferences and notifies subscribers of every change.
+Pods are deleted gracefully, as a real API server does: a pod bound to a node gets a
+deletionTimestamp (now + its grace period) and stays, Terminating, until its kubelet has stopped
+its containers and deletes it with grace 0; an unscheduled or finished pod, a grace of 0, or a pod
+bound to a node that does not exist (the pod GC's orphans) goes at once.
 Every dict going in or out is a deep copy.
 """
 
@@ -14,7 +18,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from netdoctor import labels
 from netdoctor.lab.api import admission, defaults
@@ -50,6 +54,7 @@ _DEFAULTERS = {
     "namespaces": defaults.namespace,
     "deployments": defaults.workload,
     "replicasets": defaults.workload,
+    "endpointslices": defaults.endpoint_slice,
 }
 
 
@@ -179,13 +184,16 @@ class Store:
         self._dispatch()
         return copy.deepcopy(updated)
 
-    def delete(self, resource: str, namespace: str | None, name: str, propagation: str = "Background") -> dict:
+    def delete(self, resource: str, namespace: str | None, name: str, propagation: str = "Background",
+               grace_seconds: int | None = None) -> dict:
+        """Delete (a pod: gracefully, see the module docstring); `grace_seconds` is DeleteOptions'
+        gracePeriodSeconds (None: the pod's terminationGracePeriodSeconds)."""
         rtype = resource_type(resource)
         if propagation not in PROPAGATIONS:
             raise bad_request(f"propagationPolicy: Unsupported value: {propagation!r}")
         with self._lock:
             self._find(rtype, namespace, name)
-            deleted = self._delete(rtype, namespace, name, propagation)
+            deleted = self._delete(rtype, namespace, name, propagation, grace_seconds)
         self._dispatch()
         return copy.deepcopy(deleted)
 
@@ -255,7 +263,8 @@ class Store:
     @staticmethod
     def _merge_server_fields(rtype: ResourceType, old: dict, new: dict) -> dict:
         """Keep what a client may not change through the main resource: identity, status, ClusterIP."""
-        for key in ("uid", "creationTimestamp", "generation", "resourceVersion", "name", "namespace"):
+        for key in ("uid", "creationTimestamp", "generation", "resourceVersion", "name", "namespace",
+                    "deletionTimestamp", "deletionGracePeriodSeconds"):
             if key in old["metadata"]:
                 new["metadata"][key] = old["metadata"][key]
         if rtype.has_status and "status" in old:
@@ -266,11 +275,16 @@ class Store:
             new.setdefault("spec", {})["nodeName"] = old["spec"]["nodeName"]
         return new
 
-    def _delete(self, rtype: ResourceType, namespace: str | None, name: str, propagation: str) -> dict:
+    def _delete(self, rtype: ResourceType, namespace: str | None, name: str, propagation: str,
+                grace_seconds: int | None = None) -> dict:
         key = (namespace if rtype.namespaced else None, name)
         obj = self._objects[rtype.plural].get(key)
         if obj is None:
             return {}
+        if rtype.plural == "pods":
+            grace = self._pod_grace(obj, grace_seconds)
+            if grace > 0:
+                return self._mark_terminating(obj, grace)
         uid = obj["metadata"]["uid"]
         if propagation == "Foreground":
             self._delete_dependents(uid, "Foreground")
@@ -285,6 +299,29 @@ class Store:
         if rtype.plural == "namespaces":
             self._delete_namespace_contents(name)
         return obj
+
+    def _pod_grace(self, pod: dict, requested: int | None) -> int:
+        """The grace period a pod deletion gets (the pod strategy's CheckGracefulDelete); 0: at once."""
+        spec, meta = pod.get("spec") or {}, pod["metadata"]
+        grace = requested if requested is not None else spec.get("terminationGracePeriodSeconds", 30)
+        node = spec.get("nodeName")
+        if not node or (None, node) not in self._objects["nodes"]:
+            return 0
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return 0
+        already = meta.get("deletionGracePeriodSeconds")
+        return max(0, min(grace, already) if already is not None else grace)
+
+    def _mark_terminating(self, pod: dict, grace: int) -> dict:
+        """Start (or shorten) a pod's graceful deletion: what its kubelet acts on."""
+        meta = pod["metadata"]
+        if meta.get("deletionGracePeriodSeconds") == grace:
+            return pod
+        when = datetime.now(timezone.utc) + timedelta(seconds=grace)
+        meta.update(deletionTimestamp=when.strftime("%Y-%m-%dT%H:%M:%SZ"), deletionGracePeriodSeconds=grace)
+        meta["resourceVersion"] = self._next_version()
+        self._queue("MODIFIED", "pods", pod)
+        return pod
 
     def _dependents(self, uid: str) -> Iterable[tuple[ResourceType, dict]]:
         return [(RESOURCES[plural], o) for plural, objects in self._objects.items() for o in list(objects.values())
@@ -307,7 +344,7 @@ class Store:
     def _delete_namespace_contents(self, namespace: str) -> None:
         for plural, objects in self._objects.items():
             for ns, name in [k for k in objects if k[0] == namespace]:
-                self._delete(RESOURCES[plural], ns, name, "Background")
+                self._delete(RESOURCES[plural], ns, name, "Background", grace_seconds=0)
 
     def _find(self, rtype: ResourceType, namespace: str | None, name: str) -> dict:
         obj = self._objects[rtype.plural].get((namespace if rtype.namespaced else None, name))
@@ -361,6 +398,9 @@ def _keep_service_allocations(old_service: dict, new: dict) -> None:
         kept = old_ports.get((port.get("port"), port.get("protocol", "TCP")))
         if kept and "nodePort" not in port and new.get("type") in ("NodePort", "LoadBalancer"):
             port["nodePort"] = kept
+    if old.get("healthCheckNodePort") and new.get("type") == "LoadBalancer" \
+            and new.get("externalTrafficPolicy") == "Local":
+        new.setdefault("healthCheckNodePort", old["healthCheckNodePort"])
 
 
 def _check_ephemeral_unchanged(pod: dict, containers: list[dict]) -> None:
