@@ -19,6 +19,7 @@ from netdoctor import catalog
 from netdoctor.check import plan
 from netdoctor.check import resolve
 from netdoctor.probe import runner
+from netdoctor.judge import coverage
 from netdoctor.judge.verdict import judge
 from netdoctor.cluster.kube import Kube
 from netdoctor.lab import lifecycle
@@ -35,7 +36,7 @@ def one_check(kubeconfig: str, capture: CaptureMode) -> dict[str, float]:
     facts = resolve.resolve(kube, resolve.Request(parse_target("svc/api"), "shop", None, None))
     the_plan = plan.build(facts, plan.Options(capture=capture))
     t1 = time.monotonic()
-    result = runner.run(kube, the_plan, facts, runner.RunOptions())
+    result = runner.run(kube, the_plan, facts, runner.RunOptions(), uncovered=coverage.uncovered)  # as `check` does
     t2 = time.monotonic()
     evidence = Evidence(facts, the_plan, result.observations, result.captures, result.probes)
     report = judge(evidence, catalog.load(), t2 - t0)
