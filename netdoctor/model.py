@@ -264,6 +264,7 @@ class Facts:
     probe_icmp: bool = True  # whether the policies let ping through between two source probes
     dns_policy: tuple[PolicyFlow, ...] | None = None  # source → each DNS pod on UDP 53
     policy_error: str | None = None
+    cluster: ClusterKind | None = None  # what the cluster is made of (check.cluster_kind); None: not read
 
 
 @dataclass(frozen=True)
@@ -412,7 +413,81 @@ class Report:
     duration_s: float = 0.0
     paths: tuple[HopPath, ...] = ()
     capture: CaptureStatus = CaptureStatus(CaptureMode.OFF)
+    cluster: ClusterKind | None = None  # the CNI and Service proxy, refined from the node devices
 
     @property
     def state(self) -> State:
         return self.diagnosis.state
+
+# --- what the cluster is made of: its CNI and Service proxy (check.cluster_kind, judge.cluster_kind) ---
+
+
+class Cni(Enum):
+    FLANNEL = "flannel"
+    CALICO = "calico"
+    CANAL = "canal"  # flannel's network with Calico's policy
+    CILIUM = "cilium"
+    AWS_VPC = "aws-vpc-cni"
+    KUBE_ROUTER = "kube-router"
+    ANTREA = "antrea"
+    WEAVE = "weave"
+    UNKNOWN = "unknown"
+
+
+class Overlay(Enum):
+    """How pod traffic crosses between nodes."""
+
+    VXLAN = "vxlan"
+    GENEVE = "geneve"
+    IPIP = "ipip"
+    ROUTED = "routed"  # no encapsulation: routes (host-gw, BGP, native routing, the VPC's own)
+    UNKNOWN = "unknown"
+
+
+class ServiceProxy(Enum):
+    """What translates a Service IP."""
+
+    KUBE_PROXY = "kube-proxy"
+    CILIUM = "cilium"  # kube-proxy replacement: eBPF, at the socket
+    CALICO = "calico"  # Calico's eBPF data plane
+    KUBE_ROUTER = "kube-router"  # --run-service-proxy: IPVS
+    UNKNOWN = "unknown"
+
+
+class ProxyMode(Enum):
+    IPTABLES = "iptables"
+    NFTABLES = "nftables"
+    IPVS = "ipvs"
+    EBPF = "ebpf"
+    UNKNOWN = "unknown"
+
+
+class Confidence(Enum):
+    HIGH = "high"  # the component's own objects (and the nodes' devices) say so
+    MEDIUM = "medium"  # one weaker signal (defaults, initial IPPool settings, devices alone), or signals that disagree
+    LOW = "low"  # nothing says it: unknown
+
+
+@dataclass(frozen=True)
+class CniKind:
+    name: Cni
+    overlay: Overlay
+    confidence: Confidence
+    evidence: tuple[str, ...] = ()  # the lines it was decided from (or, unknown, what was seen)
+
+
+@dataclass(frozen=True)
+class ProxyKind:
+    name: ServiceProxy
+    mode: ProxyMode
+    confidence: Confidence
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClusterKind:
+    """What the cluster is made of, for the report's header: decided from kube-system's objects at
+    resolve time, refined by the judge from the devices the node captures listed."""
+
+    cni: CniKind
+    proxy: ProxyKind

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from netdoctor.check import cluster_kind
 from netdoctor.errors import ClusterError, UsageError
 from netdoctor.cluster.kube import Kube, NotFound
 from netdoctor.labels import from_match_labels
@@ -50,6 +51,7 @@ def resolve(kube: Kube, req: Request) -> Facts:
         nodes=nodes, dns_service=_optional(lambda: kube.service(DNS_NAMESPACE, DNS_SERVICE)),
         dns_backends=tuple(_optional(lambda: kube.pods(DNS_NAMESPACE, DNS_SELECTOR)) or ()),
         policy=policy.flows, policy_error=policy.error, probe_icmp=policy.probe_icmp, dns_policy=policy.dns_flows,
+        cluster=cluster_kind.read(kube),
     )
 
 

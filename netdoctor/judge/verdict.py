@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from netdoctor.catalog import Catalog
 from netdoctor.judge import dns, endpoints, hops, paths, policy, target
+from netdoctor.judge.cluster_kind import from_captures
 from netdoctor.judge.common import skip, unsaid
 from netdoctor.judge.diagnose import common_params, diagnose, mark_consequences
 from netdoctor.model import (
@@ -65,6 +66,7 @@ def judge(evidence: Evidence, catalog: Catalog, duration_s: float = 0.0) -> Repo
         duration_s=duration_s,
         paths=found,
         capture=_capture_status(evidence),
+        cluster=from_captures(facts.cluster, evidence.captures),
     )
 
 

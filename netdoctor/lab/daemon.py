@@ -17,7 +17,7 @@ from pathlib import Path
 
 from netdoctor import manifests
 from netdoctor.errors import NetdoctorError
-from netdoctor.lab import net
+from netdoctor.lab import addons, net
 from netdoctor.lab.api import auth, kubeconfig, pki
 from netdoctor.lab.api.server import ApiServer
 from netdoctor.lab.api.status import ApiError
@@ -118,6 +118,7 @@ class Lab:
         cluster = Cluster(self.config.name, store, self.nodes, runtime, self.kubelets, dataplane)
         for node in self.nodes:
             store.create("nodes", node_object(node))
+        addons.install(store, addons.manifests("flannel", self.config.overlay, "nftables", len(self.nodes)))
         apply_objects(store, system_objects(self.paths.zone) + scenario_objects(self.config.scenario))
         self.server = ApiServer(store, runtime, tls, tokens)
         port = self.server.start()

@@ -4,6 +4,7 @@ Keys: schema, target, namespace, source, state, duration_s, notes, diagnosis{sta
 first_broken, check_id, cause, headline, remediation, commands, consequences, path},
 layers[{id, title, state, reason, explained_by, checks[{id, title, state, cause, message, evidence,
 log, explained_by}]}], capture{mode, points, blind},
+cluster{cni{name, overlay, confidence, evidence}, proxy{name, mode, confidence, evidence}} or null,
 paths[PATH]. A PATH is {step, flow, outcome, cause, summary, params, at, connections, same_outcome,
 backends{"ip:port": n}, refusal, hops[{label, node, pod, interface, kind, request, reply, note, blind}]};
 `at` indexes hops (the hop of loss or refusal), `diagnosis.path` is a PATH or null. `refusal` says
@@ -14,6 +15,10 @@ it (a Service IP); null when delivered.
 `diagnosis.layer` is the layer of the most likely root cause (the text report's "FAIL at");
 `first_broken` the first layer, in runbook order, in the worst state. `consequences` lists the IDs
 of the failed checks that cause explains; each of them has `explained_by` = "CHECK-ID:cause".
+`cluster` is what the cluster is made of: cni.name flannel/calico/canal/cilium/aws-vpc-cni/kube-router/
+antrea/weave/unknown, overlay vxlan/geneve/ipip/routed/unknown; proxy.name kube-proxy/cilium/calico/
+kube-router/unknown, mode iptables/nftables/ipvs/ebpf/unknown; confidence high/medium/low; evidence
+the lines it was decided from (for unknown: what was seen). null when the API was not read.
 States are pass/warn/fail/error/skip; outcomes delivered/refused (the pod's reset)/rejected (a
 node's reject)/icmp-error/dropped/reply-lost/unknown; replies answer/rst/icmp or null. New keys may be added within v1; none is removed or renamed.
 """
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import json
 
-from netdoctor.model import CheckResult, Hop, HopPath, LayerResult, Report, State
+from netdoctor.model import CheckResult, ClusterKind, Hop, HopPath, LayerResult, Report, State
 from netdoctor.observations import Refusal
 
 SCHEMA = "netdoctor.check/v1"
@@ -48,8 +53,17 @@ def document(report: Report) -> dict:
         "layers": [_layer(layer) for layer in report.layers],
         "capture": {"mode": report.capture.mode.value, "points": list(report.capture.points),
                     "blind": list(report.capture.blind)},
+        "cluster": _cluster(report.cluster) if report.cluster else None,
         "paths": [_path(p) for p in report.paths],
     }
+
+
+def _cluster(kind: ClusterKind) -> dict:
+    cni, proxy = kind.cni, kind.proxy
+    return {"cni": {"name": cni.name.value, "overlay": cni.overlay.value, "confidence": cni.confidence.value,
+                    "evidence": list(cni.evidence)},
+            "proxy": {"name": proxy.name.value, "mode": proxy.mode.value, "confidence": proxy.confidence.value,
+                      "evidence": list(proxy.evidence)}}
 
 
 def _first_broken(report: Report) -> str | None:

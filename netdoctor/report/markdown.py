@@ -4,7 +4,7 @@ then the evidence of what did not pass."""
 from __future__ import annotations
 
 from netdoctor.model import HopPath, Report, State
-from netdoctor.report import marks
+from netdoctor.report import cluster, marks
 
 ICON = {State.PASS: "✅", State.WARN: "⚠️", State.FAIL: "❌", State.ERROR: "💥", State.SKIP: "⏭️"}
 
@@ -13,6 +13,10 @@ def render(report: Report) -> str:
     d = report.diagnosis
     out = [f"### netdoctor: `{report.target}` in `{report.namespace}` — {ICON[d.state]} {d.state.value.upper()}", "",
            f"**{d.headline}**", "", f"Source: {report.source}"]
+    if report.cluster:
+        out += ["", f"Cluster: {cluster.header(report.cluster)}", "", "<details><summary>How the CNI and the Service "
+                "proxy were told</summary>", "", "```", *report.cluster.cni.evidence, *report.cluster.proxy.evidence,
+                "```", "</details>"]
     if d.path:
         out += ["", *_path(d.path)]
     if d.remediation:

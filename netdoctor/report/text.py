@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from netdoctor.model import CheckResult, HopPath, Report, State
-from netdoctor.report import marks
+from netdoctor.report import cluster, marks
 
 STYLE = {State.PASS: "green", State.WARN: "yellow", State.FAIL: "bold red", State.ERROR: "magenta", State.SKIP: "dim"}
 
@@ -19,6 +19,8 @@ def _tag(state: State) -> str:
 
 
 def render(report: Report, console: Console, verbose: bool = False) -> None:
+    if report.cluster:
+        _cluster(report, console, verbose)
     tree = Tree(f"[bold]{escape(report.target)}[/] in {escape(report.namespace)} from {escape(report.source)}")
     for layer in report.layers:
         because = f"consequence of {layer.explained_by}" if layer.explained_by else layer.reason
@@ -35,6 +37,14 @@ def render(report: Report, console: Console, verbose: bool = False) -> None:
     if verbose:
         _all_paths(report, console)
     _verdict(report, console)
+
+
+def _cluster(report: Report, console: Console, verbose: bool) -> None:
+    """The header: what the cluster is made of; with -v, the lines it was decided from."""
+    console.print(f"cluster: {escape(cluster.header(report.cluster))}")
+    for part, lines in (("cni", report.cluster.cni.evidence), ("proxy", report.cluster.proxy.evidence)):
+        for line in lines if verbose else ():
+            console.print(f"[dim]  {part}: {escape(line)}[/]")
 
 
 def _check(branch: Tree, c: CheckResult, verbose: bool) -> None:

@@ -48,6 +48,7 @@ RESOURCES: dict[str, ResourceType] = {
         ResourceType("networkpolicies", "NetworkPolicy", "networking.k8s.io", "v1", True, ("netpol",)),
         ResourceType("deployments", "Deployment", "apps", "v1", True, ("deploy",), ("status",)),
         ResourceType("replicasets", "ReplicaSet", "apps", "v1", True, ("rs",), ("status",)),
+        ResourceType("daemonsets", "DaemonSet", "apps", "v1", True, ("ds",), ("status",)),  # objects only: no controller
     )
 }
 
