@@ -115,3 +115,17 @@ def check_json(lab: RunningLab, *extra: str, target: str = "svc/api", namespace:
     code = main(["check", target, "-n", namespace, "--kubeconfig", lab.kubeconfig, "-o", "json", *extra],
                 Environment(stdout=out, stderr=err, environ={"NO_COLOR": "1"}))
     return code, (json.loads(out.getvalue()) if out.getvalue() else {}), err.getvalue()
+
+
+def check_process(lab: RunningLab, *extra: str) -> subprocess.Popen:
+    """`netdoctor check svc/api -n shop -o json` as its own process, with Ctrl-C's default action
+    restored: a shell's background job (CI scripts, `… &`) inherits SIGINT ignored, and Python
+    then never turns SIGINT into KeyboardInterrupt."""
+    import os
+    import signal
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "netdoctor", "check", "svc/api", "-n", "shop", "--kubeconfig",
+                             lab.kubeconfig, "-o", "json", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

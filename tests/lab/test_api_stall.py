@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from io import StringIO
@@ -23,13 +22,13 @@ from netdoctor.exitcodes import ExitCode
 from netdoctor.lab import lifecycle
 from netdoctor.lab.state import LabConfig, LabPaths
 
-from labkit import start, unique_name
+from labkit import check_process, start, unique_name
 
 pytestmark = pytest.mark.lab
 
 MANAGED = "app.kubernetes.io/managed-by=netdoctor"
 STALL = 15.0  # seconds: longer than an exec's deadline (3 s probe + 10 s margin)
-FINISH = re.compile(r"to finish it run: (netdoctor cleanup -n shop --run (\w+))")
+FINISH = re.compile(r"to finish it run: (netdoctor cleanup -n shop --run (\w+) --force)")
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +62,7 @@ def probes_running(lab) -> bool:
 
 
 def check(lab, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "netdoctor", "check", "svc/api", "-n", "shop", "--kubeconfig",
-                             lab.kubeconfig, "-o", "json", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
+    return check_process(lab, *extra)
 
 
 def test_a_stalled_api_server_never_turns_a_blocked_overlay_into_pass(lab):

@@ -7,10 +7,7 @@ passes every layer with no WARN in both; no probe is left behind (success, failu
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from io import StringIO
 
@@ -23,7 +20,7 @@ from netdoctor.lab import lifecycle
 from netdoctor.lab.faults import CATALOG
 from netdoctor.lab.state import LabConfig
 
-from labkit import check_json, start, unique_name
+from labkit import check_json, check_process, start, unique_name
 
 pytestmark = pytest.mark.lab
 
@@ -218,9 +215,7 @@ def assert_stopped_by_policy(diagnosis: dict, mode: str, direction: str) -> None
 
 
 def test_sigint_cleans_up(lab):
-    proc = subprocess.Popen([sys.executable, "-m", "netdoctor", "check", "svc/api", "-n", "shop",
-                             "--kubeconfig", lab.kubeconfig, "-o", "json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
+    proc = check_process(lab)
     lab.wait(lambda: leftovers(lab), timeout=10, what="probes to appear")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
@@ -234,7 +229,7 @@ def test_bad_input_gets_one_line_and_its_exit_code(lab, tmp_path):
         (["check", "svc/nope", "-n", "shop"], ExitCode.CLUSTER, "not found"),
         (["check", "svc/api", "-n", "nowhere"], ExitCode.CLUSTER, "namespace 'nowhere' does not exist"),
         (["check", "svc:api", "-n", "shop"], ExitCode.USAGE, "error:"),
-        (["check", "svc/api", "-n", "shop", "--context", f"{lab.name}-limited"], ExitCode.CLUSTER, "forbidden"),
+        (["check", "svc/api", "-n", "shop", "--context", f"{lab.name}-limited"], ExitCode.PROBES, "forbidden"),
     ]
     for argv, code, text in cases:
         err = StringIO()
