@@ -33,6 +33,7 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 REQUEST_TIMEOUT_HELP = "Give up on an API call after this long: seconds, or kubectl's 30s, 1m"
+PROBE_DEADLINE_VARIABLE = "NETDOCTOR_PROBE_DEADLINE"
 
 
 def _connect(env: Environment, kubeconfig: str | None, context: str | None, request_timeout: str):
@@ -131,6 +132,8 @@ def check(
     render(report, output, env, verbose)
     for line in result.kept:
         env.stderr.write(f"kept probe: {line}\n")
+    for fallback in result.owner_fallbacks:
+        env.stderr.write(f"note: {fallback}\n")
     if pcap is not None:
         _write_pcaps(env, pcap, result.captures)
     return _exit_code(report.state)
@@ -171,7 +174,8 @@ def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, s
     from netdoctor.model import Evidence
     from netdoctor.probe.fleet import ProbeLaunchError
 
-    options = runner.RunOptions(timeout=timeout, keep=keep, **({"image": image} if image else {}))
+    options = runner.RunOptions(timeout=timeout, keep=keep, deadline=_probe_deadline(env),
+                                **({"image": image} if image else {}))
     with env.error_console().status("probing…") as status:
         done = []
 
@@ -191,6 +195,17 @@ def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, s
             raise
     evidence = Evidence(facts, the_plan, result.observations, result.captures, result.probes)
     return judge(evidence, checks, time.monotonic() - started), result
+
+
+def _probe_deadline(env: Environment) -> int | None:
+    """NETDOCTOR_PROBE_DEADLINE (seconds): a shorter life for the probes and their owner, for tests
+    of what the cluster cleans up by itself; unset, the deadline follows --timeout."""
+    value = env.environ.get(PROBE_DEADLINE_VARIABLE)
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) == 0:
+        raise UsageError(f"{PROBE_DEADLINE_VARIABLE}={value!r}: use a whole number of seconds above 0")
+    return int(value)
 
 
 def _print_plan(env: Environment, the_plan: Plan) -> None:
@@ -223,10 +238,14 @@ def cleanup(
     context: Optional[str] = typer.Option(None, "--context", help="kubeconfig context"),
     kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="Path to the kubeconfig file"),
     run: Optional[str] = typer.Option(None, "--run", help="Only what this run left (the ID an interrupted check names)"),
+    force: bool = typer.Option(False, "--force", help="Also delete live runs (their owner has not expired yet)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be deleted; delete nothing"),
     request_timeout: str = typer.Option(f"{REQUEST_TIMEOUT:g}s", "--request-timeout", metavar="SECONDS",
                                         help=REQUEST_TIMEOUT_HELP),
 ) -> int:
-    """Remove probe pods and owner ConfigMaps that netdoctor left behind."""
+    """Remove the probe pods and owners that expired netdoctor runs left behind. A run is live until
+    its owner expires (the probes' deadline): a check may still be using it, so it is left alone
+    unless --force."""
     env: Environment = ctx.obj
     if namespace and all_namespaces:
         raise UsageError("use -n NAMESPACE or -A, not both")
@@ -235,9 +254,15 @@ def cleanup(
     from netdoctor.probe.fleet import cleanup_leftovers
 
     kube = _connect(env, kubeconfig, context, request_timeout)
-    deleted = cleanup_leftovers(kube, None if all_namespaces else (namespace or kube.namespace), run)
-    for ref in deleted:
-        env.stdout.write(f"deleted {ref}\n")
-    if not deleted:
+    result = cleanup_leftovers(kube, None if all_namespaces else (namespace or kube.namespace), run, force=force,
+                               dry_run=dry_run)
+    for note in result.unlisted:
+        env.stderr.write(f"note: cannot list {note}\n")
+    for ref in result.deleted:
+        env.stdout.write(f"{'would delete' if dry_run else 'deleted'} {ref}\n")
+    for left in result.spared:
+        env.stdout.write(f"left live run {left.run_id} in {left.namespace} ({len(left.objects)} objects, live until "
+                         f"{left.expires:%Y-%m-%dT%H:%M:%SZ}): --force deletes it\n")
+    if not result.deleted and not result.spared:
         env.stdout.write("nothing to clean up\n")
     return ExitCode.OK

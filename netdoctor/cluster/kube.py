@@ -123,6 +123,7 @@ _KINDS = {
     "Pod": _Kind("v1", "pods"),
     "Service": _Kind("v1", "services"),
     "ConfigMap": _Kind("v1", "configmaps"),
+    "Job": _Kind("batch/v1", "jobs"),
     "EndpointSlice": _Kind("discovery.k8s.io/v1", "endpointslices"),
     "NetworkPolicy": _Kind("networking.k8s.io/v1", "networkpolicies"),
     "Deployment": _Kind("apps/v1", "deployments"),
@@ -278,6 +279,9 @@ class Kube:
     def create_config_map(self, namespace: str, body: Mapping) -> dict:
         return self._request("ConfigMap", _name(body), namespace, "POST", _KINDS["ConfigMap"].path(namespace),
                              body=dict(body))
+
+    def create_job(self, namespace: str, body: Mapping) -> dict:
+        return self._request("Job", _name(body), namespace, "POST", _KINDS["Job"].path(namespace), body=dict(body))
 
     def create_pod(self, namespace: str, body: Mapping) -> Pod:
         return Pod.from_api(self._request("Pod", _name(body), namespace, "POST", _KINDS["Pod"].path(namespace),

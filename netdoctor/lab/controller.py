@@ -1,7 +1,7 @@
-"""The lab's control plane loop: scheduler, workloads, kubelets, endpoints, data plane, faults.
+"""The lab's control plane loop: scheduler, workloads, Jobs, kubelets, endpoints, data plane, faults.
 
 Created and started by the lab daemon. One thread reconciles everything whenever the store
-changes, and at least every TICK seconds (readiness probes, process exits, deadlines). `Cluster`
+changes, and at least every TICK seconds (readiness probes, process exits, deadlines, Job TTLs). `Cluster`
 is what faults act on: the store, the nodes and the pieces that program them.
 """
 
@@ -11,9 +11,10 @@ import json
 import threading
 import traceback
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TextIO
 
-from netdoctor.lab import net, workloads
+from netdoctor.lab import jobs, net, workloads
 from netdoctor.lab.api.status import ApiError
 from netdoctor.lab.dataplane import DataPlane
 from netdoctor.lab.endpoints import reconcile_endpoints
@@ -82,6 +83,7 @@ class Controller:
         self._faults.reconcile()
         workloads.reconcile_deployments(store)
         workloads.reconcile_replicasets(store)
+        jobs.reconcile_jobs(store, datetime.now(timezone.utc))
         schedule(store, cluster.nodes, cluster.kubelets.down_nodes)
         cluster.kubelets.reconcile(store)
         reconcile_endpoints(store)

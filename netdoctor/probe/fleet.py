@@ -1,12 +1,17 @@
 """Probe pods: launch them safely, run typed probes in them, always clean them up.
 
 Used by the check pipeline's probe stage (and `netdoctor cleanup`). A `ProbeFleet` owns one run:
-a per-namespace owner ConfigMap, registered for cleanup before it is created, and probe pods that
-the ConfigMap controls (no ReplicaSet can adopt them; deleting it garbage-collects them), each with
-an activeDeadlineSeconds so they die even if netdoctor is killed. The pods are watched until they
+per namespace an owner ConfigMap, and probe pods that the ConfigMap controls (no ReplicaSet can
+adopt them; deleting it garbage-collects them), each with an activeDeadlineSeconds so they die even
+if netdoctor is killed. The ConfigMap is owned in turn by a Job that never starts a pod and that the
+cluster itself expires at the same deadline and deletes 30 s later (ttlSecondsAfterFinished), so
+after a `kill -9` the garbage collector removes the whole run with no one's help. Where the cluster
+refuses the Job (RBAC, quota) or suspends it, the ConfigMap stands alone (`owner_fallbacks` says
+where). Everything is registered for cleanup before it is created. The pods are watched until they
 run (a list, then a watch from its resourceVersion). After Ctrl-C the cleanup gets 1.3 s; what it
-could not delete is named with the command that finishes the job. The pod manifest is the data in
-checks/probes/probe.yaml; commands and parsing are in `netdoctor.probe.commands`.
+could not delete is named with the command that finishes the job. `cleanup_leftovers` removes what
+runs left once they have expired (their owner's deadline passed), live ones only when forced. The
+manifests are the data in checks/probes/; commands and parsing are in `netdoctor.probe.commands`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from netdoctor.catalog import data_dir
 from typing import Iterable, Iterator
@@ -45,6 +51,7 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "netdoctor"
 RUN_LABEL = "netdoctor.io/run"
 ROLE_LABEL = "netdoctor.io/role"
+DEADLINE_ANNOTATION = "netdoctor.io/deadline-seconds"  # on the owner ConfigMap: the run's bound, from its creation
 DEADLINE_MARGIN = 120  # seconds a probe outlives the run's own timeout
 START_TIMEOUT = 120.0  # seconds to wait for probe pods to run (image pulls included)
 INTERRUPT_BUDGET = 1.3  # seconds the cleanup after Ctrl-C may take: netdoctor ends within 2 s
@@ -113,6 +120,28 @@ class ObjectRef:
         return f"{self.kind} {self.namespace}/{self.name}"
 
 
+_DELETE_ORDER = {"Pod": 0, "ConfigMap": 1, "Job": 2}  # dependents before their owners
+
+
+class FallbackReason(Enum):
+    FORBIDDEN = "forbidden"  # RBAC or quota refused the Job
+    SUSPENDED = "suspended"  # admission (e.g. a queueing webhook) suspended it: its deadline would never run
+
+
+@dataclass(frozen=True)
+class OwnerFallback:
+    """A namespace where the run's owner is a bare ConfigMap: nothing there expires by itself."""
+
+    namespace: str
+    reason: FallbackReason
+    detail: str  # the server's message
+
+    def __str__(self) -> str:
+        why = "cannot create" if self.reason is FallbackReason.FORBIDDEN else "the cluster suspends"
+        return (f"{why} the run's expiring Job in namespace {self.namespace} ({self.detail}); its owner is a "
+                f"ConfigMap, so if netdoctor is killed only 'netdoctor cleanup -n {self.namespace}' removes the probes")
+
+
 class Probe:
     """A running probe pod and the typed probes it can run."""
 
@@ -173,18 +202,25 @@ class ProbeFleet:
         keep: bool = False,
         run_id: str | None = None,
         start_timeout: float = START_TIMEOUT,
+        deadline_seconds: int | None = None,
     ):
+        """`deadline_seconds`: the probes' and their owner's bound; None: the run's timeout + DEADLINE_MARGIN."""
         self.kube, self.keep = kube, keep
         self.run_id = run_id or secrets.token_hex(4)
-        self.deadline_seconds = int(math.ceil(run_timeout)) + DEADLINE_MARGIN
+        self.deadline_seconds = deadline_seconds or int(math.ceil(run_timeout)) + DEADLINE_MARGIN
         self.start_timeout = start_timeout
         self._created: list[ObjectRef] = []
         self._owners: dict[str, dict] = {}  # namespace -> ownerReference
+        self._fallbacks: list[OwnerFallback] = []
         self.cleanup_failures: tuple[str, ...] = ()
 
     @property
     def created(self) -> tuple[ObjectRef, ...]:
         return tuple(self._created)
+
+    @property
+    def owner_fallbacks(self) -> tuple[OwnerFallback, ...]:
+        return tuple(self._fallbacks)
 
     def __enter__(self) -> ProbeFleet:
         return self
@@ -201,7 +237,7 @@ class ProbeFleet:
             self._cleanup_interrupted(interrupt)
             raise
         if self.cleanup_failures:
-            _report_cleanup_failures(self.cleanup_failures, exc)
+            _report_cleanup_failures(self.cleanup_failures, exc, self._finish_command())
         return False
 
     def launch(self, specs: Iterable[ProbeSpec]) -> list[Probe]:
@@ -225,9 +261,9 @@ class ProbeFleet:
         return Launch(probes, failures)
 
     def cleanup(self) -> list[str]:
-        """Delete what this run created, pods first; the failures, one line each."""
+        """Delete what this run created, pods first, then their owners; the failures, one line each."""
         failures = []
-        for ref in sorted(self._created, key=lambda r: r.kind != "Pod"):
+        for ref in sorted(self._created, key=lambda r: _DELETE_ORDER[r.kind]):
             try:
                 self.kube.delete(ref.kind, ref.namespace, ref.name)
             except ClusterError as exc:
@@ -247,20 +283,23 @@ class ProbeFleet:
         left = self._delete_within(INTERRUPT_BUDGET)
         if not left:
             return
-        namespaces = sorted({ref.namespace for ref in left})
-        finish = " && ".join(f"netdoctor cleanup -n {ns} --run {self.run_id}" for ns in namespaces)
-        hint = f"cleanup did not finish; to finish it run: {finish} (left: {', '.join(map(str, left))})"
+        hint = f"cleanup did not finish; to finish it run: {self._finish_command()} (left: {', '.join(map(str, left))})"
         if isinstance(exc, Interrupted):
             exc.hint = hint
             return
         raise Interrupted("interrupted", hint=hint) from exc
 
+    def _finish_command(self) -> str:
+        """The cleanup that deletes what this run left: forced, as its owner is still live."""
+        namespaces = sorted({ref.namespace for ref in self._created})
+        return " && ".join(f"netdoctor cleanup -n {ns} --run {self.run_id} --force" for ns in namespaces)
+
     def _delete_within(self, budget: float) -> list[ObjectRef]:
-        """Delete what this run created within `budget` seconds, owners first (each one's pods are
-        garbage-collected with it), every call short. A second Ctrl-C stops it at once. What is left."""
+        """Delete what this run created within `budget` seconds, owners first (their dependents are
+        garbage-collected with them), every call short. A second Ctrl-C stops it at once. What is left."""
         deadline = time.monotonic() + budget
         try:
-            for ref in sorted(self._created, key=lambda r: r.kind == "Pod"):
+            for ref in sorted(self._created, key=lambda r: -_DELETE_ORDER[r.kind]):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -297,19 +336,32 @@ class ProbeFleet:
             raise
 
     def _owner(self, namespace: str) -> dict:
+        """The ownerReference of the namespace's owner ConfigMap, created (after its Job) on first use."""
         if namespace not in self._owners:
-            body = owner_manifest(self.run_id, namespace)
+            body = owner_manifest(self.run_id, namespace, self.deadline_seconds, self._owner_job(namespace))
             with self._creating(ObjectRef("ConfigMap", namespace, body["metadata"]["name"])):
                 created = self.kube.create_config_map(namespace, body)
-            self._owners[namespace] = {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "name": created["metadata"]["name"],
-                "uid": created["metadata"]["uid"],
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
+            self._owners[namespace] = _owner_reference("v1", "ConfigMap", created)
         return self._owners[namespace]
+
+    def _owner_job(self, namespace: str) -> dict | None:
+        """The ownerReference of the run's expiring Job in `namespace`; None, with a fallback
+        recorded, where the cluster refuses it or creates it suspended (its deadline never runs)."""
+        body = owner_job_manifest(self.run_id, namespace, self.deadline_seconds)
+        ref = ObjectRef("Job", namespace, body["metadata"]["name"])
+        try:
+            with self._creating(ref):
+                created = self.kube.create_job(namespace, body)
+        except Forbidden as exc:
+            self._fallbacks.append(OwnerFallback(namespace, FallbackReason.FORBIDDEN, exc.server_message))
+            return None
+        if (created.get("spec") or {}).get("suspend"):
+            self.kube.delete(ref.kind, ref.namespace, ref.name)
+            self._created.remove(ref)
+            self._fallbacks.append(OwnerFallback(namespace, FallbackReason.SUSPENDED, "it was created suspended"))
+            return None
+        # Not blockOwnerDeletion: that would need update on jobs/finalizers where OwnerReferencesPermissionEnforcement runs.
+        return _owner_reference("batch/v1", "Job", created, block_owner_deletion=False)
 
     def _try_create(self, spec: ProbeSpec) -> Pod | ProbeLaunchError:
         try:
@@ -503,9 +555,9 @@ def _timeout(specs: list[ProbeSpec], states: list, waited: float) -> ProbeLaunch
     return ProbeLaunchError(reason, spec, f"probe pods not running after {waited:g}s: {names}")
 
 
-def _report_cleanup_failures(failures: tuple[str, ...], exc: BaseException | None) -> None:
+def _report_cleanup_failures(failures: tuple[str, ...], exc: BaseException | None, finish: str) -> None:
     """Never silent, never masking: raise if all went well, else attach to the original error."""
-    hint = "run 'netdoctor cleanup' to delete what netdoctor left behind"
+    hint = f"to delete what netdoctor left behind run: {finish}"
     text = "cleanup failed: " + "; ".join(failures)
     if exc is None:
         raise ClusterError(text, hint=hint)
@@ -521,11 +573,36 @@ def _template(name: str) -> dict:
     return yaml.safe_load((data_dir() / "probes" / name).read_text())
 
 
-def owner_manifest(run_id: str, namespace: str) -> dict:
+def owner_manifest(run_id: str, namespace: str, deadline_seconds: int, owner: dict | None = None) -> dict:
+    """The run's owner ConfigMap, from checks/probes/owner.yaml; `owner`: its Job's ownerReference."""
     body = _template("owner.yaml")
+    body["metadata"].update(name=f"netdoctor-run-{run_id}", namespace=namespace,
+                            annotations={DEADLINE_ANNOTATION: str(deadline_seconds)})
+    body["metadata"]["labels"][RUN_LABEL] = run_id
+    if owner:
+        body["metadata"]["ownerReferences"] = [owner]
+    return body
+
+
+def owner_job_manifest(run_id: str, namespace: str, deadline_seconds: int) -> dict:
+    """The run's expiring Job, from checks/probes/owner-job.yaml."""
+    body = _template("owner-job.yaml")
     body["metadata"].update(name=f"netdoctor-run-{run_id}", namespace=namespace)
     body["metadata"]["labels"][RUN_LABEL] = run_id
+    body["spec"]["activeDeadlineSeconds"] = deadline_seconds
     return body
+
+
+def _owner_reference(api_version: str, kind: str, created: dict, *, block_owner_deletion: bool = True) -> dict:
+    """A controller reference to `created`: no other controller adopts what carries it."""
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": created["metadata"]["name"],
+        "uid": created["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": block_owner_deletion,
+    }
 
 
 def probe_manifest(spec: ProbeSpec, name: str, run_id: str, owner: dict, deadline_seconds: int) -> dict:
@@ -554,14 +631,104 @@ def probe_manifest(spec: ProbeSpec, name: str, run_id: str, owner: dict, deadlin
     return body
 
 
-def cleanup_leftovers(kube: Kube, namespace: str | None, run_id: str | None = None) -> list[str]:
-    """Delete every probe pod and owner ConfigMap netdoctor left (one namespace or all), or
-    those of one run."""
-    selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{RUN_LABEL}" + (f"={run_id}" if run_id else "")
+class RunState(Enum):
+    LIVE = "live"  # its owner has not expired: a check may still be using its probes
+    EXPIRED = "expired"  # past its deadline (or no deadline known): nothing uses it any more
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """What one run left in one namespace (pods first, then their owners), and whether it is live."""
+
+    run_id: str
+    namespace: str
+    objects: tuple[ObjectRef, ...]
+    state: RunState
+    expires: datetime | None  # when its owner expires (expired: when it did); None: nothing says
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """What `cleanup_leftovers` deleted (or, in a dry run, would delete) and the live runs it spared."""
+
+    deleted: tuple[ObjectRef, ...]
+    spared: tuple[Leftover, ...]
+    unlisted: tuple[str, ...] = ()  # kinds the user may not list, with the server's message
+
+
+def cleanup_leftovers(kube: Kube, namespace: str | None, run_id: str | None = None, *, force: bool = False,
+                      dry_run: bool = False, now: datetime | None = None) -> Cleanup:
+    """Delete the probe pods and owners that runs left (one namespace or all; or one run's), pods
+    first; a live run only with `force`; nothing with `dry_run` (what would go is listed)."""
+    leftovers, unlisted = find_leftovers(kube, namespace, run_id, now or datetime.now(timezone.utc))
+    doomed = [left for left in leftovers if force or left.state is RunState.EXPIRED]
     deleted = []
-    for kind in ("Pod", "ConfigMap"):
-        for obj in kube.list_objects(kind, namespace, label_selector=selector):
-            ref = ObjectRef(kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
-            if kube.delete(ref.kind, ref.namespace, ref.name):
-                deleted.append(str(ref))
-    return deleted
+    for ref in sorted((ref for left in doomed for ref in left.objects), key=lambda r: _DELETE_ORDER[r.kind]):
+        if dry_run or kube.delete(ref.kind, ref.namespace, ref.name):
+            deleted.append(ref)
+    return Cleanup(tuple(deleted), tuple(left for left in leftovers if left not in doomed), unlisted)
+
+
+def find_leftovers(kube: Kube, namespace: str | None, run_id: str | None,
+                   now: datetime) -> tuple[list[Leftover], tuple[str, ...]]:
+    """Every run's objects, by namespace and run, and the kinds the user may not list. Jobs may be
+    unlistable where the user may not use them (the runs then have ConfigMap owners that say their
+    deadline); pods and ConfigMaps must be listable."""
+    selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{RUN_LABEL}" + (f"={run_id}" if run_id else "")
+    runs: dict[tuple[str, str], list[dict]] = {}
+    unlisted = []
+    for kind in _DELETE_ORDER:
+        try:
+            objects = kube.list_objects(kind, namespace, label_selector=selector)
+        except Forbidden as exc:
+            if kind != "Job":
+                raise
+            unlisted.append(f"jobs.batch: {exc.server_message}")
+            continue
+        for obj in objects:
+            meta = obj["metadata"]
+            runs.setdefault((meta["namespace"], meta["labels"][RUN_LABEL]), []).append(obj)
+    return [_leftover(run, ns, objects, now) for (ns, run), objects in sorted(runs.items())], tuple(unlisted)
+
+
+def _leftover(run_id: str, namespace: str, objects: list[dict], now: datetime) -> Leftover:
+    refs = sorted((ObjectRef(o["kind"], namespace, o["metadata"]["name"]) for o in objects),
+                  key=lambda r: (_DELETE_ORDER[r.kind], r.name))
+    expires = _expiry(objects)
+    state = RunState.LIVE if expires is not None and expires > now else RunState.EXPIRED
+    return Leftover(run_id, namespace, tuple(refs), state, expires)
+
+
+def _expiry(objects: list[dict]) -> datetime | None:
+    """When a run expires: as its Job says (the Job's end, if it has ended or is being deleted), else
+    its owner ConfigMap's annotation, else its unfinished probes' own deadlines."""
+    of_kind = {kind: [o for o in objects if o["kind"] == kind] for kind in _DELETE_ORDER}
+    if of_kind["Job"]:
+        return min(_job_expiry(job) for job in of_kind["Job"])
+    bounds = [_after(o["metadata"]["creationTimestamp"], (o["metadata"].get("annotations") or {}).get(DEADLINE_ANNOTATION))
+              for o in of_kind["ConfigMap"]]
+    if not of_kind["ConfigMap"]:
+        bounds = [_after((p.get("status") or {}).get("startTime") or p["metadata"]["creationTimestamp"],
+                         p["spec"].get("activeDeadlineSeconds"))
+                  for p in of_kind["Pod"] if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+    known = [b for b in bounds if b is not None]
+    return max(known) if known else None
+
+
+def _job_expiry(job: dict) -> datetime:
+    meta, status = job["metadata"], job.get("status") or {}
+    ended = [c["lastTransitionTime"] for c in status.get("conditions") or []
+             if c.get("type") in ("Complete", "Failed") and c.get("status") == "True" and c.get("lastTransitionTime")]
+    if ended or meta.get("deletionTimestamp"):
+        return _timestamp(min(ended or [meta["deletionTimestamp"]]))
+    start = status.get("startTime") or meta["creationTimestamp"]
+    return _after(start, job["spec"].get("activeDeadlineSeconds")) or _timestamp(start)
+
+
+def _after(timestamp: str, seconds) -> datetime | None:
+    return _timestamp(timestamp) + timedelta(seconds=int(seconds)) if seconds is not None else None
+
+
+def _timestamp(text: str) -> datetime:
+    """An API server's RFC 3339 time (`2024-05-01T12:00:00Z`)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

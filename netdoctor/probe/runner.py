@@ -28,7 +28,8 @@ from netdoctor.model import (
 )
 from netdoctor.observations import DnsOutcome
 from netdoctor.probe.fleet import (
-    DEFAULT_IMAGE, Capability, LaunchFailure, Probe, ProbeFleet, ProbeLaunchError, ProbeRole, ProbeSpec, listeners_of,
+    DEFAULT_IMAGE, Capability, LaunchFailure, OwnerFallback, Probe, ProbeFleet, ProbeLaunchError, ProbeRole, ProbeSpec,
+    listeners_of,
 )
 from netdoctor.probe.capture import Point, Sniffer
 
@@ -39,6 +40,7 @@ class RunOptions:
     image: str = DEFAULT_IMAGE
     keep: bool = False
     workers: int = 16
+    deadline: int | None = None  # seconds the probes and their owner live; None: from the timeout
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class RunResult:
     captures: tuple[Capture, ...] = ()
     probes: dict[str, RunningProbe] = field(default_factory=dict)  # traffic probes by role
     capture_seconds: float = 0.0  # starting and stopping the captures, decoding them
+    owner_fallbacks: tuple[OwnerFallback, ...] = ()  # namespaces whose probes' owner does not expire by itself
 
 
 _PCAP_HEADER = 24  # a classic pcap file's global header
@@ -72,7 +75,7 @@ def run(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,
     """`uncovered(evidence, step)`: the ready backends the step's connections have not reached yet
     (None: the captures cannot tell); None for no second round at all."""
     started = time.monotonic()
-    with ProbeFleet(kube, run_timeout=options.timeout * 60, keep=options.keep) as fleet:
+    with ProbeFleet(kube, run_timeout=options.timeout * 60, keep=options.keep, deadline_seconds=options.deadline) as fleet:
         probes, nodes, blind = _launch(fleet, plan, options)
         launched = time.monotonic()
         running = {role: RunningProbe(role, p.name, p.ip, p.pod.node_name) for role, p in probes.items()}
@@ -88,7 +91,7 @@ def run(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,
         kept = tuple(f"kubectl -n {p.namespace} exec -it {p.name} -- bash"
                      for p in (*probes.values(), *nodes.values())) if options.keep else ()
     return RunResult(done.observations, kept, launched - started, done.probe_seconds, (*done.captures, *blind),
-                     running, done.capture_seconds)
+                     running, done.capture_seconds, fleet.owner_fallbacks)
 
 
 def _round(executor: _Executor, steps: tuple[Step, ...], points: list[Point], ips: list[str], options: RunOptions,

@@ -78,7 +78,7 @@ def status_of(exc: ApiException) -> dict:
 def test_discovery_lists_every_group_and_version(admin):
     assert client.VersionApi(admin).get_code().git_version.startswith("v1.36")
     groups = {g.name for g in client.ApisApi(admin).get_api_versions().groups}
-    assert groups == {"apps", "discovery.k8s.io", "networking.k8s.io"}
+    assert groups == {"apps", "batch", "discovery.k8s.io", "networking.k8s.io"}
     core_resources = {r.name for r in client.CoreV1Api(admin).get_api_resources().resources}
     assert {"pods", "pods/exec", "pods/ephemeralcontainers", "services", "namespaces", "events"} <= core_resources
 

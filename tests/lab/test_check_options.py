@@ -1,5 +1,5 @@
-"""`netdoctor check` options end to end on a lab: --keep (probes stay, can be exec'd, `cleanup`
-removes them), --from pod/… and deploy/… (the source's labels face the NetworkPolicies: frontend
+"""`netdoctor check` options end to end on a lab: --keep (probes stay, can be exec'd, `cleanup
+--force` removes them), --from pod/… and deploy/… (the source's labels face the NetworkPolicies: frontend
 is let into api, db is not), a --from that does not exist, and live progress on a terminal only."""
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def test_keep_leaves_running_probes_that_cleanup_removes(lab):
         assert (result.exit_code, result.error) == (7, None), result  # the command ran in the pod
         assert kube.exec("shop", source, ["true"], timeout=10).ok
 
-        code, out, err = run(lab, "cleanup", "-n", "shop")
+        code, out, err = run(lab, "cleanup", "-n", "shop", "--force")  # kept probes are live until their deadline
         assert code == ExitCode.OK, err
         deleted = {tuple(line.split(" ", 2)[2].split("/")) for line in out.splitlines() if line.startswith("deleted Pod ")}
         assert deleted == kept, out

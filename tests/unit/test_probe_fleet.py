@@ -1,10 +1,12 @@
-"""ProbeFleet against a fake of our own Kube wrapper: manifests, watching the pods start, failures,
-cleanup (also the bounded one after Ctrl-C)."""
+"""ProbeFleet against a fake of our own Kube wrapper: manifests (the probes, their owner ConfigMap and
+its expiring Job), watching the pods start, failures, cleanup (also the bounded one after Ctrl-C),
+and what `cleanup_leftovers` deletes: expired runs, live ones only when forced."""
 
 import os
 import signal
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -14,16 +16,23 @@ from netdoctor.cluster.objects import Pod
 from netdoctor.observations import ExecResult, ListenerStatus, TcpOutcome
 from netdoctor.probe.fleet import (
     Capability,
+    FallbackReason,
     LaunchFailure,
+    OwnerFallback,
     ProbeFleet,
     ProbeLaunchError,
     ProbeRole,
     INTERRUPT_BUDGET,
     ProbeSpec,
+    RunState,
     cleanup_leftovers,
     listeners_of,
 )
 
+CREATED = "2030-01-01T12:00:00Z"  # every fake object's creationTimestamp
+T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+JOBS_FORBIDDEN = ('jobs.batch is forbidden: User "dev" cannot create resource "jobs" in API group "batch" in the '
+                  'namespace "demo"')
 PSA = 'pods "x" is forbidden: violates PodSecurity "baseline:latest": non-default capabilities (container "probe" must not include "NET_ADMIN", "NET_RAW" in securityContext.capabilities.add)'
 
 
@@ -46,17 +55,33 @@ class FakeKube:
         self.snapshots: list[str] = []  # the resourceVersion of each list
         self.watched: list[str] = []  # the resourceVersion each watch started from
         self.expire: set[str] = set()  # watches from these versions get 410 Expired
+        self.fail_job_create: Exception | None = None
+        self.suspend_jobs = False  # as a queueing webhook (Kueue) does to the Jobs it admits
+        self.forbid_job_list = False
+        self.created: list[tuple[str, str, str]] = []  # in order
+
+    def create_job(self, namespace, body):
+        if self.fail_job_create:
+            raise self.fail_job_create
+        spec = dict(body["spec"], suspend=self.suspend_jobs)
+        return self._store("Job", namespace, dict(body, spec=spec, metadata=dict(body["metadata"], uid="uid-job")))
 
     def create_config_map(self, namespace, body):
-        obj = dict(body, metadata=dict(body["metadata"], uid="uid-cm"))
-        self.objects[("ConfigMap", namespace, body["metadata"]["name"])] = obj
+        return self._store("ConfigMap", namespace, dict(body, metadata=dict(body["metadata"], uid="uid-cm")))
+
+    def _store(self, kind, namespace, obj):
+        obj["metadata"]["creationTimestamp"] = CREATED
+        self.objects[(kind, namespace, obj["metadata"]["name"])] = obj
+        self.created.append((kind, namespace, obj["metadata"]["name"]))
         self._record(None)
         return obj
 
     def create_pod(self, namespace, body):
         if self.fail_pod_create:
             raise self.fail_pod_create
+        body["metadata"]["creationTimestamp"] = CREATED
         self.objects[("Pod", namespace, body["metadata"]["name"])] = body
+        self.created.append(("Pod", namespace, body["metadata"]["name"]))
         self._record(WatchEventType.ADDED, body)
         return Pod.from_api(body)
 
@@ -117,6 +142,9 @@ class FakeKube:
         return self.objects.pop((kind, namespace, name), None) is not None
 
     def list_objects(self, kind, namespace=None, label_selector=None, field_selector=None):
+        if kind == "Job" and self.forbid_job_list:
+            message = 'jobs.batch is forbidden: User "dev" cannot list resource "jobs" in API group "batch"'
+            raise Forbidden(message, status=403, reason="Forbidden", server_message=message)
         return [o for (k, ns, _), o in self.objects.items()
                 if k == kind and namespace in (None, ns) and _selects(label_selector, o)]
 
@@ -176,6 +204,68 @@ def test_probe_manifest_is_safe():
         assert probes[0].pod.ip == "10.244.0.9"
     assert kube.objects == {}
     assert ("ConfigMap", "demo", "netdoctor-run-abc123") in kube.deleted
+
+
+def test_the_owner_config_map_is_owned_by_a_job_that_expires_at_the_probes_deadline():
+    kube = FakeKube()
+    with fleet(kube, keep=True) as f:
+        f.launch([ProbeSpec("client", "demo"), ProbeSpec("other", "demo")])
+    assert kube.created == [("Job", "demo", "netdoctor-run-abc123"), ("ConfigMap", "demo", "netdoctor-run-abc123"),
+                            ("Pod", "demo", "netdoctor-abc123-client"), ("Pod", "demo", "netdoctor-abc123-other")]
+    job = kube.objects[("Job", "demo", "netdoctor-run-abc123")]
+    spec = job["spec"]
+    assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
+    assert job["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "netdoctor", "netdoctor.io/run": "abc123"}
+    assert spec["parallelism"] == 0 and spec["activeDeadlineSeconds"] == 150 and spec["ttlSecondsAfterFinished"] == 30
+    assert "selector" not in spec and "manualSelector" not in spec  # the server generates its own selector
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+    assert spec["template"]["spec"]["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    owner = kube.objects[("ConfigMap", "demo", "netdoctor-run-abc123")]["metadata"]
+    assert owner["ownerReferences"] == [{"apiVersion": "batch/v1", "kind": "Job", "name": "netdoctor-run-abc123",
+                                         "uid": "uid-job", "controller": True, "blockOwnerDeletion": False}]
+    assert owner["annotations"] == {"netdoctor.io/deadline-seconds": "150"}
+    for name in ("netdoctor-abc123-client", "netdoctor-abc123-other"):  # the Job never controls a probe
+        meta = pod_body(kube, name)["metadata"]
+        assert [(r["kind"], r["uid"]) for r in meta["ownerReferences"]] == [("ConfigMap", "uid-cm")]
+        assert not any("job-name" in key or "controller-uid" in key for key in meta["labels"])
+    assert f.owner_fallbacks == ()
+
+
+def test_a_shorter_deadline_bounds_the_probes_and_their_owners():
+    kube = FakeKube()
+    with ProbeFleet(kube, run_timeout=30, run_id="abc123", keep=True, deadline_seconds=12) as f:
+        f.launch([ProbeSpec("client", "demo")])
+    assert kube.objects[("Job", "demo", "netdoctor-run-abc123")]["spec"]["activeDeadlineSeconds"] == 12
+    assert kube.objects[("ConfigMap", "demo", "netdoctor-run-abc123")]["metadata"]["annotations"] == {
+        "netdoctor.io/deadline-seconds": "12"}
+    assert pod_body(kube)["spec"]["activeDeadlineSeconds"] == 12 and pod_body(kube)["spec"]["containers"][0]["args"] == ["12"]
+
+
+def test_without_rights_on_jobs_the_config_map_owns_the_probes_alone_and_says_so():
+    kube = FakeKube()
+    kube.fail_job_create = Forbidden(JOBS_FORBIDDEN, status=403, reason="Forbidden", server_message=JOBS_FORBIDDEN)
+    with fleet(kube) as f:
+        probes = f.launch([ProbeSpec("client", "demo"), ProbeSpec("other", "demo"), ProbeSpec("cap", "kube-system")])
+        assert len(probes) == 3 and "ownerReferences" not in kube.objects[("ConfigMap", "demo", "netdoctor-run-abc123")]["metadata"]
+        assert pod_body(kube)["metadata"]["ownerReferences"][0]["kind"] == "ConfigMap"
+    assert f.owner_fallbacks == (OwnerFallback("demo", FallbackReason.FORBIDDEN, JOBS_FORBIDDEN),
+                                 OwnerFallback("kube-system", FallbackReason.FORBIDDEN, JOBS_FORBIDDEN))
+    text = str(f.owner_fallbacks[0])
+    assert text.startswith("cannot create the run's expiring Job in namespace demo (jobs.batch is forbidden: ")
+    assert "netdoctor cleanup -n demo" in text and "\n" not in text
+    assert kube.objects == {} and not any(kind == "Job" for kind, _, _ in kube.deleted)
+
+
+def test_a_job_the_cluster_suspends_is_deleted_and_the_config_map_owns_the_probes():
+    kube = FakeKube()
+    kube.suspend_jobs = True  # its deadline would never run: a suspended Job has no startTime
+    with fleet(kube, keep=True) as f:
+        f.launch([ProbeSpec("client", "demo")])
+    assert ("Job", "demo", "netdoctor-run-abc123") in kube.deleted
+    assert "ownerReferences" not in kube.objects[("ConfigMap", "demo", "netdoctor-run-abc123")]["metadata"]
+    assert [fb.reason for fb in f.owner_fallbacks] == [FallbackReason.SUSPENDED]
+    assert str(f.owner_fallbacks[0]).startswith("the cluster suspends the run's expiring Job in namespace demo")
+    assert {ref.kind for ref in f.created} == {"ConfigMap", "Pod"}  # the deleted Job is no longer the run's
 
 
 def test_capture_probe_gets_only_the_capabilities_it_needs_and_host_network():
@@ -260,18 +350,18 @@ def test_pods_are_watched_from_the_lists_version_until_they_run():
     with fleet(kube, keep=True) as f:
         [probe] = f.launch([ProbeSpec("client", "demo")])
     assert probe.pod.ip == "10.244.0.9" and 0.15 <= time.monotonic() - started < 1.0
-    assert kube.snapshots == ["2"]  # one list (after the owner and the pod were created), then watches
-    assert kube.watched[0] == "2" and all(int(v) >= 2 for v in kube.watched)
+    assert kube.snapshots == ["3"]  # one list (after the owners and the pod were created), then watches
+    assert kube.watched[0] == "3" and all(int(v) >= 3 for v in kube.watched)
 
 
 def test_an_expired_watch_lists_again():
     kube = FakeKube()
     kube.status_for["netdoctor-abc123-client"] = waiting("ContainerCreating")
-    kube.expire = {"2"}
+    kube.expire = {"3"}
     threading.Timer(0.1, kube.set_status, ("demo", "netdoctor-abc123-client", RUNNING)).start()
     with fleet(kube, keep=True) as f:
         f.launch([ProbeSpec("client", "demo")])
-    assert kube.watched[0] == "2" and len(kube.snapshots) >= 2
+    assert kube.watched[0] == "3" and len(kube.snapshots) >= 2
 
 
 def test_a_probe_deleted_while_starting_is_gone():
@@ -306,7 +396,7 @@ def test_ctrl_c_while_waiting_cleans_up_owners_first():
         with fleet(kube) as f:
             f.launch([ProbeSpec("client", "demo")])
     assert kube.objects == {}
-    assert [k[0] for k in kube.deleted] == ["ConfigMap", "Pod"]  # the owner's pods go with it
+    assert [k[0] for k in kube.deleted] == ["Job", "ConfigMap", "Pod"]  # each owner's dependents go with it
 
 
 def test_ctrl_c_cleanup_is_bounded_and_says_how_to_finish():
@@ -321,9 +411,11 @@ def test_ctrl_c_cleanup_is_bounded_and_says_how_to_finish():
     assert time.monotonic() - started < 0.2 + INTERRUPT_BUDGET + 0.2
     assert isinstance(info.value.__cause__, KeyboardInterrupt) and info.value.exit_code == 130
     hint = info.value.hint
-    assert hint.startswith("cleanup did not finish; to finish it run: netdoctor cleanup -n demo --run abc123 (left: ")
-    assert "ConfigMap demo/netdoctor-run-abc123" in hint and "Pod demo/netdoctor-abc123-other" in hint
-    assert kube.deleted == [] and len(kube.objects) == 3
+    assert hint.startswith("cleanup did not finish; to finish it run: netdoctor cleanup -n demo --run abc123 --force "
+                           "(left: ")  # forced: the run's owner is still live
+    assert "Job demo/netdoctor-run-abc123" in hint and "ConfigMap demo/netdoctor-run-abc123" in hint
+    assert "Pod demo/netdoctor-abc123-other" in hint
+    assert kube.deleted == [] and len(kube.objects) == 4
 
 
 def test_a_second_ctrl_c_stops_the_cleanup_at_once():
@@ -336,7 +428,8 @@ def test_a_second_ctrl_c_stops_the_cleanup_at_once():
         with fleet(kube) as f:
             f.launch([ProbeSpec("client", "demo")])
     assert time.monotonic() - started < 0.8  # not the 1.5 s budget
-    assert "left: ConfigMap demo/netdoctor-run-abc123, Pod demo/netdoctor-abc123-client" in info.value.hint
+    assert ("left: Job demo/netdoctor-run-abc123, ConfigMap demo/netdoctor-run-abc123, Pod demo/netdoctor-abc123-client"
+            in info.value.hint)
 
 
 def test_sigterm_cleanup_left_behind_goes_in_the_hint():
@@ -347,7 +440,8 @@ def test_sigterm_cleanup_left_behind_goes_in_the_hint():
             f.launch([ProbeSpec("client", "demo"), ProbeSpec("cap", "kube-system")])
             raise Interrupted("terminated by signal 15")
     assert info.value.message == "terminated by signal 15"
-    assert "netdoctor cleanup -n demo --run abc123 && netdoctor cleanup -n kube-system --run abc123" in info.value.hint
+    assert ("netdoctor cleanup -n demo --run abc123 --force && netdoctor cleanup -n kube-system --run abc123 --force"
+            in info.value.hint)
 
 
 def test_cleanup_failure_is_reported_without_masking_the_original_error():
@@ -357,7 +451,7 @@ def test_cleanup_failure_is_reported_without_masking_the_original_error():
     with pytest.raises(ProbeLaunchError) as info:
         with fleet(kube) as f:
             f.launch([ProbeSpec("client", "demo")])
-    assert "cleanup failed" in info.value.hint and "netdoctor cleanup" in info.value.hint
+    assert "cleanup failed" in info.value.hint and "netdoctor cleanup -n demo --run abc123 --force" in info.value.hint
     assert f.cleanup_failures and ("ConfigMap", "demo", "netdoctor-run-abc123") in kube.deleted
 
 
@@ -394,21 +488,99 @@ def test_listeners_of_unavailable_when_exec_forbidden():
     assert table.status is ListenerStatus.UNAVAILABLE and "forbidden" in table.detail
 
 
-def test_cleanup_leftovers_deletes_managed_objects():
+def launched(kube, run_id="abc123", namespace="demo", **kw):
+    """A run's objects left in the fake cluster, as after `--keep` or a kill -9."""
+    ProbeFleet(kube, run_timeout=30, run_id=run_id, **kw).launch([ProbeSpec("client", namespace)])
+
+
+def test_cleanup_leftovers_deletes_expired_runs_pods_first():
     kube = FakeKube()
-    f = fleet(kube)
-    f.launch([ProbeSpec("client", "demo")])
-    deleted = cleanup_leftovers(kube, None)
-    assert deleted == ["Pod demo/netdoctor-abc123-client", "ConfigMap demo/netdoctor-run-abc123"]
-    assert kube.objects == {}
+    launched(kube)
+    result = cleanup_leftovers(kube, None, now=T0 + timedelta(seconds=151))  # the deadline was 150 s
+    assert [str(ref) for ref in result.deleted] == [
+        "Pod demo/netdoctor-abc123-client", "ConfigMap demo/netdoctor-run-abc123", "Job demo/netdoctor-run-abc123"]
+    assert result.spared == () and kube.objects == {}
+
+
+def test_cleanup_leftovers_spares_a_live_run_unless_forced():
+    kube = FakeKube()
+    launched(kube)
+    result = cleanup_leftovers(kube, "demo", now=T0 + timedelta(seconds=10))
+    assert result.deleted == () and len(kube.objects) == 3 and kube.deleted == []
+    [left] = result.spared
+    assert (left.run_id, left.namespace, left.state) == ("abc123", "demo", RunState.LIVE)
+    assert left.expires == T0 + timedelta(seconds=150) and len(left.objects) == 3
+    forced = cleanup_leftovers(kube, "demo", force=True, now=T0 + timedelta(seconds=10))
+    assert len(forced.deleted) == 3 and forced.spared == () and kube.objects == {}
+
+
+def test_a_finished_owner_job_ends_the_run_before_its_deadline():
+    kube = FakeKube()
+    launched(kube)
+    job = kube.objects[("Job", "demo", "netdoctor-run-abc123")]
+    job["status"] = {"startTime": CREATED, "conditions": [
+        {"type": "FailureTarget", "status": "True", "lastTransitionTime": "2030-01-01T12:00:20Z"},
+        {"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "lastTransitionTime": "2030-01-01T12:00:20Z"}]}
+    result = cleanup_leftovers(kube, "demo", now=T0 + timedelta(seconds=30))
+    assert len(result.deleted) == 3 and kube.objects == {}
+
+
+def test_dry_run_lists_what_would_go_and_deletes_nothing():
+    kube = FakeKube()
+    launched(kube)
+    launched(kube, "live22")
+    kube.objects[("ConfigMap", "demo", "netdoctor-run-live22")]["metadata"]["creationTimestamp"] = "2030-01-01T12:10:00Z"
+    kube.objects[("Job", "demo", "netdoctor-run-live22")]["metadata"]["creationTimestamp"] = "2030-01-01T12:10:00Z"
+    result = cleanup_leftovers(kube, "demo", dry_run=True, now=T0 + timedelta(seconds=200))
+    assert [ref.name for ref in result.deleted] == ["netdoctor-abc123-client", "netdoctor-run-abc123",
+                                                    "netdoctor-run-abc123"]
+    assert [left.run_id for left in result.spared] == ["live22"]
+    assert kube.deleted == [] and len(kube.objects) == 6
+
+
+def test_a_run_without_a_job_is_live_until_its_config_maps_deadline():
+    kube = FakeKube()
+    kube.fail_job_create = Forbidden(JOBS_FORBIDDEN, status=403, reason="Forbidden", server_message=JOBS_FORBIDDEN)
+    launched(kube)
+    assert cleanup_leftovers(kube, "demo", now=T0 + timedelta(seconds=149)).spared[0].state is RunState.LIVE
+    assert len(cleanup_leftovers(kube, "demo", now=T0 + timedelta(seconds=150)).deleted) == 2
+
+
+def test_leftovers_without_a_known_deadline_are_expired():
+    kube = FakeKube()  # an owner ConfigMap from a netdoctor that did not annotate its deadline
+    launched(kube)
+    del kube.objects[("Job", "demo", "netdoctor-run-abc123")]
+    del kube.objects[("ConfigMap", "demo", "netdoctor-run-abc123")]["metadata"]["annotations"]
+    assert len(cleanup_leftovers(kube, "demo", now=T0).deleted) == 2
+
+
+def test_orphan_probes_are_live_until_their_own_deadline_unless_they_ended():
+    kube = FakeKube()
+    launched(kube)
+    del kube.objects[("Job", "demo", "netdoctor-run-abc123")]
+    del kube.objects[("ConfigMap", "demo", "netdoctor-run-abc123")]
+    assert cleanup_leftovers(kube, "demo", now=T0 + timedelta(seconds=100)).spared[0].state is RunState.LIVE
+    kube.objects[("Pod", "demo", "netdoctor-abc123-client")]["status"] = {"phase": "Failed"}
+    assert len(cleanup_leftovers(kube, "demo", now=T0 + timedelta(seconds=100)).deleted) == 1
+
+
+def test_cleanup_without_rights_on_jobs_judges_runs_by_their_config_maps():
+    kube = FakeKube()
+    launched(kube)
+    kube.forbid_job_list = True
+    result = cleanup_leftovers(kube, "demo", now=T0 + timedelta(seconds=151))
+    assert [ref.kind for ref in result.deleted] == ["Pod", "ConfigMap"]
+    assert result.unlisted == ('jobs.batch: jobs.batch is forbidden: User "dev" cannot list resource "jobs" in API '
+                               'group "batch"',)
 
 
 def test_cleanup_leftovers_of_one_run():
     kube = FakeKube()
-    fleet(kube).launch([ProbeSpec("client", "demo")])
-    ProbeFleet(kube, run_timeout=30, run_id="other1").launch([ProbeSpec("client", "demo")])
-    assert cleanup_leftovers(kube, "demo", "abc123") == ["Pod demo/netdoctor-abc123-client",
-                                                        "ConfigMap demo/netdoctor-run-abc123"]
+    launched(kube)
+    launched(kube, "other1")
+    result = cleanup_leftovers(kube, "demo", "abc123", force=True, now=T0)
+    assert [str(ref) for ref in result.deleted] == [
+        "Pod demo/netdoctor-abc123-client", "ConfigMap demo/netdoctor-run-abc123", "Job demo/netdoctor-run-abc123"]
     assert {name for _, _, name in kube.objects} == {"netdoctor-other1-client", "netdoctor-run-other1"}
 
 

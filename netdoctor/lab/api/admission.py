@@ -34,6 +34,7 @@ DNS1035_MSG = (
     "validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
 )
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
+JOB_RESTART_POLICIES = ("OnFailure", "Never")
 PROTOCOLS = ("SCTP", "TCP", "UDP")
 SERVICE_TYPES = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
 AFFINITIES = ("ClientIP", "None")
@@ -96,6 +97,21 @@ def _name_causes(rtype: ResourceType, name: str) -> Iterator[dict]:
         yield invalid_value("metadata.name", name, f"must be no more than {limit} characters")
     if not pattern.match(name):
         yield invalid_value("metadata.name", name, msg)
+
+
+def _selector_causes(spec: dict) -> Iterator[dict]:
+    """A workload's selector: required, and it must select its own template."""
+    selector = spec.get("selector")
+    template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    if not selector:
+        yield required("spec.selector")
+    elif not labels.from_label_selector(selector).matches(template_labels):
+        shown = "map[string]string{" + ", ".join(f'"{k}":"{v}"' for k, v in sorted(template_labels.items())) + "}"
+        yield {
+            "reason": "FieldValueInvalid",
+            "message": f"Invalid value: {shown}: `selector` does not match template `labels`",
+            "field": "spec.template.metadata.labels",
+        }
 
 
 def _pod_causes(pod: dict) -> Iterator[dict]:
@@ -241,22 +257,25 @@ def _is_ipv4(text) -> bool:
 
 def _workload_causes(obj: dict) -> Iterator[dict]:
     spec = obj.get("spec") or {}
-    selector = spec.get("selector")
     template = spec.get("template") or {}
-    template_labels = (template.get("metadata") or {}).get("labels") or {}
-    if not selector:
-        yield required("spec.selector")
-    elif not labels.from_label_selector(selector).matches(template_labels):
-        shown = "map[string]string{" + ", ".join(f'"{k}":"{v}"' for k, v in sorted(template_labels.items())) + "}"
-        yield {
-            "reason": "FieldValueInvalid",
-            "message": f"Invalid value: {shown}: `selector` does not match template `labels`",
-            "field": "spec.template.metadata.labels",
-        }
+    yield from _selector_causes(spec)
     replicas = spec.get("replicas", 1)
     if not isinstance(replicas, int) or replicas < 0:
         yield invalid_value("spec.replicas", replicas, "must be greater than or equal to 0")
     yield from pod_spec_causes(template.get("spec") or {}, "spec.template.spec")
+
+
+def _job_causes(job: dict) -> Iterator[dict]:
+    spec = job.get("spec") or {}
+    yield from _selector_causes(spec)
+    for key in ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished"):
+        value = spec.get(key)
+        if value is not None and (not isinstance(value, int) or value < 0):
+            yield invalid_value(f"spec.{key}", value, "must be greater than or equal to 0")
+    template_spec = (spec.get("template") or {}).get("spec") or {}
+    if template_spec.get("restartPolicy") not in JOB_RESTART_POLICIES:
+        yield not_supported("spec.template.spec.restartPolicy", template_spec.get("restartPolicy"), JOB_RESTART_POLICIES)
+    yield from pod_spec_causes(template_spec, "spec.template.spec")
 
 
 _VALIDATORS: dict[str, Callable[[dict], Iterator[dict]]] = {
@@ -265,6 +284,7 @@ _VALIDATORS: dict[str, Callable[[dict], Iterator[dict]]] = {
     "deployments": _workload_causes,
     "replicasets": _workload_causes,
     "endpointslices": _endpoint_slice_causes,
+    "jobs": _job_causes,
 }
 
 

@@ -1,8 +1,9 @@
-"""Bearer-token authentication and the lab's two-user authorization policy.
+"""Bearer-token authentication and the lab's authorization policy for its three users.
 
 The server calls `authenticate()` on every request but the public health/version endpoints, then
 `authorize()` with the request's verb and resource. `admin` may do everything; `limited` may only
-get, list and watch. Failures are the real 401/403 Status objects.
+get, list and watch; `nojobs` may do everything but write Jobs (a user netdoctor's run owner is
+refused to). Failures are the real 401/403 Status objects.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from netdoctor.lab.api.status import ApiError
 
 ADMIN_USER = "lab-admin"
 LIMITED_USER = "lab-limited"
+NO_JOBS_USER = "lab-nojobs"
 READ_VERBS = frozenset({"get", "list", "watch"})
 
 
 def new_tokens() -> dict[str, str]:
-    """Fresh random tokens for the two lab users, as {token: user name}."""
-    return {secrets.token_urlsafe(24): ADMIN_USER, secrets.token_urlsafe(24): LIMITED_USER}
+    """Fresh random tokens for the lab users, as {token: user name}."""
+    return {secrets.token_urlsafe(24): user for user in (ADMIN_USER, LIMITED_USER, NO_JOBS_USER)}
 
 
 def authenticate(authorization: str | None, tokens: Mapping[str, str]) -> str:
@@ -34,7 +36,9 @@ def authenticate(authorization: str | None, tokens: Mapping[str, str]) -> str:
 def authorize(user: str, verb: str, resource: str, group: str, namespace: str | None,
               name: str | None = None, subresource: str | None = None) -> None:
     """ApiError 403 with the real RBAC message when `user` may not do this."""
-    if user != LIMITED_USER or verb in READ_VERBS:
+    if user == NO_JOBS_USER and (group, resource) != ("batch", "jobs"):
+        return
+    if user not in (LIMITED_USER, NO_JOBS_USER) or verb in READ_VERBS:
         return
     qualified = f"{resource}.{group}" if group else resource
     subject = f'{qualified} "{name}"' if name else qualified

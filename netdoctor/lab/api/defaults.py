@@ -60,6 +60,35 @@ def workload(obj: dict) -> None:
         status.setdefault("replicas", 0)  # not omitempty in the API: clients require it
 
 
+def job(obj: dict) -> None:
+    """batch/v1 Job defaults (SetDefaults_Job) and the selector the job strategy generates from the
+    uid unless spec.manualSelector (the template's job-name and controller-uid labels); a Job
+    without labels gets its template's."""
+    spec = obj.setdefault("spec", {})
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    template = spec.setdefault("template", {})
+    pod_spec(template.setdefault("spec", {}))
+    meta = obj["metadata"]
+    if not spec.get("manualSelector"):
+        template_labels = template.setdefault("metadata", {}).setdefault("labels", {})
+        name = meta.get("name") or ""
+        for key, value in (("job-name", name), ("batch.kubernetes.io/job-name", name),
+                           ("controller-uid", meta["uid"]), ("batch.kubernetes.io/controller-uid", meta["uid"])):
+            template_labels.setdefault(key, value)
+        match = spec.setdefault("selector", {}).setdefault("matchLabels", {})
+        match.setdefault("batch.kubernetes.io/controller-uid", meta["uid"])
+    template_labels = (template.get("metadata") or {}).get("labels")
+    if template_labels and not meta.get("labels"):  # as a Job read back from storage is defaulted again
+        meta["labels"] = dict(template_labels)
+    obj.setdefault("status", {})
+
+
 def namespace(obj: dict) -> None:
     obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
     obj.setdefault("status", {}).setdefault("phase", "Active")

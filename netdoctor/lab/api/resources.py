@@ -18,6 +18,7 @@ class ResourceType:
     namespaced: bool
     short_names: tuple[str, ...] = ()
     subresources: tuple[str, ...] = ()
+    default_propagation: str = "Background"  # a DELETE without propagationPolicy
 
     @property
     def api_version(self) -> str:
@@ -49,6 +50,8 @@ RESOURCES: dict[str, ResourceType] = {
         ResourceType("deployments", "Deployment", "apps", "v1", True, ("deploy",), ("status",)),
         ResourceType("replicasets", "ReplicaSet", "apps", "v1", True, ("rs",), ("status",)),
         ResourceType("daemonsets", "DaemonSet", "apps", "v1", True, ("ds",), ("status",)),  # objects only: no controller
+        # batch/v1 Jobs orphan their dependents unless told otherwise, for backward compatibility.
+        ResourceType("jobs", "Job", "batch", "v1", True, (), ("status",), "Orphan"),
     )
 }
 

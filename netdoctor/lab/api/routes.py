@@ -186,7 +186,8 @@ class Routes:
 
     def _delete(self, request: Request, target: Target) -> Reply:
         options = request.json() if request.body else {}
-        propagation = request.param("propagationPolicy") or options.get("propagationPolicy") or "Background"
+        propagation = (request.param("propagationPolicy") or options.get("propagationPolicy")
+                       or target.rtype.default_propagation)
         if options.get("orphanDependents") is True:
             propagation = "Orphan"
         grace = _grace_seconds(request.param("gracePeriodSeconds"), options.get("gracePeriodSeconds"))

@@ -55,6 +55,7 @@ _DEFAULTERS = {
     "deployments": defaults.workload,
     "replicasets": defaults.workload,
     "endpointslices": defaults.endpoint_slice,
+    "jobs": defaults.job,
 }
 
 
@@ -126,11 +127,11 @@ class Store:
             meta = obj["metadata"]
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = self._generate_name(rtype, meta["namespace"] if rtype.namespaced else None, meta["generateName"])
+            meta.update(uid=str(uuid.uuid4()), creationTimestamp=now())  # before validation, as BeforeCreate does
             self._admit(rtype, obj, None)
             key = (meta.get("namespace"), meta["name"])
             if key in self._objects[resource]:
                 raise already_exists(resource, meta["name"], rtype.group)
-            meta.update(uid=str(uuid.uuid4()), creationTimestamp=now())
             if "spec" in obj and resource not in ("namespaces", "nodes"):
                 meta["generation"] = 1
             if dry_run:
