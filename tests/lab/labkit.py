@@ -129,3 +129,19 @@ def check_process(lab: RunningLab, *extra: str) -> subprocess.Popen:
                              lab.kubeconfig, "-o", "json", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"},
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+MANAGED = "app.kubernetes.io/managed-by=netdoctor"
+
+
+def run_objects(lab: RunningLab) -> list[str]:
+    """Every object a netdoctor run creates that is still in the lab: probe pods, their owner
+    ConfigMaps and the expiring Jobs that own those."""
+    from kubernetes import client
+
+    v1, api_client = lab.api()
+    pods = [f"pod/{p.metadata.name}" for p in v1.list_pod_for_all_namespaces(label_selector=MANAGED).items]
+    maps = [f"configmap/{c.metadata.name}" for c in v1.list_config_map_for_all_namespaces(label_selector=MANAGED).items]
+    jobs = [f"job/{j.metadata.name}" for j in
+            client.BatchV1Api(api_client).list_job_for_all_namespaces(label_selector=MANAGED).items]
+    return pods + maps + jobs

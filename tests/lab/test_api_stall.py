@@ -22,11 +22,10 @@ from netdoctor.exitcodes import ExitCode
 from netdoctor.lab import lifecycle
 from netdoctor.lab.state import LabConfig, LabPaths
 
-from labkit import check_process, start, unique_name
+from labkit import MANAGED, check_process, run_objects, start, unique_name
 
 pytestmark = pytest.mark.lab
 
-MANAGED = "app.kubernetes.io/managed-by=netdoctor"
 STALL = 15.0  # seconds: longer than an exec's deadline (3 s probe + 10 s margin)
 FINISH = re.compile(r"to finish it run: (netdoctor cleanup -n shop --run (\w+) --force)")
 
@@ -48,12 +47,6 @@ def stalled(lab):
     finally:
         os.kill(pid, signal.SIGCONT)
 
-
-def leftovers(lab) -> list[str]:
-    v1, _ = lab.api()
-    pods = [p.metadata.name for p in v1.list_pod_for_all_namespaces(label_selector=MANAGED).items]
-    maps = [c.metadata.name for c in v1.list_config_map_for_all_namespaces(label_selector=MANAGED).items]
-    return pods + maps
 
 
 def probes_running(lab) -> bool:
@@ -85,7 +78,7 @@ def test_a_stalled_api_server_never_turns_a_blocked_overlay_into_pass(lab):
     assert checks["ND-NODE-002"]["state"] in ("fail", "error"), (checks["ND-NODE-002"], err)
     assert node["state"] != "pass" and report["diagnosis"]["state"] != "pass"
     assert proc.returncode in (ExitCode.CHECK_FAILED, ExitCode.PROBES), err
-    assert lab.wait(lambda: leftovers(lab) == [], timeout=20, what="the probes to go", show=lambda: leftovers(lab))
+    assert lab.wait(lambda: run_objects(lab) == [], timeout=20, what="the probes to go", show=lambda: run_objects(lab))
 
 
 def test_ctrl_c_while_the_api_server_hangs_ends_within_2s_and_says_how_to_finish(lab):
@@ -109,7 +102,7 @@ def test_ctrl_c_while_the_api_server_hangs_ends_within_2s_and_says_how_to_finish
     assert re.search(rf"left: .*Pod shop/netdoctor-{finish[2]}-", text), text
     code = main([*finish[1].split()[1:], "--kubeconfig", lab.kubeconfig], Environment(stdout=StringIO(), stderr=StringIO()))
     assert code == ExitCode.OK
-    assert lab.wait(lambda: leftovers(lab) == [], timeout=20, what="the probes to go", show=lambda: leftovers(lab))
+    assert lab.wait(lambda: run_objects(lab) == [], timeout=20, what="the probes to go", show=lambda: run_objects(lab))
 
 
 def test_a_quiet_watch_gets_a_bookmark_before_it_ends(lab):

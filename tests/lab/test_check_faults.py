@@ -20,11 +20,10 @@ from netdoctor.lab import lifecycle
 from netdoctor.lab.faults import CATALOG
 from netdoctor.lab.state import LabConfig
 
-from labkit import check_json, check_process, start, unique_name
+from labkit import check_json, check_process, run_objects, start, unique_name
 
 pytestmark = pytest.mark.lab
 
-MANAGED = "app.kubernetes.io/managed-by=netdoctor"
 
 # fault -> (the report's broken layer: the root cause's, check ID, cause), for `check svc/api -n shop`
 # from the default source. The failures the cause explains (DNS through a stale node's ClusterIP,
@@ -108,12 +107,6 @@ def lab(labs):
     return labs("drop")
 
 
-def leftovers(lab) -> list[str]:
-    v1, _ = lab.api()
-    pods = [p.metadata.name for p in v1.list_pod_for_all_namespaces(label_selector=MANAGED).items]
-    maps = [c.metadata.name for c in v1.list_config_map_for_all_namespaces(label_selector=MANAGED).items]
-    return pods + maps
-
 
 def failing(report: dict) -> list:
     """The evidence and logs of every check that did not pass, for a failure message."""
@@ -134,7 +127,7 @@ def test_healthy_shop_passes_every_layer(labs, mode):
     assert all_states(report) <= {"pass", "skip"}, (report["diagnosis"], failing(report))
     skipped = [c["id"] for layer in report["layers"] for c in layer["checks"] if c["state"] == "skip"]
     assert skipped == ["ND-SVC-002"]  # not a NodePort Service
-    assert leftovers(lab) == []
+    assert run_objects(lab) == []
 
 
 def settle(lab, fault):
@@ -186,7 +179,7 @@ def test_check_names_the_broken_layer_and_cause(labs, mode, fault):
             assert_stopped_by_policy(diagnosis, mode, POLICY_HOPS[fault])
         else:
             assert_lost_at(diagnosis, PATH_CAUSES[fault])
-    assert leftovers(lab) == []
+    assert run_objects(lab) == []
 
 
 def assert_lost_at(diagnosis: dict, expected: tuple[str, str | None] | None) -> None:
@@ -216,12 +209,12 @@ def assert_stopped_by_policy(diagnosis: dict, mode: str, direction: str) -> None
 
 def test_sigint_cleans_up(lab):
     proc = check_process(lab)
-    lab.wait(lambda: leftovers(lab), timeout=10, what="probes to appear")
+    lab.wait(lambda: run_objects(lab), timeout=10, what="probes to appear")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == ExitCode.INTERRUPTED, err
     assert b"interrupted" in err and b"Traceback" not in err
-    assert lab.wait(lambda: leftovers(lab) == [], timeout=10, what="cleanup") is True or leftovers(lab) == []
+    assert lab.wait(lambda: run_objects(lab) == [], timeout=10, what="cleanup") is True or run_objects(lab) == []
 
 
 def test_bad_input_gets_one_line_and_its_exit_code(lab, tmp_path):
@@ -241,7 +234,7 @@ def test_bad_input_gets_one_line_and_its_exit_code(lab, tmp_path):
     unreadable.write_text("{ not yaml")
     err = StringIO()
     assert main(["check", "svc/api", "--kubeconfig", str(unreadable)], Environment(stdout=StringIO(), stderr=err)) == ExitCode.USAGE
-    assert leftovers(lab) == []
+    assert run_objects(lab) == []
 
 
 def test_api_down_is_exit_3(lab, tmp_path):
@@ -274,4 +267,4 @@ def test_image_that_cannot_run_is_exit_4_and_leaves_nothing(lab):
     assert states["target"] == states["endpoints"] == "pass", states
     pod = next(layer for layer in report["layers"] if layer["id"] == "pod")
     assert pod["state"] == "error" and "the probes could not run" in json.dumps(pod), pod
-    assert leftovers(lab) == []
+    assert run_objects(lab) == []
