@@ -459,7 +459,7 @@ def _follow(ev: Evidence, step: Step, conn: Conn) -> HopPath:
     outcome, at = _outcome(hops)
     refusal = _refusal(ev, step, conn, hops, outcome, at, dst)
     if refusal is not None and refusal.kind in (RefusalKind.REJECT, RefusalKind.NO_ENDPOINTS):
-        outcome = PathOutcome.REJECTED
+        outcome, at = PathOutcome.REJECTED, _rejecting_hop(hops, refusal, at)
     cause, params = _cause(ev, step, conn, hops, outcome, at, dst, refusal)
     flow = f"{conn.src}:{conn.key} → {conn.dst}" + (f":{conn.dport}" if conn.dport is not None else "") + f" {conn.proto}"
     return HopPath(step.key, flow, hops, outcome, cause, at, params=_params_text(params), refusal=refusal)
@@ -472,6 +472,14 @@ def _outcome(hops: tuple[Hop, ...]) -> tuple[PathOutcome, int | None]:
     if not looked:
         return PathOutcome.UNKNOWN, None
     kind = hops[looked[0]].reply
+def _rejecting_hop(hops: tuple[Hop, ...], refusal: Refusal, at: int | None) -> int | None:
+    """The last hop of the rejecting node that saw the request or the error: where the reject rule
+    stood, even when the error was only matched on its way back nearer the source (after
+    conntrack's un-NAT)."""
+    own = [i for i, h in enumerate(hops) if h.node == refusal.node and (h.request or h.reply)]
+    return own[-1] if own else at
+
+
     if kind is Reply.ANSWER:
         return PathOutcome.DELIVERED, None
     if kind is not None:

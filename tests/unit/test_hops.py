@@ -701,6 +701,8 @@ def test_a_reject_seen_only_as_the_cluster_ip_after_dnat_is_still_not_no_endpoin
     assert path.outcome is PathOutcome.REJECTED and path.cause == "firewall-reject"
     assert path.refusal == Refusal(RefusalKind.REJECT, None, "node-2", "ICMP port unreachable", CLUSTER_IP)
     assert "conntrack rewrote" in dict(path.params)["sender"]
+    # the hop is the rejecting node's, though the error was matched only on node-1 after the un-NAT
+    assert path.hops[path.at].label == "node-2 flannel.1"
 
 
 @pytest.mark.parametrize("sender", [CLUSTER_IP, CNI0["node-1"]])
