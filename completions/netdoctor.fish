@@ -10,6 +10,7 @@ complete -c netdoctor -n '__fish_seen_subcommand_from check' -s n -l namespace -
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l context -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l kubeconfig -r -F
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l from -r
+complete -c netdoctor -n '__fish_seen_subcommand_from check' -l from-namespace -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l port -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l timeout -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -s o -l output -x -a 'text json markdown junit'

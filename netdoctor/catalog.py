@@ -20,10 +20,11 @@ from netdoctor.errors import NetdoctorError
 from netdoctor.exitcodes import ExitCode
 from netdoctor.model import Layer
 
-# Keys every template may use; check.command/judge fill them from the Facts (see `Catalog.render`).
+# Keys every template may use; judge.diagnose fills them from the Facts (see `Catalog.render`). A run
+# may lack some (no --from: no source_pod): a command that needs one is not printed.
 COMMON_PARAMS = frozenset(
     {"namespace", "target", "service", "port", "target_port", "source", "source_pod",
-     "selector", "cluster_ip", "node_port"}
+     "selector", "cluster_ip", "node_port", "source_namespace", "source_ref", "backend_ref", "proto_port"}
 )
 
 
@@ -111,11 +112,19 @@ class Catalog:
         return root.explains if root else frozenset()
 
     def render(self, check_id: str, cause: str, params: Mapping[str, str]) -> Rendered:
-        """A cause's texts with its placeholders filled; a missing value shows as `<name>`."""
+        """A cause's texts with its placeholders filled (a missing value shows as `<name>`); a command
+        that needs a value the run does not have (missing or empty) is left out: every command
+        printed runs as printed."""
         c = self.hops.causes[cause] if self.hops and check_id == self.hops.id else self.checks[check_id].causes[cause]
         values = _Defaulting(params)
         fill = lambda text: string.Formatter().vformat(text, (), values)  # noqa: E731
-        return Rendered(fill(c.summary), fill(c.remediation), tuple(fill(x) for x in c.commands))
+        have = {key for key, value in values.items() if value}
+        return Rendered(fill(c.summary), fill(c.remediation),
+                        tuple(fill(x) for x in c.commands if _placeholders(x) <= have))
+
+
+def _placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
 class _Defaulting(dict):

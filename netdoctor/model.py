@@ -55,6 +55,7 @@ class Ref:
 
     kind: Kind
     name: str
+    namespace: str | None = None  # a --from in another namespace (`ops/deploy/toolbox`); None: the check's
 
     def __str__(self) -> str:
         return f"{self.kind.value}/{self.name}"
@@ -236,6 +237,29 @@ class PolicyFlow:
 
 
 @dataclass(frozen=True)
+class Unread:
+    """API objects resolve could not read (RBAC: a read-only user without rights in kube-system, on
+    nodes, …): what, the server's reason, and the layer and checks it costs. The run goes on."""
+
+    what: str  # "pods in namespace kube-system"
+    why: str  # the server's message
+    layer: Layer
+    costs: str  # "DNS backends are not asked one by one (ND-DNS-005)"
+
+    def __str__(self) -> str:
+        return f"cannot read {self.what} ({self.why}): {self.costs}"
+
+
+@dataclass(frozen=True)
+class SourceDns:
+    """The --from pod's DNS as its spec sets it (dnsPolicy, dnsConfig), for when its own
+    /etc/resolv.conf cannot be read (no `cat` in a distroless image, no exec right)."""
+
+    derived: ResolvConf | None  # what the kubelet writes; None when the node's own resolv.conf decides
+    basis: str  # "dnsPolicy None and dnsConfig", or why nothing can be derived
+
+
+@dataclass(frozen=True)
 class Facts:
     """What resolve and plan learned from the API: the judge's view of the cluster."""
 
@@ -264,6 +288,8 @@ class Facts:
     probe_icmp: bool = True  # whether the policies let ping through between two source probes
     dns_policy: tuple[PolicyFlow, ...] | None = None  # source → each DNS pod on UDP 53
     policy_error: str | None = None
+    unread: tuple[Unread, ...] = ()  # what the user may not read, and what it costs
+    source_dns: SourceDns | None = None  # the --from pod's DNS settings from its spec
     cluster: ClusterKind | None = None  # what the cluster is made of (check.cluster_kind); None: not read
 
 

@@ -83,6 +83,7 @@ class ResolvConf:
     nameservers: tuple[str, ...]
     search: tuple[str, ...]
     ndots: int
+    derived: str = ""  # "": read from the file; else why it could not be, and what it was derived from
 
 
 class PingOutcome(Enum):

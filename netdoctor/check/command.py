@@ -5,6 +5,11 @@ Heavy modules (kubernetes via kube, probes, the policy engine) are imported insi
 The cluster connection comes from `env.connect` when a test injects one. Every API call is bounded
 by --request-timeout; Ctrl-C while probing ends the execs in flight at once (see
 `_execs_end_on_interrupt`), and the probe fleet's cleanup is bounded too.
+
+Bad input is refused before anything is created in the cluster: the syntax of every argument before
+connecting, then what only the cluster can tell (--port names a port of the Service, --nodes and
+--capture-namespace exist), then the --pcap directory. When RBAC or admission refuses the probes,
+the layers the API objects alone can judge are still reported, then the error (exit 4).
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from __future__ import annotations
 import math
 import re
 import signal
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -22,16 +29,17 @@ import typer
 
 from netdoctor.cluster.kube import REQUEST_TIMEOUT
 from netdoctor.environment import Environment
-from netdoctor.errors import UsageError
+from netdoctor.errors import ClusterError, ProbeError, UsageError
 from netdoctor.exitcodes import ExitCode
 from netdoctor.model import CaptureMode, Plan, State
 from netdoctor.report.render import FORMATS
-from netdoctor.check.target import parse_source, parse_target
+from netdoctor.check.target import parse_namespace, parse_port, parse_source, parse_target
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+MIN_TIMEOUT, MAX_TIMEOUT = 0.1, 300.0  # --timeout: seconds per network probe
 REQUEST_TIMEOUT_HELP = "Give up on an API call after this long: seconds, or kubectl's 30s, 1m"
 PROBE_DEADLINE_VARIABLE = "NETDOCTOR_PROBE_DEADLINE"
 
@@ -84,9 +92,14 @@ def check(
     namespace: Optional[str] = typer.Option(None, "-n", "--namespace", help="Namespace of the target"),
     context: Optional[str] = typer.Option(None, "--context", help="kubeconfig context"),
     kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="Path to the kubeconfig file"),
-    source: Optional[str] = typer.Option(None, "--from", help="pod/NAME or deploy/NAME: the client whose view matters"),
-    port: Optional[str] = typer.Option(None, "--port", help="Service port (number or name), or the pod port"),
-    timeout: float = typer.Option(3.0, "--timeout", min=0.1, help="Seconds per network probe"),
+    source: Optional[str] = typer.Option(None, "--from", help="pod/NAME or deploy/NAME, or NS/deploy/NAME in another "
+                                         "namespace: the client whose view matters"),
+    source_namespace: Optional[str] = typer.Option(None, "--from-namespace",
+                                                   help="Namespace of --from (default: the target's)"),
+    port: Optional[str] = typer.Option(None, "--port", help="Service port: number, name or PROTO/NUM (UDP/53); "
+                                       "the container port for a target without a Service"),
+    timeout: float = typer.Option(3.0, "--timeout", help=f"Seconds per network probe ({MIN_TIMEOUT:g} to "
+                                  f"{MAX_TIMEOUT:g})"),
     output: str = typer.Option("text", "-o", "--output", help="text, json, markdown or junit"),
     image: Optional[str] = typer.Option(None, "--image", help="Probe image (needs bash; netshoot by default)"),
     nodes: Optional[str] = typer.Option(None, "--nodes", help="Comma-separated nodes to probe from (default: all)"),
@@ -109,7 +122,11 @@ def check(
     mode = _capture_mode(capture)
     if pcap is not None and mode is CaptureMode.OFF:
         raise UsageError("--pcap needs packet capture; drop --capture off")
-    request = _request(target, namespace, source, port)
+    _check_timeout(timeout)
+    request = _request(target, namespace, source, source_namespace, port)
+    sample = _node_names(nodes)
+    if capture_namespace is not None:
+        parse_namespace(capture_namespace, "--capture-namespace")
     from netdoctor import catalog
     from netdoctor.check import plan
     from netdoctor.check import resolve
@@ -118,12 +135,16 @@ def check(
     kube = _connect(env, kubeconfig, context, request_timeout)
     started = time.monotonic()
     facts = resolve.resolve(kube, request)
-    options = plan.Options(nodes=tuple(nodes.split(",")) if nodes else None, capture=mode,
-                           capture_namespace=capture_namespace)
+    _check_nodes(facts, sample)
+    if capture_namespace is not None:
+        _check_namespace(kube, capture_namespace, "--capture-namespace")
+    options = plan.Options(nodes=sample, capture=mode, capture_namespace=capture_namespace)
     the_plan = plan.build(facts, options)
     if plan_only:
         _print_plan(env, the_plan)
         return ExitCode.OK
+    if pcap is not None:
+        _pcap_directory(pcap)
     with _execs_end_on_interrupt(kube):
         report, result = _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started, output,
                                           verbose)
@@ -159,10 +180,76 @@ def _write_pcaps(env: Environment, directory: Path, captures) -> None:
             env.stderr.write(f"pcap: {capture.point}: {len(written)} files in {directory}\n")
 
 
-def _request(target, namespace, source, port):
+def _request(target, namespace, source, source_namespace, port):
+    """What the user asked for, every name and the port checked for syntax before the cluster is asked."""
     from netdoctor.check.resolve import Request
 
-    return Request(parse_target(target), namespace, parse_source(source) if source else None, port)
+    if namespace is not None:
+        parse_namespace(namespace, "-n")
+    if source_namespace is not None and source is None:
+        raise UsageError("--from-namespace needs --from")
+    ref = parse_source(source) if source else None
+    if ref and source_namespace is not None:
+        parse_namespace(source_namespace, "--from-namespace")
+        if ref.namespace not in (None, source_namespace):
+            raise UsageError(f"--from {source} names namespace {ref.namespace}, --from-namespace {source_namespace}: "
+                             f"give one")
+        ref = replace(ref, namespace=source_namespace)
+    return Request(parse_target(target), namespace, ref, parse_port(port) if port is not None else None)
+
+
+def _check_timeout(timeout: float) -> None:
+    if not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT:  # also refuses nan
+        raise UsageError(f"--timeout {timeout:g}: use a number of seconds from {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g}")
+
+
+def _node_names(nodes: str | None) -> tuple[str, ...] | None:
+    if nodes is None:
+        return None
+    names = tuple(n.strip() for n in nodes.split(","))
+    if not all(names):
+        raise UsageError(f"--nodes {nodes!r}: give node names separated by commas, e.g. --nodes node-1,node-2")
+    return names
+
+
+def _check_nodes(facts, sample: tuple[str, ...] | None) -> None:
+    """--nodes must name nodes of the cluster (the error lists them)."""
+    if sample is None:
+        return
+    known = [n.name for n in facts.nodes]
+    if not known:
+        why = next((u.why for u in facts.unread if u.what == "nodes"), "the cluster lists no node")
+        raise ClusterError(f"--nodes: cannot check the node names: {why}")
+    unknown = [n for n in sample if n not in known]
+    if unknown:
+        raise UsageError(f"--nodes: no node named {', '.join(map(repr, unknown))} (nodes: {', '.join(known)})")
+
+
+def _check_namespace(kube, name: str, option: str) -> None:
+    """The namespace must exist (the error lists those that do, or says they cannot be listed). One
+    the user may not read is left to the probes' creation to judge."""
+    from netdoctor.cluster.kube import Forbidden, NotFound
+
+    try:
+        kube.get_namespace(name)
+    except Forbidden:
+        return
+    except NotFound:
+        try:
+            known = ", ".join(sorted(o["metadata"]["name"] for o in kube.list_objects("Namespace")))
+        except ClusterError as exc:
+            known = f"and the namespaces cannot be listed: {exc.message}"
+        raise UsageError(f"{option} {name!r}: no such namespace ({known or 'none'})") from None
+
+
+def _pcap_directory(directory: Path) -> None:
+    """--pcap DIR: created if missing, refused if it is a file or cannot be written, before any probe."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--pcap {directory}: cannot write there: {exc.strerror or exc}") from None
 
 
 def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started, output, verbose):
@@ -172,6 +259,7 @@ def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, s
     from netdoctor.judge import coverage
     from netdoctor.judge.verdict import judge
     from netdoctor.model import Evidence
+    from netdoctor.cluster.kube import Forbidden
     from netdoctor.probe.fleet import ProbeLaunchError
 
     options = runner.RunOptions(timeout=timeout, keep=keep, deadline=_probe_deadline(env),
@@ -185,14 +273,15 @@ def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, s
 
         try:
             result = runner.run(kube, the_plan, facts, options, progress, coverage.uncovered)
-        except ProbeLaunchError as exc:
-            observations = runner.observe_without_probes(kube, the_plan, facts, options, exc.message)
+        except (ProbeLaunchError, Forbidden) as exc:
+            failure = exc if isinstance(exc, ProbeLaunchError) else _refused(exc, the_plan)
+            observations = runner.observe_without_probes(kube, the_plan, facts, options, failure.message)
             partial = judge(Evidence(facts, the_plan, observations), checks, time.monotonic() - started)
             status.stop()
             from netdoctor.report.render import render
 
             render(partial, output, env, verbose)
-            raise
+            raise failure from None
     evidence = Evidence(facts, the_plan, result.observations, result.captures, result.probes)
     return judge(evidence, checks, time.monotonic() - started), result
 
@@ -206,6 +295,15 @@ def _probe_deadline(env: Environment) -> int | None:
     if not value.isdigit() or int(value) == 0:
         raise UsageError(f"{PROBE_DEADLINE_VARIABLE}={value!r}: use a whole number of seconds above 0")
     return int(value)
+
+
+def _refused(exc, the_plan: Plan) -> ProbeError:
+    """RBAC refused to create the run's objects (a read-only user): the probes cannot run (exit 4),
+    and the hint says which rights they need and which layers that costs."""
+    layers = sorted({step.layer.value for step in the_plan.steps if step.probe is not None})
+    cost = f"without probes these layers cannot run: {', '.join(layers)}" if layers else ""
+    return ProbeError(f"the probes cannot be created: {exc.server_message}",
+                      hint="; ".join(filter(None, (exc.hint, cost))))
 
 
 def _print_plan(env: Environment, the_plan: Plan) -> None:

@@ -84,6 +84,7 @@ def _notes(f: Facts, probes: list[PlannedProbe]) -> tuple[str, ...]:
     skipped = [n.name for n in f.nodes if not n.ready]
     if skipped:
         notes.append(f"no probe on NotReady node(s): {', '.join(skipped)}")
+    notes += [str(u) for u in f.unread]
     return tuple(notes)
 
 

@@ -1,32 +1,41 @@
 """The resolve stage: read the API objects behind a check and build its Facts.
 
 Called by check.command with a connected Kube. Turns "unknown Service" into one line (exit 3) that says
-whether the namespace itself is missing (the API server does not). Picks the source: --from, or a
-probe on a node other than a backend's, impersonating an allowed pod when the backends are
-ingress-isolated. Evaluates the NetworkPolicies for source → each backend.
+whether the namespace itself is missing (the API server does not), and a --port that names no port
+of the Service (or of the pods) into a usage error listing those there are, before anything is
+created. Picks the source: --from (in any namespace), or a probe on a node other than a backend's,
+impersonating an allowed pod when the backends are ingress-isolated. Evaluates the NetworkPolicies
+for source → each backend. What a read-only user may not read (nodes, kube-system) costs only the
+checks that need it: it is recorded as `Unread`, and the run goes on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Mapping, TypeVar
 
 from netdoctor.check import cluster_kind
+from netdoctor.check.target import PortArg
 from netdoctor.errors import ClusterError, UsageError
-from netdoctor.cluster.kube import Kube, NotFound
+from netdoctor.cluster.kube import Forbidden, Kube, NotFound
 from netdoctor.labels import from_match_labels
-from netdoctor.model import Facts, Kind, NearMiss, PolicyFlow, PortProblem, Ref
+from netdoctor.model import Facts, Kind, Layer, NearMiss, PolicyFlow, PortProblem, Ref, SourceDns, Unread
 from netdoctor.cluster.objects import Pod, Service, ServicePort
+from netdoctor.observations import ResolvConf
 
 DNS_NAMESPACE, DNS_SERVICE, DNS_SELECTOR = "kube-system", "kube-dns", "k8s-app=kube-dns"
 PROBE_LABELS = (("app.kubernetes.io/managed-by", "netdoctor"),)
+CLUSTER_DOMAIN = "cluster.local"
+CLUSTER_FIRST_NDOTS, RESOLVER_NDOTS = 5, 1  # the kubelet's ndots for ClusterFirst; the resolver's own default
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
 class Request:
     target: Ref
     namespace: str | None
-    source: Ref | None
-    port: str | None  # number or name
+    source: Ref | None  # its namespace None: the target's
+    port: PortArg | None
 
 
 def resolve(kube: Kube, req: Request) -> Facts:
@@ -34,23 +43,34 @@ def resolve(kube: Kube, req: Request) -> Facts:
     service, backends = _target(kube, ns, req.target)
     sp = _service_port(service, req.port)
     target_port, problems = _target_port(service, sp, backends, req.port)
-    nodes = tuple(kube.nodes())
-    source_pod = _source(kube, ns, req.source) if req.source else None
-    policy = _policy(kube, ns, source_pod, backends, target_port, sp.protocol if sp else "TCP")
+    unread: list[Unread] = []
+    nodes = tuple(_readable(unread, kube.nodes, "nodes", Layer.NODE, "no probe on the other nodes (the cross-node "
+                            "layer) and the source's node is left to the scheduler") or ())
+    source_pod, source_spec = _source(kube, req.source.namespace or ns, req.source) if req.source else (None, {})
+    dns_service = _readable(unread, lambda: _optional(lambda: kube.service(DNS_NAMESPACE, DNS_SERVICE)),
+                            f"service {DNS_SERVICE} in namespace {DNS_NAMESPACE}", Layer.DNS,
+                            "the source's nameserver is not compared with the cluster DNS Service (ND-DNS-001)")
+    dns_backends = _readable(unread, lambda: kube.pods(DNS_NAMESPACE, DNS_SELECTOR), f"pods in namespace {DNS_NAMESPACE}",
+                             Layer.DNS, "the DNS pods are not asked one by one (ND-DNS-005) and the policies for "
+                             "DNS are not evaluated")
+    policy = _policy(kube, ns, source_pod, backends, target_port, sp.protocol if sp else "TCP",
+                     unread if dns_backends is not None else None)
     node = source_pod.node_name if source_pod else _default_node(nodes, backends)
     who = f"pod/{source_pod.name}" if source_pod else "a probe"
+    source_ns = source_pod.namespace if source_pod else ns
     return Facts(
         namespace=ns, target=req.target, source=f"{who} on {node or 'any node'}", source_node=node,
-        source_pod=source_pod.name if source_pod else None,
-        source_namespace=source_pod.namespace if source_pod else ns,
+        source_pod=source_pod.name if source_pod else None, source_namespace=source_ns,
         port=sp.port if sp else target_port, target_port=target_port, source_labels=policy.labels, impersonates=policy.impersonates,
         service=service, service_port=sp, backends=backends,
         selector_misses=_misses(kube, ns, service) if service and service.selector and not backends else (),
         slices=tuple(kube.endpoint_slices(ns, service.name)) if service else None, port_problems=problems,
         backend_ports=backend_ports(sp, backends),
-        nodes=nodes, dns_service=_optional(lambda: kube.service(DNS_NAMESPACE, DNS_SERVICE)),
-        dns_backends=tuple(_optional(lambda: kube.pods(DNS_NAMESPACE, DNS_SELECTOR)) or ()),
+        nodes=nodes, dns_service=dns_service, dns_backends=tuple(dns_backends or ()),
         policy=policy.flows, policy_error=policy.error, probe_icmp=policy.probe_icmp, dns_policy=policy.dns_flows,
+        unread=tuple(unread),
+        source_dns=source_dns(source_spec, source_ns, dns_service.cluster_ip if dns_service else None)
+        if source_pod else None,
         cluster=cluster_kind.read(kube),
     )
 
@@ -59,6 +79,15 @@ def _optional(read):
     try:
         return read()
     except NotFound:
+        return None
+
+
+def _readable(unread: list[Unread], read: Callable[[], _T], what: str, layer: Layer, costs: str) -> _T | None:
+    """read(), or None when the user may not (403): recorded in `unread` with what it costs."""
+    try:
+        return read()
+    except Forbidden as exc:
+        unread.append(Unread(what, exc.server_message, layer, costs))
         return None
 
 
@@ -100,12 +129,42 @@ def _service_for(kube: Kube, ns: str, pods: tuple[Pod, ...]) -> Service | None:
     return next((s for s in services if s.selector and pods and from_match_labels(s.selector_map).matches(pods[0].label_map)), None)
 
 
-def _service_port(service: Service | None, port: str | None) -> ServicePort | None:
-    if service is None or not service.ports:
+def _service_port(service: Service | None, port: PortArg | None) -> ServicePort | None:
+    """The Service port --port names (by number, name or PROTO/NUM), the first one without it."""
+    if service is None:
         return None
     if port is None:
-        return service.ports[0]
-    return next((p for p in service.ports if str(p.port) == port or p.name == port), None)
+        return service.ports[0] if service.ports else None
+    found = next((p for p in service.ports if port.matches(p.port, p.name, p.protocol)), None)
+    if found is None:
+        listed = ", ".join(_port_text(p.port, p.name, p.protocol) for p in service.ports)
+        raise UsageError(f"--port {port.text}: Service {service.namespace}/{service.name} has no such port "
+                         f"({'its ports: ' + listed if listed else 'it declares no port'})",
+                         hint=f"name a port of the Service by number, name or PROTO/NUM, e.g. --port "
+                              f"{service.ports[0].protocol}/{service.ports[0].port}" if service.ports else None)
+    return found
+
+
+def _port_text(number: int, name: str | None, protocol: str) -> str:
+    return f"{protocol}/{number}" + (f" ({name})" if name else "")
+
+
+def _pod_port(backends: tuple[Pod, ...], port: PortArg | None) -> int:
+    """The container port of a target without a Service: --port by number (any, declared or not)
+    or by a name some container declares; without --port, the first declared port."""
+    declared = [c for p in backends for c in p.container_ports]
+    if port is None:
+        if not declared:
+            raise UsageError("the target's pods declare no port: pass --port")
+        return declared[0].port
+    if port.number is not None:
+        return port.number
+    found = next((c.port for c in declared if port.matches(c.port, c.name, c.protocol)), None)
+    if found is None:
+        listed = ", ".join(sorted({_port_text(c.port, c.name, c.protocol) for c in declared})) or "none"
+        raise UsageError(f"--port {port.text}: no container of the target's pods declares a port named "
+                         f"{port.name!r} (declared: {listed})")
+    return found
 
 
 def _target_port(service, sp, backends, port) -> tuple[int | None, tuple[PortProblem, ...]]:
@@ -113,12 +172,7 @@ def _target_port(service, sp, backends, port) -> tuple[int | None, tuple[PortPro
     number or name *and* protocol (53/UDP and 53/TCP side by side are normal); a named targetPort
     may map to a different number on each pod (`backend_ports`), as during a migration."""
     if sp is None:
-        if service is None and port is None:
-            ports = [c.port for p in backends for c in p.container_ports]
-            if not ports:
-                raise UsageError("the target's pods declare no port: pass --port")
-            return ports[0], ()
-        return (int(port) if port and port.isdigit() else None), ()
+        return (_pod_port(backends, port) if service is None else None), ()
     if isinstance(sp.target_port, int) or str(sp.target_port).isdigit():
         number = int(sp.target_port)
         return number, tuple(_protocol_problem(sp, pod, number) for pod in backends
@@ -175,14 +229,44 @@ def _has(key: str, labels: dict) -> str:
     return f"{key}={labels[key]}" if key in labels else f"no label {key}"
 
 
-def _source(kube: Kube, ns: str, ref: Ref) -> Pod:
+def _source(kube: Kube, ns: str, ref: Ref) -> tuple[Pod, Mapping]:
+    """The --from pod (a Deployment's first Running one) and its spec."""
     if ref.kind is Kind.POD:
-        return _read(kube, ns, f"pod {ref.name!r}", lambda: kube.pod(ns, ref.name))
+        obj = _read(kube, ns, f"pod {ref.name!r}", lambda: kube.get_object("Pod", ns, ref.name))
+        return Pod.from_api(obj), obj.get("spec") or {}
     deploy = _read(kube, ns, f"deployment {ref.name!r}", lambda: kube.deployment(ns, ref.name))
-    running = [p for p in kube.pods(ns, str(deploy.selector)) if p.phase == "Running"]
+    running = [o for o in kube.list_objects("Pod", ns, str(deploy.selector))
+               if (o.get("status") or {}).get("phase") == "Running"]
     if not running:
-        raise ClusterError(f"deployment {ref.name!r} has no Running pod to act as the source")
-    return running[0]
+        raise ClusterError(f"deployment {ns}/{ref.name} has no Running pod to act as the source")
+    return Pod.from_api(running[0]), running[0].get("spec") or {}
+
+
+def source_dns(spec: Mapping, namespace: str, dns_ip: str | None, domain: str = CLUSTER_DOMAIN) -> SourceDns:
+    """What the kubelet writes into the pod's /etc/resolv.conf, by its rules for dnsPolicy and
+    dnsConfig (ClusterFirst also appends the node's search domains, which the API does not show)."""
+    policy = spec.get("dnsPolicy") or "ClusterFirst"
+    config = spec.get("dnsConfig") or {}
+    basis = f"dnsPolicy {policy}" + (" and dnsConfig" if config else "")
+    if policy == "ClusterFirst" and spec.get("hostNetwork"):
+        return SourceDns(None, f"{basis} on the host network: the node's own resolv.conf, which the API does not show")
+    if policy in ("ClusterFirst", "ClusterFirstWithHostNet"):
+        if not dns_ip:
+            return SourceDns(None, f"{basis}, but the cluster DNS Service is unknown")
+        servers, search = [dns_ip], [f"{namespace}.svc.{domain}", f"svc.{domain}", domain]
+        ndots = CLUSTER_FIRST_NDOTS
+    elif policy == "None":
+        servers, search, ndots = [], [], RESOLVER_NDOTS
+    else:
+        return SourceDns(None, f"{basis}: the node's own resolv.conf, which the API does not show")
+    servers += [s for s in config.get("nameservers") or [] if s not in servers]
+    search += [s for s in config.get("searches") or [] if s not in search]
+    for option in config.get("options") or []:
+        if option.get("name") == "ndots" and str(option.get("value", "")).isdigit():
+            ndots = int(option["value"])
+    if not servers:
+        return SourceDns(None, f"{basis} names no nameserver")
+    return SourceDns(ResolvConf(tuple(servers), tuple(search), ndots), basis)
 
 
 def _default_node(nodes, backends) -> str | None:
@@ -201,8 +285,12 @@ class _PolicyView:
     dns_flows: tuple[PolicyFlow, ...] | None = None
 
 
-def _policy(kube: Kube, ns: str, source: Pod | None, backends, port, protocol: str) -> _PolicyView:
-    """The labels the probes carry and the policies' verdicts for them (imports the engine only here)."""
+def _policy(kube: Kube, ns: str, source: Pod | None, backends, port, protocol: str,
+            unread: list[Unread] | None) -> _PolicyView:
+    """The labels the probes carry and the policies' verdicts for them (imports the engine only here).
+    A policy selects pods of its own namespace: only the source's and the target's policies decide
+    the flow, and kube-system's the DNS flows (`unread` None: the DNS pods could not be read, the
+    DNS flows are not evaluated; else where to say that kube-system's policies could not)."""
     from netdoctor.policy.engine import decide, icmp_allowed
     from netdoctor.policy.model import Pod as PolicyPod, Protocol, world_from_objects
 
@@ -210,22 +298,27 @@ def _policy(kube: Kube, ns: str, source: Pod | None, backends, port, protocol: s
     who = f"pod/{source.name}" if source else None
     namespace = source.namespace if source else ns
     try:
-        objects = kube.list_objects("NetworkPolicy", None) + kube.list_objects("Namespace") + kube.list_objects("Pod", ns)
-        objects += kube.list_objects("Pod", DNS_NAMESPACE, DNS_SELECTOR)
-        world = world_from_objects(objects)
+        objects = [o for n in sorted({ns, namespace}) for o in kube.list_objects("NetworkPolicy", n)]
+        objects += kube.list_objects("Namespace") + kube.list_objects("Pod", ns)
     except ClusterError as exc:
         return _PolicyView(own, who, None, exc.message)
+    dns_objects = None if unread is None else _readable(
+        unread, lambda: kube.list_objects("Pod", DNS_NAMESPACE, DNS_SELECTOR) + (
+            kube.list_objects("NetworkPolicy", DNS_NAMESPACE) if DNS_NAMESPACE not in (ns, namespace) else []),
+        f"networkpolicies in namespace {DNS_NAMESPACE}", Layer.DNS, "the policies for DNS are not evaluated")
+    dns = dns_objects is not None
+    world = world_from_objects(objects + (dns_objects or []))
     targets = [world.pod(f"{ns}/{p.name}") for p in backends]
     targets = [t for t in targets if t is not None]
-    dns_pods = [p for p in world.pods if p.namespace == DNS_NAMESPACE]
+    dns_pods = [p for p in world.pods if p.namespace == DNS_NAMESPACE] if dns else []
 
     def view(labels, whom) -> _PolicyView:
         src = PolicyPod(namespace, "netdoctor-probe", dict(labels))
         peer = PolicyPod(namespace, "netdoctor-probe-peer", dict(labels))
         flows = tuple(PolicyFlow(t.name, decide(world, src, t, Protocol(protocol), port), icmp_allowed(world, src, t))
                       for t in targets) if port else ()
-        dns = tuple(PolicyFlow(d.name, decide(world, src, d, Protocol.UDP, 53)) for d in dns_pods)
-        return _PolicyView(tuple(labels), whom, flows, None, icmp_allowed(world, src, peer), dns)
+        dns_flows = tuple(PolicyFlow(d.name, decide(world, src, d, Protocol.UDP, 53)) for d in dns_pods) if dns else None
+        return _PolicyView(tuple(labels), whom, flows, None, icmp_allowed(world, src, peer), dns_flows)
 
     mine = view(own, who)
     if source or all(f.verdict.allowed for f in mine.flows):

@@ -5,7 +5,8 @@ Used by the check pipeline (resolve reads objects, `netdoctor.probe.fleet` creat
 them start and execs). Callers get `netdoctor.cluster.objects` types or API-shaped dicts, and
 `netdoctor.errors` exceptions with one clear line: kubeconfig problems are UsageError, everything the
 server or the network says is a ClusterError (typed: NotFound, Forbidden, Unauthorized,
-AlreadyExists, Expired, Unreachable, Stalled).
+AlreadyExists, Expired, Unreachable, Stalled), and so is an exec credential plugin (EKS's `aws`,
+GKE's `gke-gcloud-auth-plugin`) that is missing or fails (CredentialPluginError), named as such.
 Every call has a bounded time, the request timeout (`--request-timeout`): connecting, each read of
 a REST answer, the exec handshake, and the silence allowed within a watch. No call is retried, so
 the bound is the bound. `kubernetes` is imported lazily so that `netdoctor --help` never pays for it.
@@ -14,11 +15,15 @@ the bound is the bound. `kubernetes` is imported lazily so that `netdoctor --hel
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
+import shlex
+import shutil
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Iterator, Mapping, TypeVar
@@ -70,6 +75,10 @@ class AlreadyExists(ApiError):
 
 class Expired(ApiError):
     """410: a watch's resourceVersion is older than the server's history; list again."""
+
+
+class CredentialPluginError(ClusterError):
+    """The kubeconfig user's exec credential plugin is not installed, or failed: no credentials."""
 
 
 class Unreachable(ClusterError):
@@ -172,12 +181,16 @@ class Kube:
             merged = KubeConfigMerger(paths).config.value
             contexts = [getattr(node, "value", node) for node in merged.get("contexts") or []]
             chosen = _choose_context(contexts, merged.get("current-context"), context, paths)
-            config.load_kube_config(config_file=paths, context=chosen["name"], client_configuration=configuration,
-                                    persist_config=False)
+            plugin = _exec_plugin(merged, chosen)
+            with _logged_errors(plugin is not None) as errors:
+                config.load_kube_config(config_file=paths, context=chosen["name"], client_configuration=configuration,
+                                        persist_config=False)
         except UsageError:
             raise
         except Exception as exc:  # the loader raises ConfigException, YAML, OS and Key errors
             raise UsageError(f"kubeconfig {paths} is not usable: {_one_line(exc)}") from None
+        if errors:
+            raise _plugin_failure(plugin, errors)
         namespace = (chosen.get("context") or {}).get("namespace") or DEFAULT_NAMESPACE
         return cls(_api_client(configuration), namespace, request_timeout=request_timeout)
 
@@ -560,6 +573,63 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield from (line for line in lines if line.strip())
     if pending.strip():
         yield pending
+
+
+def _exec_plugin(merged: Mapping, chosen: Mapping) -> Mapping | None:
+    """The chosen context's user's `exec` credential plugin, if it has one."""
+    user = (chosen.get("context") or {}).get("user")
+    users = [getattr(node, "value", node) for node in merged.get("users") or []]
+    entry = next((u for u in users if u.get("name") == user), None) or {}
+    plugin = (entry.get("user") or {}).get("exec")
+    return getattr(plugin, "value", plugin) if plugin else None
+
+
+@contextmanager
+def _logged_errors(capture: bool) -> Iterator[list[str]]:
+    """With `capture`, the root logger's records during the block, kept from every handler: the
+    client's kubeconfig loader reports a failed exec credential plugin only with logging.error
+    (which would print a stray `ERROR:root:` line, and install a stderr handler for good) and goes
+    on without credentials. The caller turns them into one error."""
+    records: list[str] = []
+    if not capture:
+        yield records
+        return
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    root = logging.getLogger()
+    saved, root.handlers = root.handlers, [Keep(logging.ERROR)]
+    try:
+        yield records
+    finally:
+        root.handlers = saved
+
+
+_PLUGIN_EXIT = re.compile(r"exec: process returned (-?\d+)(?:\. (.*))?", re.S)
+_PLUGIN_HINTS = {
+    "aws": "install the AWS CLI (the kubeconfig runs 'aws eks get-token'), or regenerate the kubeconfig with "
+           "'aws eks update-kubeconfig'",
+    "gke-gcloud-auth-plugin": "install it: gcloud components install gke-gcloud-auth-plugin",
+    "kubelogin": "install kubelogin (Azure: az aks install-cli)",
+}
+
+
+def _plugin_failure(plugin: Mapping, errors: list[str]) -> CredentialPluginError:
+    """One line naming the exec credential plugin and what went wrong with it."""
+    command = str(plugin.get("command") or "")
+    name = os.path.basename(command)
+    exited = next((m for m in map(_PLUGIN_EXIT.search, errors) if m), None)
+    if shutil.which(command) is None:
+        return CredentialPluginError(f"the kubeconfig's credential plugin {name!r} is not installed (no {command} "
+                                     f"on PATH)", hint=_PLUGIN_HINTS.get(name, f"install {name}, or put it on PATH"))
+    if exited:
+        said = f": {_one_line(exited[2])}" if exited[2] else " (it wrote nothing on stderr)"
+        return CredentialPluginError(f"the kubeconfig's credential plugin {name!r} exited {exited[1]}{said}",
+                                     hint=f"run {shlex.join([command, *map(str, plugin.get('args') or [])])} "
+                                          f"to see it fail")
+    return CredentialPluginError(f"the kubeconfig's credential plugin {name!r} failed: {_one_line(errors[0])}")
 
 
 def _choose_context(contexts: list[dict], current: str | None, wanted: str | None, paths: str) -> dict:

@@ -16,14 +16,27 @@ from netdoctor.model import CheckResult, Diagnosis, Facts, LayerResult, State
 
 
 def common_params(f: Facts) -> dict[str, str]:
-    """The template values every cause may use (catalog.COMMON_PARAMS)."""
+    """The template values every cause may use (catalog.COMMON_PARAMS), as a command line takes them
+    (`source_ref` and `backend_ref` are NS/POD, `proto_port` is TCP/8080). A value the run does not
+    have is left out, and with it every command that needs it (catalog.render)."""
     svc, sp = f.service, f.service_port
     params = {"namespace": f.namespace, "target": str(f.target), "source": f.source,
-              "service": svc.name if svc else f.target.name, "port": f.port, "target_port": f.target_port,
-              "selector": ",".join(f"{k}={v}" for k, v in svc.selector) if svc else "",
-              "cluster_ip": (svc.cluster_ip or "None") if svc else "",
-              "node_port": sp.node_port if sp and sp.node_port else "", "source_pod": f.source_pod or "<probe>"}
-    return {k: str(v) for k, v in params.items() if v is not None}
+              "service": svc.name if svc else None, "port": f.port, "target_port": f.target_port,
+              "selector": ",".join(f"{k}={v}" for k, v in svc.selector) if svc else None,
+              "cluster_ip": svc.cluster_ip if svc else None, "node_port": sp.node_port if sp else None,
+              "source_pod": f.source_pod, "source_namespace": f.source_namespace, "source_ref": source_ref(f),
+              "backend_ref": f"{f.namespace}/{f.backends[0].name}" if f.backends else None,
+              "proto_port": f"{sp.protocol if sp else 'TCP'}/{f.target_port}" if f.target_port else None}
+    return {k: str(v) for k, v in params.items() if v not in (None, "")}
+
+
+def source_ref(f: Facts) -> str | None:
+    """The source as a pod `netdoctor policy explain --from` can find: the --from pod, or the pod
+    whose labels the probes carry; None for an anonymous probe (it is gone after the run)."""
+    if f.source_pod:
+        return f"{f.source_namespace}/{f.source_pod}"
+    kind, _, name = (f.impersonates or "").partition("/")
+    return f"{f.source_namespace}/{name}" if kind == "pod" and name else None
 
 
 def diagnose(layers: tuple[LayerResult, ...], catalog: Catalog, facts: Facts) -> Diagnosis:

@@ -1,10 +1,14 @@
 """Layer 1, DNS from the source's view: resolv.conf, the name through the search path and as FQDN,
-the answer against the Service, loss over repeated queries, and each DNS backend asked directly."""
+the answer against the Service, loss over repeated queries, and each DNS backend asked directly.
+
+With --from the view is the source pod's own: its resolv.conf (or, where it cannot be read, what
+its dnsPolicy and dnsConfig make of it, said in the evidence), so a name its search list cannot
+complete FAILs here even when the FQDN resolves."""
 
 from __future__ import annotations
 
 from netdoctor.judge.common import completed, error, failed, logs, names, passed, skip
-from netdoctor.model import CheckResult, Evidence, Facts, State
+from netdoctor.model import CheckResult, Evidence, Facts, Layer, State
 from netdoctor.observations import DnsOutcome, DnsResult, ResolvConf
 
 _LOST = (DnsOutcome.TIMEOUT, DnsOutcome.ERROR)
@@ -30,17 +34,29 @@ def _resolv_conf(ev: Evidence) -> CheckResult:
     if not confs:
         return error("ND-DNS-001", "could not read the source's resolv.conf", problems, logs(ev, "ND-DNS-001"))
     conf, f = confs[0], ev.facts
-    lines = [f"nameserver {', '.join(conf.nameservers) or '<none>'}", f"search {' '.join(conf.search) or '<none>'}",
-             f"ndots {conf.ndots}"]
+    lines = [f"nameserver {', '.join(conf.nameservers) or 'none'}", f"search {_search(conf)}",
+             f"ndots {conf.ndots}", *([conf.derived] if conf.derived else [])]
+    lines += [str(u) for u in f.unread if u.layer is Layer.DNS]
     dns_ip = f.dns_service.cluster_ip if f.dns_service else None
-    wanted = f"{f.namespace}.svc.{f.cluster_domain}"
+    wanted = f"{f.source_namespace}.svc.{f.cluster_domain}"
     if wanted not in conf.search:
         return failed("ND-DNS-001", "no-cluster-search", f"search path lacks {wanted}", lines,
-                      {"search": " ".join(conf.search) or "<none>"}, State.WARN)
+                      {"search": _search(conf)}, State.WARN)
     if dns_ip and conf.nameservers[:1] != (dns_ip,):
         return failed("ND-DNS-001", "nameserver-mismatch", f"nameserver is not {dns_ip} (node-local cache?)",
                       lines, {"nameservers": ", ".join(conf.nameservers), "dns_ip": dns_ip}, State.WARN)
-    return passed("ND-DNS-001", f"nameserver {conf.nameservers[0]}, ndots {conf.ndots}", lines)
+    how = " (derived from the pod's spec)" if conf.derived else ""
+    return passed("ND-DNS-001", f"nameserver {conf.nameservers[0]}, ndots {conf.ndots}{how}", lines)
+
+
+def _search(conf: ResolvConf) -> str:
+    return " ".join(conf.search) or "none"
+
+
+def _source_conf(ev: Evidence) -> ResolvConf | None:
+    """The resolv.conf the name lookups went by (ND-DNS-001's reading of it)."""
+    done, _ = completed(ev, "ND-DNS-001")
+    return next((obs.result for _, obs in done if isinstance(obs.result, ResolvConf)), None)
 
 
 def _final(results: tuple[DnsResult, ...]) -> DnsResult:
@@ -63,6 +79,13 @@ def _resolves(ev: Evidence) -> CheckResult:
     if len(bad) < len(finals):
         lines.append("the FQDN resolves but the short name does not: the search path is wrong" if step.action.search
                      else "the short name resolves but the FQDN does not")
+        conf = _source_conf(ev)
+        if step.action.search and worst.outcome not in _LOST and conf is not None:
+            fqdn = next(s.action.name for s, r in finals if r.outcome is DnsOutcome.ANSWER)
+            return failed("ND-DNS-002", "search-path", f"{step.action.name}: {worst.outcome.value} through the "
+                          f"search list {_search(conf)}", lines + problems,
+                          {"name": step.action.name, "search": _search(conf), "ndots": str(conf.ndots),
+                           "fqdn": fqdn.rstrip(".")}, log=logs(ev, "ND-DNS-002"))
     cause = {DnsOutcome.NXDOMAIN: "nxdomain", DnsOutcome.SERVFAIL: "servfail", DnsOutcome.REFUSED: "refused",
              DnsOutcome.NOANSWER: "noanswer"}.get(worst.outcome, "timeout")
     params = {"name": worst.name, "server": worst.server}
@@ -78,8 +101,9 @@ def _why_lost(f: Facts, params: dict) -> tuple[str, dict]:
         return "no-dns-pods", params
     denied = [flow.verdict.egress for flow in f.dns_policy or () if not flow.verdict.egress.allowed]
     if f.dns_policy and len(denied) == len(f.dns_policy):
+        dns_pod = {"dns_pod": f"{f.dns_backends[0].namespace}/{f.dns_backends[0].name}"} if f.dns_backends else {}
         return "egress-blocked", {**params, "policies": ", ".join(denied[0].isolating),
-                                  "policy": denied[0].isolating[0].split("/")[-1]}
+                                  "policy": denied[0].isolating[0].split("/")[-1], **dns_pod}
     return "timeout", params
 
 
@@ -93,7 +117,7 @@ def _matches(ev: Evidence) -> CheckResult:
     for r in answers:
         got = frozenset(r.addresses)
         if got != want and not (ev.facts.service.headless and got and got <= want):
-            params = {"name": r.name, "got": ", ".join(sorted(got)), "want": ", ".join(sorted(want)) or "<no ready endpoint>"}
+            params = {"name": r.name, "got": ", ".join(sorted(got)), "want": ", ".join(sorted(want)) or "no ready endpoint"}
             return failed("ND-DNS-003", "stale", f"{r.name} → {params['got']}, expected {params['want']}",
                           [f"{r.name} → {params['got']}", f"Service → {params['want']}"], params)
     return passed("ND-DNS-003", f"answers match {', '.join(sorted(want))}")
@@ -120,9 +144,10 @@ def _repeated(ev: Evidence) -> CheckResult:
 
 def _backends(ev: Evidence) -> CheckResult:
     done, problems = completed(ev, "ND-DNS-005")
+    unread = next((u for u in ev.facts.unread if u.layer is Layer.DNS and u.what.startswith("pods")), None)
     if not done:
         return error("ND-DNS-005", "no DNS backend was queried", problems) if problems else skip(
-            "ND-DNS-005", "no DNS backend pods found")
+            "ND-DNS-005", f"cannot read the DNS pods ({unread.why})" if unread else "no DNS backend pods found")
     by_ip = {p.ip: p.name for p in ev.facts.dns_backends}
     want = expected_addresses(ev.facts)
     down, disagree, lines = [], [], []

@@ -287,7 +287,7 @@ def _nodes_ready(ev: Evidence) -> CheckResult:
 
 
 def _pair(a: Attempt) -> str:
-    return f"{a.node} → {a.backend} ({a.backend_node})"
+    return f"{a.node or '?'} → {a.backend} ({a.backend_node or '?'})"
 
 
 def _cross_node(ev: Evidence) -> CheckResult:
@@ -353,7 +353,7 @@ def _node_service_ip(ev: Evidence) -> CheckResult:
         return skip("ND-NODE-003", "the NetworkPolicies deny these flows (see NetworkPolicy)")
     lines = [_line(a) for a in expected] + problems
     bad = [a.node for a in _known(expected) if a.connected == 0 and _reaches_every_backend(ev, a.node)]
-    unproven = _unproven(ev, "ND-NODE-003", expected, lambda a: str(a.node), lines)
+    unproven = _unproven(ev, "ND-NODE-003", expected, lambda a: a.node or "?", lines)
     if not bad and unproven:
         return unproven
     if not bad:

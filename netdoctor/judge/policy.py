@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from netdoctor.judge.common import failed, names, passed, skip
 from netdoctor.judge.paths import attempts
-from netdoctor.model import CheckResult, Evidence, PolicyFlow, State
+from netdoctor.model import CheckResult, Evidence, Facts, PolicyFlow, State
 from netdoctor.observations import TcpOutcome
 
 
@@ -18,7 +18,7 @@ def judge(ev: Evidence) -> list[CheckResult]:
     if not f.policy:
         return [skip("ND-POL-001", "no backend to evaluate"), skip("ND-POL-002", "no backend to evaluate")]
     live = _live(ev)
-    return [_allows(f.policy, live), _agrees(ev, f.policy, live)]
+    return [_allows(f, live), _agrees(ev, f.policy, live)]
 
 
 def _live(ev: Evidence) -> dict[str, TcpOutcome]:
@@ -48,7 +48,8 @@ def _reasons(flow: PolicyFlow) -> str:
     return f"{', '.join(d.isolating)} ({found})"
 
 
-def _allows(flows: tuple[PolicyFlow, ...], live: dict[str, TcpOutcome]) -> CheckResult:
+def _allows(facts: Facts, live: dict[str, TcpOutcome]) -> CheckResult:
+    flows = facts.policy
     lines = [line for flow in flows for line in describe(flow)]
     denied = [f for f in flows if not f.verdict.allowed]
     if not denied:
@@ -58,7 +59,14 @@ def _allows(flows: tuple[PolicyFlow, ...], live: dict[str, TcpOutcome]) -> Check
     passed_anyway = all(live.get(f.backend) is TcpOutcome.CONNECTED for f in denied)
     state = State.WARN if passed_anyway else State.FAIL
     return failed("ND-POL-001", cause, f"denied to {names(f.backend for f in denied)}", lines,
-                  {"reasons": _reasons(first)}, state)
+                  {"reasons": _reasons(first), **_denied_flow(facts, first)}, state)
+
+
+def _denied_flow(f: Facts, flow: PolicyFlow) -> dict[str, str]:
+    """The denied backend and its own port, for `netdoctor policy explain --to NS/POD --port P`."""
+    port = dict(f.backend_ports).get(flow.backend, f.target_port)
+    protocol = f.service_port.protocol if f.service_port else "TCP"
+    return {"backend_ref": f"{f.namespace}/{flow.backend}", **({"proto_port": f"{protocol}/{port}"} if port else {})}
 
 
 def _agrees(ev: Evidence, flows: tuple[PolicyFlow, ...], live: dict[str, TcpOutcome]) -> CheckResult:

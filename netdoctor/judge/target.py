@@ -20,7 +20,7 @@ def _service(ev: Evidence) -> CheckResult:
     shape = [f"Service {svc.name}: {svc.type}, " + ("headless" if svc.headless else f"ClusterIP {svc.cluster_ip}"),
              f"ports: {ports}", f"selector: {_selector(svc) or '<none>'}"]
     if f.service_port is None:
-        return failed("ND-TGT-001", "port-missing", f"no port {f.port}", shape, {"ports": ports})
+        return failed("ND-TGT-001", "port-missing", "the Service declares no port", shape, {"ports": ports})
     if not svc.selector:
         return failed("ND-TGT-001", "no-selector", "no selector: endpoints are managed by hand", shape, state=State.WARN)
     return passed("ND-TGT-001", f"{svc.type} Service, port {f.service_port.port} → {f.service_port.target_port}", shape)

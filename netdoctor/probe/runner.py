@@ -20,13 +20,13 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from netdoctor.probe import commands
-from netdoctor.errors import NetdoctorError
+from netdoctor.errors import NetdoctorError, ProbeError
 from netdoctor.cluster.kube import Kube
 from netdoctor.model import (
     Capture, CaptureMode, DnsQuery, Evidence, Facts, InspectListeners, Observation, Ping, Plan, PlannedProbe,
     ProbePurpose, ReadResolvConf, RunningProbe, Step, TcpConnect,
 )
-from netdoctor.observations import DnsOutcome
+from netdoctor.observations import DnsOutcome, ResolvConf
 from netdoctor.probe.fleet import (
     DEFAULT_IMAGE, Capability, LaunchFailure, OwnerFallback, Probe, ProbeFleet, ProbeLaunchError, ProbeRole, ProbeSpec,
     listeners_of,
@@ -274,11 +274,7 @@ class _Executor:
             ip = self.probes[action.to_probe].ip if action.to_probe else action.ip
             return probe.ping(ip, action.size, action.dont_fragment, self.timeout)
         if isinstance(action, ReadResolvConf):
-            if action.pod:
-                result = self.kube.exec(self.facts.source_namespace, action.pod, commands.resolv_conf_command(),
-                                        timeout=commands.exec_deadline(2.0))
-                return commands.parse_resolv_conf(result)
-            return self._resolv_conf(probe)
+            return self._source_conf() if action.pod else self._resolv_conf(probe)
         if isinstance(action, DnsQuery):
             return self._dns(probe, action, log)
         raise ValueError(f"unknown action {action!r}")
@@ -289,11 +285,42 @@ class _Executor:
                 self._resolv[probe.name] = probe.resolv_conf()
             return self._resolv[probe.name]
 
+    def _source_conf(self) -> ResolvConf:
+        """The --from pod's own resolv.conf, read once by exec into it; where that fails (no `cat`
+        in a distroless image, no exec right), what its dnsPolicy and dnsConfig make the kubelet
+        write, saying so. The DNS steps resolve with it: the source's search list and ndots."""
+        with self._lock:
+            if "--from" not in self._resolv:
+                try:
+                    self._resolv["--from"] = self._read_source_conf()
+                except NetdoctorError as exc:
+                    self._resolv["--from"] = exc
+            found = self._resolv["--from"]
+        if isinstance(found, NetdoctorError):
+            raise found
+        return found
+
+    def _read_source_conf(self) -> ResolvConf:
+        f = self.facts
+        try:
+            result = self.kube.exec(f.source_namespace, f.source_pod, commands.resolv_conf_command(),
+                                    timeout=commands.exec_deadline(2.0))
+            return commands.parse_resolv_conf(result)
+        except NetdoctorError as exc:
+            failure = f"cannot read pod/{f.source_pod}'s /etc/resolv.conf: {exc.message}"
+        view = f.source_dns
+        if view is None or view.derived is None:
+            raise ProbeError(f"{failure}; nor can it be derived from the pod's spec: "
+                             f"{view.basis if view else 'not read'}")
+        return replace(view.derived, derived=f"{failure}; derived from its {view.basis}")
+
     def _dns(self, probe: Probe, action: DnsQuery, log: list[str]):
-        conf = self._resolv_conf(probe) if action.server is None or action.search else None
+        conf = None
+        if action.server is None or action.search:
+            conf = self._source_conf() if self.facts.source_pod else self._resolv_conf(probe)
         server = action.server or (conf.nameservers[0] if conf and conf.nameservers else None)
         if server is None:
-            raise ValueError("the probe's resolv.conf names no nameserver")
+            raise ValueError("the source's resolv.conf names no nameserver")
         names = commands.search_candidates(action.name, conf) if action.search else (action.name,)
         results = []
         for name in names:

@@ -2,7 +2,8 @@
 
 The server calls `authenticate()` on every request but the public health/version endpoints, then
 `authorize()` with the request's verb and resource. `admin` may do everything; `limited` may only
-get, list and watch; `nojobs` may do everything but write Jobs (a user netdoctor's run owner is
+get, list and watch, and nothing in kube-system (a viewer of the apps' namespaces, as RBAC often
+grants); `nojobs` may do everything but write Jobs (a user netdoctor's run owner is
 refused to). Failures are the real 401/403 Status objects.
 """
 
@@ -17,6 +18,7 @@ ADMIN_USER = "lab-admin"
 LIMITED_USER = "lab-limited"
 NO_JOBS_USER = "lab-nojobs"
 READ_VERBS = frozenset({"get", "list", "watch"})
+LIMITED_UNREADABLE = frozenset({"kube-system"})  # namespaces the read-only user may not even read
 
 
 def new_tokens() -> dict[str, str]:
@@ -38,7 +40,8 @@ def authorize(user: str, verb: str, resource: str, group: str, namespace: str | 
     """ApiError 403 with the real RBAC message when `user` may not do this."""
     if user == NO_JOBS_USER and (group, resource) != ("batch", "jobs"):
         return
-    if user not in (LIMITED_USER, NO_JOBS_USER) or verb in READ_VERBS:
+    hidden = user == LIMITED_USER and namespace in LIMITED_UNREADABLE
+    if user not in (LIMITED_USER, NO_JOBS_USER) or (verb in READ_VERBS and not hidden):
         return
     qualified = f"{resource}.{group}" if group else resource
     subject = f'{qualified} "{name}"' if name else qualified
