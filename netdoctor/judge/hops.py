@@ -465,13 +465,6 @@ def _follow(ev: Evidence, step: Step, conn: Conn) -> HopPath:
     return HopPath(step.key, flow, hops, outcome, cause, at, params=_params_text(params), refusal=refusal)
 
 
-def _outcome(hops: tuple[Hop, ...]) -> tuple[PathOutcome, int | None]:
-    """The verdict, and the hop it points at: where the reset or ICMP error came from, or the
-    first hop that missed the request (or, going back, the answer)."""
-    looked = [i for i, h in enumerate(hops) if not h.blind]
-    if not looked:
-        return PathOutcome.UNKNOWN, None
-    kind = hops[looked[0]].reply
 def _rejecting_hop(hops: tuple[Hop, ...], refusal: Refusal, at: int | None) -> int | None:
     """The last hop of the rejecting node that saw the request or the error: where the reject rule
     stood, even when the error was only matched on its way back nearer the source (after
@@ -480,6 +473,13 @@ def _rejecting_hop(hops: tuple[Hop, ...], refusal: Refusal, at: int | None) -> i
     return own[-1] if own else at
 
 
+def _outcome(hops: tuple[Hop, ...]) -> tuple[PathOutcome, int | None]:
+    """The verdict, and the hop it points at: where the reset or ICMP error came from, or the
+    first hop that missed the request (or, going back, the answer)."""
+    looked = [i for i, h in enumerate(hops) if not h.blind]
+    if not looked:
+        return PathOutcome.UNKNOWN, None
+    kind = hops[looked[0]].reply
     if kind is Reply.ANSWER:
         return PathOutcome.DELIVERED, None
     if kind is not None:
