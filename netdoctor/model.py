@@ -96,6 +96,7 @@ class Expect(Enum):
 
     SUCCEED = "succeed"
     BLOCKED = "blocked"  # the NetworkPolicies deny this flow
+    DROPPED = "dropped"  # internalTrafficPolicy Local: the probe's node has no local endpoint, its rules drop it
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,16 @@ class TcpConnect:
     # Attempts of one more round, run by the runner when the captures show a ready backend no
     # connection reached yet, or cannot tell the backends apart (the Service IP's coverage).
     until_covered: int = 0
+
+
+@dataclass(frozen=True)
+class UdpExchange(TcpConnect):
+    """What a connect is for UDP: a datagram to ip:port, and the wait for one back. `dns_name`: the
+    port serves DNS, the datagram is a query for it (any DNS response is an answer); else a short
+    text. An answer counts as connected, an ICMP port unreachable as refused, silence as NO_REPLY
+    (open|filtered: a UDP service need not answer)."""
+
+    dns_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,13 +149,16 @@ class Ping:
 
 @dataclass(frozen=True)
 class InspectListeners:
-    """Read the backend pod's own socket table (exec in the backend, no probe)."""
+    """Read the backend pod's own socket table (exec in the backend, no probe): /proc/net/tcp or
+    udp, by `cat` in the first of `containers` that has it (the one declaring the port first)."""
 
     pod: str
     port: int
+    protocol: str = "TCP"
+    containers: tuple[str, ...] = ()
 
 
-Action = Union[TcpConnect, DnsQuery, ReadResolvConf, Ping, InspectListeners]
+Action = Union[TcpConnect, UdpExchange, DnsQuery, ReadResolvConf, Ping, InspectListeners]
 
 
 @dataclass(frozen=True)

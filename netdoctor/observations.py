@@ -38,11 +38,14 @@ class ExecResult:
 
 
 class TcpOutcome(Enum):
+    """How a connection attempt ended: a TCP connect, or a UDP exchange (an answer connects)."""
+
     CONNECTED = "connected"
-    REFUSED = "refused"  # RST: reachable host, nothing listening (or a REJECT rule)
+    REFUSED = "refused"  # RST (UDP: ICMP port unreachable): nothing listening, or a REJECT rule
     TIMEOUT = "timeout"  # no answer: dropped somewhere
     UNREACHABLE = "unreachable"  # no route / ICMP host or network unreachable
     ERROR = "error"  # the probe itself failed (missing tool, exec failure, garbage)
+    NO_REPLY = "no-reply"  # UDP: neither an answer nor an ICMP error came back: open|filtered
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class TcpResult:
     outcome: TcpOutcome
     elapsed: float | None  # seconds, measured inside the probe
     detail: str = ""  # the tool's error text, verbatim
+    query_id: int | None = None  # a UDP exchange that sent a DNS query: its id, to find it in captures
 
 
 class DnsOutcome(Enum):
@@ -123,7 +127,8 @@ class Listener:
 
 class ListenerStatus(Enum):
     OK = "ok"
-    UNAVAILABLE = "unavailable"  # the pod could not be asked (no `cat`, exec refused, ...)
+    UNAVAILABLE = "unavailable"  # the pod could not be asked (exec refused, container not running, ...)
+    NO_TOOL = "no-tool"  # the container has no `cat` (a distroless image): another of the pod's may have
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ class ListenerTable:
     status: ListenerStatus
     listeners: tuple[Listener, ...] = ()
     detail: str = ""
+    container: str | None = None  # the container whose exec read it (the pod's sockets are all containers')
 
     def on_port(self, port: int) -> tuple[Listener, ...]:
         return tuple(listener for listener in self.listeners if listener.port == port)

@@ -11,9 +11,10 @@ import math
 import re
 from dataclasses import dataclass
 
+from netdoctor.cluster.objects import Pod
 from netdoctor.model import (
     Action, CaptureMode, DnsQuery, Expect, Facts, InspectListeners, Layer, Ping, Plan, PlannedProbe, ProbePurpose,
-    ReadResolvConf, Step, TcpConnect,
+    ReadResolvConf, Step, TcpConnect, UdpExchange,
 )
 
 SOURCE = "source"
@@ -84,8 +85,39 @@ def _notes(f: Facts, probes: list[PlannedProbe]) -> tuple[str, ...]:
     skipped = [n.name for n in f.nodes if not n.ready]
     if skipped:
         notes.append(f"no probe on NotReady node(s): {', '.join(skipped)}")
+    notes += _shape_notes(f)
     notes += [str(u) for u in f.unread]
     return tuple(notes)
+
+
+def _shape_notes(f: Facts) -> list[str]:
+    """What the Service's shape makes of the check: the port checked among several, what its
+    traffic policies expect from each node, why one client reaches one backend."""
+    svc, sp = f.service, f.service_port
+    if svc is None or sp is None:
+        return []
+    notes = []
+    others = [p.name or f"{p.protocol}/{p.port}" for p in svc.ports if p != sp]
+    if others:
+        notes.append(f"Service {svc.name} has {len(svc.ports)} ports: checking {_port_text(sp)}; for the "
+                     f"other{'s' if len(others) > 1 else ''} use --port {', '.join(others)}")
+    if protocol(f) not in PROBED_PROTOCOLS:
+        notes.append(f"{protocol(f)} is not probed: only the API objects are checked for port {sp.port}")
+    local = sorted({p.node_name for p in ready_backends(f) if p.node_name})
+    if svc.internal_traffic_policy == "Local" and svc.cluster_ip:
+        notes.append(f"internalTrafficPolicy Local: the Service IP is expected to work from the nodes with a ready "
+                     f"endpoint ({', '.join(local) or 'none'}) and to drop everywhere else")
+    if svc.external_traffic_policy == "Local" and sp.node_port:
+        notes.append(f"externalTrafficPolicy Local: from outside the cluster only {', '.join(local) or 'no node'} "
+                     f"answer(s) on NodePort {sp.node_port}; the probes are pods, which kube-proxy sends to any endpoint")
+    if sticky(f):
+        notes.append("sessionAffinity ClientIP: one client reaches one backend through the Service IP; every "
+                     "backend is checked on its pod IP instead")
+    return notes
+
+
+def _port_text(sp) -> str:
+    return f"{sp.port}/{sp.protocol}" + (f" ({sp.name})" if sp.name else "")
 
 
 def _step(key: str, check_id: str, layer: Layer, probe: str | None, action: Action, title: str,
@@ -98,14 +130,91 @@ def _expect(f: Facts, backend: str) -> Expect:
     return Expect.BLOCKED if flow and not flow.verdict.allowed else Expect.SUCCEED
 
 
-def _reachable_backends(f: Facts):
+def _reachable_backends(f: Facts) -> list[Pod]:
     return [p for p in f.backends if p.ip and p.phase == "Running"]
 
 
-def ready_backends(f: Facts):
-    """The backends the Service balances to (its ready endpoints): the plan sizes the Service IP
-    rounds by them, judge.coverage accounts for each."""
-    return [p for p in f.backends if p.ip and p.ready and not p.deleting]
+def traffic_backends(f: Facts) -> list[Pod]:
+    """The Running backends the Service sends traffic to: its endpoints that are ready (with
+    publishNotReadyAddresses every one is) or still serving while they terminate. A pod that is
+    not Ready gets no traffic, so it need not listen nor answer (the judges show it, and require
+    only these); every Running backend when none is an endpoint (all of them must then show
+    why) or without a Service."""
+    running = _reachable_backends(f)
+    if f.slices is None:
+        return running
+    serving = {e.ip for s in f.slices for e in s.endpoints if e.ready or e.serving}
+    return [p for p in running if p.ip in serving] or running
+
+
+def ready_backends(f: Facts, node: str | None = None) -> list[Pod]:
+    """The backends the Service balances to: its ready endpoints (the pods' readiness without a
+    Service), and from `node` with internalTrafficPolicy Local only that node's. The plan sizes
+    the Service IP rounds by them, judge.coverage accounts for each."""
+    if f.slices is None:
+        pods = [p for p in f.backends if p.ip and p.ready and not p.deleting]
+    else:
+        ready = {e.ip for s in f.slices for e in s.endpoints if e.ready and not e.terminating}
+        pods = [p for p in f.backends if p.ip in ready]
+    if node is not None and f.service is not None and f.service.internal_traffic_policy == "Local":
+        return [p for p in pods if p.node_name == node]
+    return pods
+
+
+def sticky(f: Facts) -> bool:
+    """sessionAffinity ClientIP: every connection of one client goes to one backend."""
+    return f.service is not None and f.service.session_affinity == "ClientIP"
+
+
+PROBED_PROTOCOLS = ("TCP", "UDP")
+
+
+def protocol(f: Facts) -> str:
+    """The protocol of the port checked: the Service port's, else the one the pods declare for it."""
+    if f.service_port is not None:
+        return f.service_port.protocol
+    declared = {c.protocol for p in f.backends for c in p.container_ports if c.port == f.target_port}
+    return "UDP" if declared == {"UDP"} else "TCP"
+
+
+def port_of(f: Facts, pod: Pod) -> int | None:
+    """The pod's own number for the checked port: a named targetPort may map differently per pod."""
+    return dict(f.backend_ports).get(pod.name, f.target_port)
+
+
+def _serves_dns(f: Facts) -> bool:
+    sp = f.service_port
+    names = (sp.name, str(sp.target_port)) if sp else ()
+    return 53 in (f.port, f.target_port) or any(n and n.startswith("dns") for n in names)
+
+
+def _dns_name(f: Facts) -> str:
+    """The name a DNS port is asked for: any will do, a response of any kind shows the port answers."""
+    if f.service is not None:
+        return f"{f.service.name}.{f.namespace}.svc.{f.cluster_domain}."
+    return f"kubernetes.default.svc.{f.cluster_domain}."
+
+
+def _connect(f: Facts, ip: str, port: int, attempts: int = 1, until_covered: int = 0) -> TcpConnect:
+    """The checked port's probe: a TCP connect, or a UDP exchange (a DNS query where it serves DNS)."""
+    if protocol(f) == "UDP":
+        return UdpExchange(ip, port, attempts, until_covered, _dns_name(f) if _serves_dns(f) else None)
+    return TcpConnect(ip, port, attempts, until_covered)
+
+
+def _to(ip: str, port: int, f: Facts) -> str:
+    return f"{ip}:{port}" + ("/udp" if protocol(f) == "UDP" else "")
+
+
+def _probing(f: Facts) -> bool:
+    return bool(f.target_port) and protocol(f) in PROBED_PROTOCOLS
+
+
+def _declaring_first(f: Facts, pod: Pod, port: int) -> tuple[str, ...]:
+    """The pod's containers, the one declaring the port first: its exec is the likeliest to work."""
+    wanted = protocol(f)
+    declaring = [c.container for c in pod.container_ports if c.container and c.protocol == wanted and c.port == port]
+    return tuple(dict.fromkeys([*declaring, *pod.containers]))
 
 
 def attempts_to_cover(backends: int) -> int:
@@ -117,9 +226,10 @@ def attempts_to_cover(backends: int) -> int:
 
 
 def _listener_steps(f: Facts) -> list[Step]:
-    if not f.target_port:
+    if not _probing(f):
         return []
-    return [_step(f"listen:{p.name}", "ND-TGT-003", Layer.TARGET, None, InspectListeners(p.name, f.target_port),
+    return [_step(f"listen:{p.name}", "ND-TGT-003", Layer.TARGET, None,
+                  InspectListeners(p.name, port_of(f, p), protocol(f), _declaring_first(f, p, port_of(f, p))),
                   f"sockets of {p.name}") for p in _reachable_backends(f)]
 
 
@@ -129,26 +239,27 @@ def _dns_steps(f: Facts, o: Options) -> list[Step]:
         return []
     fqdn = f"{svc.name}.{f.namespace}.svc.{f.cluster_domain}."
     short = svc.name if f.source_namespace == f.namespace else f"{svc.name}.{f.namespace}"
+    rdtype = "CNAME" if svc.external_name else "A"  # an ExternalName Service is a CNAME
     steps = [
         _step("dns:resolv", "ND-DNS-001", Layer.DNS, SOURCE, ReadResolvConf(f.source_pod), "read resolv.conf"),
-        _step("dns:short", "ND-DNS-002", Layer.DNS, SOURCE, DnsQuery(None, short, search=True, attempts=o.lookup_attempts),
-              f"resolve {short}"),
-        _step("dns:fqdn", "ND-DNS-002", Layer.DNS, SOURCE, DnsQuery(None, fqdn, attempts=o.lookup_attempts),
+        _step("dns:short", "ND-DNS-002", Layer.DNS, SOURCE,
+              DnsQuery(None, short, rdtype, search=True, attempts=o.lookup_attempts), f"resolve {short}"),
+        _step("dns:fqdn", "ND-DNS-002", Layer.DNS, SOURCE, DnsQuery(None, fqdn, rdtype, attempts=o.lookup_attempts),
               f"resolve {fqdn}"),
-        _step("dns:repeat", "ND-DNS-004", Layer.DNS, SOURCE, DnsQuery(None, fqdn, attempts=o.dns_attempts),
+        _step("dns:repeat", "ND-DNS-004", Layer.DNS, SOURCE, DnsQuery(None, fqdn, rdtype, attempts=o.dns_attempts),
               f"resolve {fqdn} ×{o.dns_attempts}"),
     ]
     steps += [_step(f"dns:backend:{p.name}", "ND-DNS-005", Layer.DNS, SOURCE,
-                    DnsQuery(p.ip, fqdn, attempts=o.backend_dns_attempts), f"ask {p.name} ({p.ip})")
+                    DnsQuery(p.ip, fqdn, rdtype, attempts=o.backend_dns_attempts), f"ask {p.name} ({p.ip})")
               for p in f.dns_backends if p.ip]
     return steps
 
 
 def _pod_steps(f: Facts) -> list[Step]:
-    if not f.target_port:
+    if not _probing(f):
         return []
-    return [_step(f"pod:{p.name}", "ND-POD-001", Layer.POD, SOURCE, TcpConnect(p.ip, f.target_port),
-                  f"source → {p.name} {p.ip}:{f.target_port}", _expect(f, p.name)) for p in _reachable_backends(f)]
+    return [_step(f"pod:{p.name}", "ND-POD-001", Layer.POD, SOURCE, _connect(f, p.ip, port_of(f, p)),
+                  f"source → {p.name} {_to(p.ip, port_of(f, p), f)}", _expect(f, p.name)) for p in _reachable_backends(f)]
 
 
 def _all_blocked(f: Facts) -> Expect:
@@ -156,28 +267,45 @@ def _all_blocked(f: Facts) -> Expect:
     return Expect.BLOCKED if flows and not any(p.verdict.allowed for p in flows) else Expect.SUCCEED
 
 
+def service_expect(f: Facts, node: str | None) -> Expect:
+    """What the Service IP should do for a probe on `node`: BLOCKED when the policies deny every
+    backend; DROPPED with internalTrafficPolicy Local where the node has no ready endpoint (but
+    another has: with none anywhere kube-proxy rejects, a fault)."""
+    blocked = _all_blocked(f)
+    if blocked is Expect.BLOCKED or node is None:
+        return blocked
+    if ready_backends(f) and not ready_backends(f, node):
+        return Expect.DROPPED
+    return Expect.SUCCEED
+
+
 def _service_steps(f: Facts, o: Options) -> list[Step]:
     svc, sp = f.service, f.service_port
-    if svc is None or sp is None:
+    if svc is None or sp is None or protocol(f) not in PROBED_PROTOCOLS:
         return []
     steps = []
     if svc.cluster_ip:
-        first, more = _service_rounds(len(ready_backends(f)), o)
-        title = f"source → {svc.cluster_ip}:{sp.port} ×{first}" + (
-            f" (up to ×{first + more} until every ready backend is reached)" if more else "")
+        expect = service_expect(f, f.source_node)
+        first, more = _service_rounds(len(ready_backends(f, f.source_node)), o, sticky(f) or expect is Expect.DROPPED)
+        title = f"source → {_to(svc.cluster_ip, sp.port, f)} ×{first}" + (
+            f" (up to ×{first + more} until every ready backend is reached)" if more else "") + (
+            f" (expected to drop: no ready endpoint on {f.source_node})" if expect is Expect.DROPPED else "")
         steps.append(_step("svc:clusterip", "ND-SVC-001", Layer.SERVICE, SOURCE,
-                           TcpConnect(svc.cluster_ip, sp.port, first, more), title, _all_blocked(f)))
+                           _connect(f, svc.cluster_ip, sp.port, first, more), title, expect))
     if sp.node_port:
-        steps += [_step(f"nodeport:{n.name}", "ND-SVC-002", Layer.SERVICE, SOURCE, TcpConnect(n.internal_ip, sp.node_port),
-                        f"source → {n.name} {n.internal_ip}:{sp.node_port}") for n in f.nodes if n.ready and n.internal_ip]
+        steps += [_step(f"nodeport:{n.name}", "ND-SVC-002", Layer.SERVICE, SOURCE, _connect(f, n.internal_ip, sp.node_port),
+                        f"source → {n.name} {_to(n.internal_ip, sp.node_port, f)}") for n in f.nodes
+                  if n.ready and n.internal_ip]
     return steps
 
 
-def _service_rounds(ready: int, o: Options) -> tuple[int, int]:
+def _service_rounds(ready: int, o: Options, one_backend: bool = False) -> tuple[int, int]:
     """The Service IP's first round of attempts, and the round the runner may add (see
-    MISS_PROBABILITY): none for a single backend, none without capture (the first round makes up)."""
+    MISS_PROBABILITY): none for a single backend, none without capture (the first round makes up);
+    none when every connection goes to one backend or none (`one_backend`: session affinity, or a
+    node that drops by its traffic policy)."""
     first = min(MAX_SERVICE_ATTEMPTS, max(4, o.service_attempts_per_backend * ready))
-    if ready < 2:
+    if ready < 2 or one_backend:
         return first, 0
     if o.capture is CaptureMode.OFF:
         return min(MAX_SERVICE_ATTEMPTS, max(first, attempts_to_cover(ready))), 0
@@ -198,14 +326,15 @@ def _ping_steps(probe: PlannedProbe, target: str, key: str, ip: str | None, to_p
 def _node_steps(f: Facts, probes: list[PlannedProbe]) -> list[Step]:
     """Each node's probe → each backend (TCP, and ping where the policies admit ICMP), → the
     Service IP, and DF pings to the probes on the other nodes: the overlay's path MTU."""
-    if not f.target_port:
+    if not _probing(f):
         return []
     steps = []
     for probe in probes:
         where = probe.node or "?"
         for p in _reachable_backends(f):
             steps.append(_step(f"node:{probe.role}:{p.name}", "ND-NODE-002", Layer.NODE, probe.role,
-                               TcpConnect(p.ip, f.target_port), f"{where} → {p.name} ({p.node_name})", _expect(f, p.name)))
+                               _connect(f, p.ip, port_of(f, p)), f"{where} → {p.name} ({p.node_name})",
+                               _expect(f, p.name)))
             if _icmp_ok(f, p.name):
                 steps += _ping_steps(probe, p.name, p.name, p.ip)
         if f.probe_icmp:
@@ -215,6 +344,6 @@ def _node_steps(f: Facts, probes: list[PlannedProbe]) -> list[Step]:
         if f.service and f.service.cluster_ip and f.service_port:
             sp = f.service_port
             steps.append(_step(f"nodesvc:{probe.role}", "ND-NODE-003", Layer.NODE, probe.role,
-                               TcpConnect(f.service.cluster_ip, sp.port, 3), f"{where} → {f.service.cluster_ip}:{sp.port} ×3",
-                               _all_blocked(f)))
+                               _connect(f, f.service.cluster_ip, sp.port, 3),
+                               f"{where} → {_to(f.service.cluster_ip, sp.port, f)} ×3", service_expect(f, probe.node)))
     return steps

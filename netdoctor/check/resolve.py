@@ -110,7 +110,7 @@ def _read(kube: Kube, ns: str, what: str, read):
 def _target(kube: Kube, ns: str, ref: Ref) -> tuple[Service | None, tuple[Pod, ...]]:
     if ref.kind is Kind.SERVICE:
         service = _read(kube, ns, f"service {ref.name!r}", lambda: kube.service(ns, ref.name))
-        selected = kube.pods(ns, _selector_text(service)) if service.selector else []
+        selected = kube.pods(ns, _selector_text(service)) if service.selector else _named_by_slices(kube, ns, service)
         return service, tuple(selected)
     if ref.kind is Kind.POD:
         pods = (_read(kube, ns, f"pod {ref.name!r}", lambda: kube.pod(ns, ref.name)),)
@@ -118,6 +118,12 @@ def _target(kube: Kube, ns: str, ref: Ref) -> tuple[Service | None, tuple[Pod, .
         deploy = _read(kube, ns, f"deployment {ref.name!r}", lambda: kube.deployment(ns, ref.name))
         pods = tuple(kube.pods(ns, str(deploy.selector)))
     return _service_for(kube, ns, pods), pods
+
+
+def _named_by_slices(kube: Kube, ns: str, service: Service) -> list[Pod]:
+    """A Service without a selector: the pods its hand-made EndpointSlices point at (targetRef)."""
+    names = {e.pod_name for s in kube.endpoint_slices(ns, service.name) for e in s.endpoints if e.pod_name}
+    return [p for p in kube.pods(ns) if p.name in names] if names else []
 
 
 def _selector_text(service: Service) -> str:

@@ -64,6 +64,7 @@ class ContainerPort:
     name: str | None
     port: int
     protocol: str = "TCP"
+    container: str | None = None  # the container that declares it (None for an EndpointSlice's port)
 
 
 class ContainerStateKind(Enum):
@@ -150,7 +151,7 @@ class Pod:
             ready=_condition_true(status, "Ready"),
             host_network=bool(spec.get("hostNetwork")),
             container_ports=tuple(
-                ContainerPort(p.get("name"), int(p["containerPort"]), p.get("protocol") or "TCP")
+                ContainerPort(p.get("name"), int(p["containerPort"]), p.get("protocol") or "TCP", c.get("name"))
                 for c in containers
                 for p in c.get("ports") or []
             ),
@@ -217,6 +218,10 @@ class Service:
     selector: tuple[tuple[str, str], ...]  # empty: no selector (manually managed endpoints)
     publish_not_ready_addresses: bool = False
     external_name: str | None = None
+    internal_traffic_policy: str = "Cluster"  # "Local": a node without a local endpoint drops the ClusterIP
+    external_traffic_policy: str = "Cluster"  # "Local": a NodePort answers outsiders only where an endpoint is
+    session_affinity: str = "None"  # "ClientIP": one client, one backend
+    load_balancer_ips: tuple[str, ...] = ()  # status.loadBalancer.ingress: empty while no load balancer serves it
 
     @property
     def selector_map(self) -> dict[str, str]:
@@ -245,6 +250,11 @@ class Service:
             selector=tuple(sorted((spec.get("selector") or {}).items())),
             publish_not_ready_addresses=bool(spec.get("publishNotReadyAddresses")),
             external_name=spec.get("externalName"),
+            internal_traffic_policy=spec.get("internalTrafficPolicy") or "Cluster",
+            external_traffic_policy=spec.get("externalTrafficPolicy") or "Cluster",
+            session_affinity=spec.get("sessionAffinity") or "None",
+            load_balancer_ips=tuple(i.get("ip") or i.get("hostname") or "" for i in
+                                    ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []),
         )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from netdoctor.check.plan import MISS_PROBABILITY, ready_backends
+from netdoctor.check.plan import MISS_PROBABILITY, ready_backends, sticky
 from netdoctor.judge import hops
 from netdoctor.model import Evidence, PathOutcome, Step
 from netdoctor.observations import TcpOutcome
@@ -37,7 +37,8 @@ class BackendReach:
 @dataclass(frozen=True)
 class Coverage:
     """`backends` holds every ready backend, or nothing when the captures cannot tell which backend
-    a connection went to (no capture, or no translation to a ready backend seen)."""
+    a connection went to (no capture, or no translation to a ready backend seen). With session
+    affinity (`sticky`) one client's connections all go to one backend: the others are not missed."""
 
     ready: int  # ready backends behind the Service
     attempts: int  # connections the step made
@@ -45,6 +46,7 @@ class Coverage:
     backends: tuple[BackendReach, ...] = ()
     unseen_answered: int = 0  # connected attempts the captures attribute to no ready backend
     untold: int = 0  # connections seen leaving the source, neither translated as far as seen nor shown untranslated
+    sticky: bool = False  # sessionAffinity ClientIP
 
     @property
     def known(self) -> bool:
@@ -65,6 +67,8 @@ class Coverage:
         improbable and every connected attempt is accounted for)."""
         if not self.having(Reach.REACHED):
             return ()
+        if self.sticky:
+            return self.having(Reach.FAILED)
         improbable = self.unseen_answered == 0 and self.chance < MISS_PROBABILITY
         return tuple(b for b in self.backends
                      if b.reach is Reach.FAILED or (b.reach is Reach.UNACCOUNTED and improbable))
@@ -74,9 +78,9 @@ def of(ev: Evidence, step: Step) -> Coverage:
     """The coverage of a step's connections to a Service IP, from its results and the captures."""
     observation = ev.observed(step.key)
     results = tuple(observation.result or ()) if observation and observation.error is None else ()
-    ready = ready_backends(ev.facts)
+    ready = ready_backends(ev.facts, ev.node_of(step.probe))
     connected = sum(r.outcome is TcpOutcome.CONNECTED for r in results)
-    found = Coverage(len(ready), len(results), connected)
+    found = Coverage(len(ready), len(results), connected, sticky=sticky(ev.facts))
     by_ip = {p.ip: p.name for p in ready}
     sent: dict[str, list[PathOutcome]] = {}
     untold = 0
@@ -104,7 +108,7 @@ def uncovered(ev: Evidence, step: Step) -> tuple[str, ...] | None:
     to cover with fewer than two ready backends, nor when no attempt connected and none could have
     gone to an unseen backend (the captures saw none, or saw them leave untranslated)."""
     found = of(ev, step)
-    if found.ready < 2:
+    if found.ready < 2 or found.sticky:
         return ()
     if found.known:
         return tuple(b.pod for b in found.having(Reach.UNACCOUNTED))
@@ -113,6 +117,10 @@ def uncovered(ev: Evidence, step: Step) -> tuple[str, ...] | None:
 
 def summary(found: Coverage) -> str:
     """One line for the check's message: how many ready backends were reached, or why it's unknown."""
+    if found.known and found.sticky:
+        reached = ", ".join(f"{b.pod} ×{b.connections}" for b in found.having(Reach.REACHED))
+        return (f"session affinity ClientIP: one client, one backend ({reached}); every ready backend is checked "
+                f"on its pod IP (ND-POD-001)")
     if found.known:
         return f"reached {len(found.having(Reach.REACHED))} of {found.ready} ready backends"
     return (f"coverage of the {found.ready} ready backends unknown, no DNAT seen "

@@ -22,7 +22,10 @@ def judge(ev: Evidence) -> list[CheckResult]:
 
 
 def expected_addresses(f: Facts) -> frozenset[str]:
-    """What the Service name should resolve to: the ClusterIP, or the ready endpoints if headless."""
+    """What the Service name should resolve to: the ClusterIP, the ready endpoints if headless, or
+    for an ExternalName Service the CNAME to its external name (queried as a CNAME by the plan)."""
+    if f.service and f.service.external_name:
+        return frozenset({f.service.external_name.rstrip(".") + "."})
     if f.service and f.service.cluster_ip:
         return frozenset({f.service.cluster_ip})
     return frozenset(e.ip for s in f.slices or () for e in s.endpoints if e.ready or f.service.publish_not_ready_addresses)

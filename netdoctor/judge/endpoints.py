@@ -10,8 +10,9 @@ from netdoctor.model import CheckResult, Evidence, State
 
 
 def judge(ev: Evidence) -> list[CheckResult]:
-    if ev.facts.service is None:
-        reason = "the target is not behind a Service"
+    if ev.facts.service is None or ev.facts.service.external_name:
+        reason = "the target is not behind a Service" if ev.facts.service is None else \
+            "an ExternalName Service has no endpoints: DNS answers a CNAME (see DNS)"
         return [skip(i, reason) for i in ("ND-EP-001", "ND-EP-002", "ND-EP-003")]
     return [_ready(ev), _selector(ev), _ports(ev)]
 
@@ -84,7 +85,9 @@ def _ports(ev: Evidence) -> CheckResult:
     problems = ev.facts.port_problems
     if not problems:
         sp = ev.facts.service_port
-        detail = f"port {sp.port}/{sp.protocol} → {ev.facts.target_port}" if sp else "no port to compare"
+        numbers = sorted({port for _, port in ev.facts.backend_ports}) or [ev.facts.target_port]
+        mapped = ", ".join(map(str, numbers)) + (f" (named {sp.target_port}, per pod)" if sp and len(numbers) > 1 else "")
+        detail = f"port {sp.port}/{sp.protocol} → {mapped}" if sp else "no port to compare"
         return passed("ND-EP-003", detail)
     first = problems[0]
     return failed("ND-EP-003", first.cause, first.detail, [p.detail for p in problems], {"detail": first.detail})

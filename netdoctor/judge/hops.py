@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
 from netdoctor.model import (
-    Capture, DnsQuery, Evidence, Hop, HopKind, HopPath, PathOutcome, Ping, Reply, Step, TcpConnect,
+    Capture, DnsQuery, Evidence, Expect, Hop, HopKind, HopPath, PathOutcome, Ping, Reply, Step, TcpConnect, UdpExchange,
 )
 from netdoctor.observations import Interface, InterfaceKind, Inventory, NatEntry, Packet, Refusal, RefusalKind
 
@@ -127,6 +127,11 @@ def _first_sightings(ev: Evidence, role: str, src: str) -> list[Packet]:
 
 def _request_matcher(ev: Evidence, step: Step) -> Callable[[Packet], bool] | None:
     action = step.action
+    if isinstance(action, UdpExchange):  # a DNS exchange by its query ids: the DNS steps query the same server
+        observation = ev.observed(step.key)
+        ids = {r.query_id for r in (observation.result or ()) if r.query_id is not None} if observation else set()
+        return lambda p: (p.proto == "udp" and p.dst == action.ip and p.dport == action.port
+                          and (p.dns is None or p.dns.id in ids))
     if isinstance(action, TcpConnect):
         return lambda p: (p.proto == "tcp" and p.dst == action.ip and p.dport == action.port
                           and "S" in p.tcp_flags and "A" not in p.tcp_flags)
@@ -142,6 +147,8 @@ def _request_matcher(ev: Evidence, step: Step) -> Callable[[Packet], bool] | Non
 
 
 def _what(step: Step, p: Packet) -> str:
+    if isinstance(step.action, UdpExchange):
+        return f"datagram to {p.dst}:{p.dport}" + (" (DNS query)" if p.dns else "")
     if isinstance(step.action, TcpConnect):
         return f"SYN to {p.dst}:{p.dport}"
     if isinstance(step.action, Ping):
@@ -702,6 +709,8 @@ def _is_service_ip(ev: Evidence, ip: str) -> bool:
 def _drop_cause(ev: Evidence, step: Step, conn: Conn, hops, at, last, params) -> tuple[str, dict[str, str]]:
     hop = hops[at]
     src_node = ev.probes[step.probe].node
+    if step.expect is Expect.DROPPED:
+        return "local-policy-drop", params | {"node": src_node or "?"}
     if _untranslated(ev, conn, hops):
         return "untranslated", params | {"node": src_node or "?"}
     if hop.blind:

@@ -1,20 +1,24 @@
 """Layers 3–5, the data path: source → each pod IP, source → Service IP (and NodePort), and every
-node's probe → each backend (TCP, Service IP, small and DF-sized pings).
+node's probe → each backend (TCP or UDP, Service IP, small and DF-sized pings).
 
 A connection reached its backend only when it connected or the backend itself reset it: the
 captures tell the pod's reset from a node's reject (a NetworkPolicy enforcer or firewall answering
 for the pod, e.g. kube-router), which the probe's connect() cannot ("connection refused" both);
 without capture who refused is unknown, and an unknown refusal proves nothing. Steps the policies
-are expected to block are left to the policy layer.
+are expected to block are left to the policy layer. A UDP port that answers nothing gives no
+evidence either way (open|filtered): where it answers some probe, silence is a loss like a TCP
+timeout; where it answers none, the checks say so and never pass on it. With internalTrafficPolicy
+Local, a node without a ready endpoint is expected to drop the Service IP, and is checked for that.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from netdoctor.check.plan import PROBED_PROTOCOLS, port_of, protocol, traffic_backends
 from netdoctor.judge import coverage, hops
 from netdoctor.judge.common import completed, error, failed, logs, names, passed, skip
-from netdoctor.model import CheckResult, Evidence, Expect, State, Step
+from netdoctor.model import CheckResult, Evidence, Expect, State, Step, UdpExchange
 from netdoctor.observations import PingOutcome, PingResult, Refusal, RefusalKind, TcpOutcome, TcpResult
 
 _SMALL = 56
@@ -49,7 +53,7 @@ def _told_apart(ev: Evidence, a: Attempt) -> Attempt:
 def outcome(results: tuple[TcpResult, ...]) -> TcpOutcome:
     """CONNECTED if any attempt connected, else the most telling failure."""
     seen = [r.outcome for r in results]
-    for o in (TcpOutcome.CONNECTED, TcpOutcome.REFUSED, TcpOutcome.TIMEOUT, TcpOutcome.UNREACHABLE):
+    for o in (TcpOutcome.CONNECTED, TcpOutcome.REFUSED, TcpOutcome.TIMEOUT, TcpOutcome.UNREACHABLE, TcpOutcome.NO_REPLY):
         if o in seen:
             return o
     return TcpOutcome.ERROR
@@ -62,6 +66,7 @@ def attempts(ev: Evidence, check_id: str) -> tuple[list[Attempt], list[str]]:
     done, problems = completed(ev, check_id)
     results = {step.key: tuple(obs.result) for step, obs in done}
     pods = {p.ip: p for p in ev.facts.backends}
+    lost = udp_answers(ev)  # the port answers: a silent exchange was lost, as a TCP timeout
     found = []
     for step, _ in ev.runs(check_id):
         pod = pods.get(step.action.ip)
@@ -69,12 +74,48 @@ def attempts(ev: Evidence, check_id: str) -> tuple[list[Attempt], list[str]]:
         errors = [r for r in tried if r.outcome is TcpOutcome.ERROR]
         if errors:
             problems.append(f"{step.title or step.key}: {len(errors)} of {len(tried)} tries errored ({errors[0].detail})")
+        ended = outcome(tried)
         found.append(Attempt(step, ev.node_of(step.probe), pod.name if pod else step.action.ip,
-                             pod.node_name if pod else None, outcome(tried),
+                             pod.node_name if pod else None,
+                             TcpOutcome.TIMEOUT if lost and ended is TcpOutcome.NO_REPLY else ended,
                              sum(r.outcome is TcpOutcome.CONNECTED for r in tried), len(tried) or step.action.attempts,
                              errored=len(errors) if tried else step.action.attempts))
     found = [_told_apart(ev, a) for a in found]
     return found, problems
+
+
+def udp_answers(ev: Evidence) -> bool:
+    """The checked UDP port answered some exchange of the check: it is no silent service."""
+    return any(r.outcome is TcpOutcome.CONNECTED for s in ev.plan.steps if isinstance(s.action, UdpExchange)
+               for obs in (ev.observed(s.key),) if obs and obs.error is None and obs.result for r in obs.result)
+
+
+def _silent(tried: list[Attempt]) -> list[Attempt]:
+    """UDP exchanges that got neither an answer nor an ICMP error from a port that answers none:
+    open|filtered, no evidence either way."""
+    return [a for a in tried if a.outcome is TcpOutcome.NO_REPLY]
+
+
+def _no_steps(ev: Evidence, otherwise: str) -> str:
+    """Why a data-path check has nothing to run."""
+    svc = ev.facts.service
+    if svc is not None and svc.external_name:
+        return "an ExternalName Service has no pods nor Service IP: DNS answers a CNAME (see DNS)"
+    if ev.facts.target_port and protocol(ev.facts) not in PROBED_PROTOCOLS:
+        return f"{protocol(ev.facts)} ports are not probed"
+    return otherwise
+
+
+def idle(ev: Evidence) -> set[str]:
+    """The backends the Service sends no traffic to (not Ready, while others are): they need not
+    answer, so their attempts are shown but judge nothing."""
+    served = {p.name for p in traffic_backends(ev.facts)}
+    return {p.name for p in ev.facts.backends} - served
+
+
+def _served(ev: Evidence, tried: list[Attempt]) -> list[Attempt]:
+    resting = idle(ev)
+    return [a for a in tried if a.backend not in resting]
 
 
 def _known(tried: list[Attempt]) -> list[Attempt]:
@@ -95,7 +136,8 @@ def _unproven(ev: Evidence, check_id: str, tried: list[Attempt], what, lines: li
 def _line(a: Attempt) -> str:
     tries = f" ({a.connected}/{a.tries})" if a.tries > 1 else ""
     told = f" ({_who(a.refusal)})" if a.refusal else ""
-    return f"{a.step.title or a.step.key}: {a.outcome.value}{tries}{told}"
+    answered = isinstance(a.step.action, UdpExchange) and a.outcome is TcpOutcome.CONNECTED
+    return f"{a.step.title or a.step.key}: {'answered' if answered else a.outcome.value}{tries}{told}"
 
 
 def _who(r: Refusal) -> str:
@@ -128,10 +170,12 @@ def _failure(a: Attempt) -> str | None:
 
 def judge_pod(ev: Evidence) -> list[CheckResult]:
     if not ev.runs("ND-POD-001"):
-        return [skip("ND-POD-001", "no backend pod with an IP to connect to")]
-    tried, problems = attempts(ev, "ND-POD-001")
-    lines = [_line(a) for a in tried] + problems
-    port = ev.facts.target_port
+        return [skip("ND-POD-001", _no_steps(ev, "no backend pod with an IP to connect to"))]
+    shown, problems = attempts(ev, "ND-POD-001")
+    tried, resting = _served(ev, shown), idle(ev)
+    lines = [_line(a) + (" (gets no traffic: need not answer)" if a.backend in resting else "") for a in shown]
+    lines += problems
+    port = ", ".join(map(str, sorted({a.step.action.port for a in tried})))
     for cause in ("rejected", "refused", "refused-unknown", "timeout", "unreachable"):
         bad = [a for a in tried if _failure(a) == cause]
         if bad:
@@ -143,8 +187,17 @@ def judge_pod(ev: Evidence) -> list[CheckResult]:
             what = "rejected by a node" if cause == "rejected" else bad[0].outcome.value
             return [failed("ND-POD-001", cause, f"{len(pods)}/{len(tried)} backends {what} on port {port}",
                            lines, params, log=logs(ev, "ND-POD-001"))]
+    silent = _silent(tried)
+    if silent:
+        pods = [a.backend for a in silent]
+        return [failed("ND-POD-001", "open-filtered", f"{len(pods)}/{len(tried)} backends answer nothing on UDP port "
+                       f"{port}, and send no ICMP error: open|filtered", lines, {"pods": names(pods)}, State.WARN)]
     return [_unproven(ev, "ND-POD-001", tried, lambda a: a.backend, lines)
-            or passed("ND-POD-001", f"{len(tried)}/{len(tried)} backends connect on port {port}", lines)]
+            or passed("ND-POD-001", f"{len(tried)}/{len(tried)} backends {_verb(ev)} on port {port}", lines)]
+
+
+def _verb(ev: Evidence) -> str:
+    return "answer" if protocol(ev.facts) == "UDP" else "connect"
 
 
 # --- layer 4: Service IP -----------------------------------------------------------------------
@@ -156,8 +209,8 @@ def judge_service(ev: Evidence) -> list[CheckResult]:
 
 def _cluster_ip(ev: Evidence) -> CheckResult:
     svc = ev.facts.service
-    if svc is None or not svc.cluster_ip:
-        return skip("ND-SVC-001", "no Service IP (headless or not a Service)")
+    if svc is None or not svc.cluster_ip or not ev.runs("ND-SVC-001"):
+        return skip("ND-SVC-001", _no_steps(ev, "no Service IP (headless or not a Service)"))
     tried, problems = attempts(ev, "ND-SVC-001")
     if not tried:
         return error("ND-SVC-001", "no connection to the Service IP completed", problems, logs(ev, "ND-SVC-001"))
@@ -167,6 +220,11 @@ def _cluster_ip(ev: Evidence) -> CheckResult:
     if a.errored and a.connected + a.errored == a.tries:  # no try failed, but the errored ones prove nothing
         return error("ND-SVC-001", f"{a.errored} of {a.tries} connections errored (the other {a.connected} connected): "
                      f"no evidence that {svc.cluster_ip}:{ev.facts.port} works", lines, logs(ev, "ND-SVC-001"))
+    if a.step.expect is Expect.DROPPED:
+        return _dropped_by_design(a, lines, params)
+    if a.outcome is TcpOutcome.NO_REPLY:
+        return failed("ND-SVC-001", "open-filtered", f"{a.tries} exchanges with {svc.cluster_ip}:{ev.facts.port}/udp: no "
+                      f"answer and no ICMP error (open|filtered)", lines, params, State.WARN)
     found = coverage.of(ev, a.step)
     if found.missed:
         return _backend_unreached(ev, found, lines, params)
@@ -190,13 +248,31 @@ def _cluster_ip(ev: Evidence) -> CheckResult:
                   log=logs(ev, "ND-SVC-001"))
 
 
+def _dropped_by_design(a: Attempt, lines: list[str], params: dict[str, str]) -> CheckResult:
+    """internalTrafficPolicy Local, from a node without a ready endpoint: the Service IP must drop
+    there (its rules have nowhere local to send it). PASS when it did; a WARN when it answered or
+    was rejected: the node's Service rules do not honour the policy."""
+    node = a.node or "?"
+    if a.connected == 0 and a.outcome in (TcpOutcome.TIMEOUT, TcpOutcome.NO_REPLY):
+        return passed("ND-SVC-001", f"dropped from {node}, as internalTrafficPolicy Local means on a node without a "
+                      f"ready endpoint (the nodes with one: ND-NODE-003)", lines)
+    return failed("ND-SVC-001", "local-not-dropped", f"{node} has no ready endpoint, yet the Service IP did not drop "
+                  f"({a.outcome.value}, {a.connected}/{a.tries})", lines, params | {"node": node}, State.WARN)
+
+
 def _all_connected(ev: Evidence, a: Attempt, found: coverage.Coverage, lines: list[str],
                    params: dict[str, str]) -> CheckResult:
     """PASS with the coverage; WARN when a ready backend got no connection and chance can't be
-    ruled out (the attempts' cap, or connections the captures missed)."""
-    done = f"{a.connected}/{a.tries} connections to {ev.facts.service.cluster_ip}:{ev.facts.port}"
+    ruled out (the attempts' cap, or connections the captures missed). With session affinity one
+    client reaches one backend: the coverage is the pod IPs' (ND-POD-001)."""
+    done = f"{a.connected}/{a.tries} {'exchanges' if protocol(ev.facts) == 'UDP' else 'connections'} to " \
+           f"{ev.facts.service.cluster_ip}:{ev.facts.port}"
     if found.ready < 2:
         return passed("ND-SVC-001", done, lines)
+    if found.sticky:
+        return passed("ND-SVC-001", f"{done}; {coverage.summary(found)}" if found.known else
+                      f"{done}; session affinity ClientIP: one client reaches one backend, every ready backend is "
+                      f"checked on its pod IP (ND-POD-001)", lines)
     left = found.having(coverage.Reach.UNACCOUNTED)
     if left:
         params = params | {"backends": names(b.pod for b in left), "chance": f"{found.chance:.1g}"}
@@ -238,13 +314,13 @@ def _spread(ev: Evidence, step: Step) -> str:
     counts = hops.spread(ev, step)
     if not counts:
         return "no translated connection seen in the captures"
-    pods = {f"{p.ip}:{ev.facts.target_port}": p.name for p in ev.facts.backends}
+    pods = {f"{p.ip}:{port_of(ev.facts, p)}": p.name for p in ev.facts.backends}
     return "spread: " + ", ".join(f"{pods.get(target, target)} ×{n}" for target, n in counts)
 
 
 def _reaches_every_backend(ev: Evidence, node: str) -> bool:
     """The node's probe reached each backend's pod IP: its paths are fine, its Service rules aren't."""
-    from_node = [x for x in attempts(ev, "ND-NODE-002")[0] if x.node == node]
+    from_node = [x for x in _served(ev, attempts(ev, "ND-NODE-002")[0]) if x.node == node]
     return bool(from_node) and all(reached(x) for x in from_node)
 
 
@@ -257,6 +333,9 @@ def _node_port(ev: Evidence) -> CheckResult:
         return skip("ND-SVC-002", "not a NodePort Service")
     tried, problems = attempts(ev, "ND-SVC-002")
     lines = [_line(a) for a in tried] + problems
+    if _silent(tried):
+        return skip("ND-SVC-002", "the UDP port answers no probe and sends no ICMP error (open|filtered): the "
+                    "NodePort cannot be told working or not")
     bad = [a.step.action.ip for a in _known(tried) if a.outcome is not TcpOutcome.CONNECTED]
     if bad:
         return failed("ND-SVC-002", "nodeport-fail", f"NodePort fails on {len(bad)} node(s)", lines,
@@ -292,12 +371,15 @@ def _pair(a: Attempt) -> str:
 
 def _cross_node(ev: Evidence) -> CheckResult:
     if not ev.runs("ND-NODE-002"):
-        return skip("ND-NODE-002", "no node probes planned")
+        return skip("ND-NODE-002", _no_steps(ev, "no node probes planned"))
     tried, problems = attempts(ev, "ND-NODE-002")
-    expected = [a for a in tried if a.step.expect is Expect.SUCCEED]
+    expected = [a for a in _served(ev, tried) if a.step.expect is Expect.SUCCEED]
     if not expected:
         return skip("ND-NODE-002", "the NetworkPolicies deny these flows (see NetworkPolicy)")
     lines = [_line(a) for a in expected] + problems
+    if _silent(expected):
+        return skip("ND-NODE-002", "the UDP port answers no probe and sends no ICMP error (open|filtered): the paths "
+                    "cannot be told working or not")
     bad = [a for a in _known(expected) if not reached(a)]
     if not bad:
         return _unproven(ev, "ND-NODE-002", expected, _pair, lines) or passed(
@@ -349,17 +431,29 @@ def _node_service_ip(ev: Evidence) -> CheckResult:
         return skip("ND-NODE-003", "no Service IP, or no node probes planned")
     tried, problems = attempts(ev, "ND-NODE-003")
     expected = [a for a in tried if a.step.expect is Expect.SUCCEED]
-    if not expected:
+    dropping = [a for a in tried if a.step.expect is Expect.DROPPED]
+    if not expected and not dropping:
         return skip("ND-NODE-003", "the NetworkPolicies deny these flows (see NetworkPolicy)")
-    lines = [_line(a) for a in expected] + problems
+    if _silent(tried):
+        return skip("ND-NODE-003", "the UDP port answers no probe and sends no ICMP error (open|filtered): the "
+                    "Service IP cannot be told working or not")
+    lines = [_line(a) for a in expected] + [f"{_line(a)} (no ready endpoint there: expected to drop)"
+                                            for a in dropping] + problems
+    answered = [a.node or "?" for a in _known(dropping) if a.outcome is not TcpOutcome.TIMEOUT]
+    if answered:
+        return failed("ND-NODE-003", "local-not-dropped", f"the Service IP did not drop from {names(answered)}, which "
+                      f"has no ready endpoint", lines, {"nodes": names(answered)}, State.WARN)
     bad = [a.node for a in _known(expected) if a.connected == 0 and _reaches_every_backend(ev, a.node)]
-    unproven = _unproven(ev, "ND-NODE-003", expected, lambda a: a.node or "?", lines)
+    unproven = _unproven(ev, "ND-NODE-003", expected + dropping, lambda a: a.node or "?", lines)
     if not bad and unproven:
         return unproven
     if not bad:
         works = [a for a in expected if a.connected]
         rest = "" if len(works) == len(expected) else "; where it fails, the pod IPs fail too (see ND-NODE-002)"
-        return passed("ND-NODE-003", f"the Service IP works from {len(works)}/{len(expected)} node(s){rest}", lines)
+        said = [f"works from {len(works)}/{len(expected)} node(s){rest}"] if expected else []
+        said += [f"drops, as internalTrafficPolicy Local means, from {names(a.node or '?' for a in dropping)} (no "
+                 f"ready endpoint there)"] if dropping else []
+        return passed("ND-NODE-003", "the Service IP " + "; ".join(said), lines)
     cause = "everywhere" if len(bad) == len(expected) else "kube-proxy"
     return failed("ND-NODE-003", cause, f"Service IP fails from {names(bad)} while pod IPs work", lines,
                   {"nodes": names(bad)}, log=logs(ev, "ND-NODE-003"))
@@ -370,7 +464,8 @@ def _pings(ev: Evidence) -> list[CheckResult]:
     if not done:
         if problems:  # every ping step errored: no evidence at all
             return [error(i, "no ping ran", problems, logs(ev, "ND-NODE-004")) for i in ("ND-NODE-004", "ND-NODE-005")]
-        reason = "the NetworkPolicies admit no ICMP on these paths"
+        reason = "the NetworkPolicies admit no ICMP on these paths" if ev.runs("ND-NODE-002") else \
+            _no_steps(ev, "no node probes planned")
         return [skip("ND-NODE-004", reason), skip("ND-NODE-005", reason)]
     by_pair: dict[tuple[str | None, str], list[PingResult]] = {}
     for step, obs in done:

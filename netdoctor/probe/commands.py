@@ -162,10 +162,13 @@ def _unexpected(result: ExecResult) -> str:
 
 # ---------------------------------------------------------------- DNS
 
-_DNS_LINE = re.compile(
-    r"^netdoctor-dns attempt=(?P<n>\d+) rc=(?P<rc>\d+) t0=(?P<t0>\S*) t1=(?P<t1>\S*) hex=(?P<hex>[0-9a-f]*)$",
-    re.M,
-)
+def _framed(tag: str) -> re.Pattern:
+    """The line `_exchange_script` prints per attempt."""
+    return re.compile(rf"^netdoctor-{tag} attempt=(?P<n>\d+) rc=(?P<rc>\d+) t0=(?P<t0>\S*) t1=(?P<t1>\S*) "
+                      r"hex=(?P<hex>[0-9a-f]*)$", re.M)
+
+
+_DNS_LINE = _framed("dns")
 
 
 def dns_query(name: str, rdtype: str) -> dns.message.Message:
@@ -174,30 +177,40 @@ def dns_query(name: str, rdtype: str) -> dns.message.Message:
 
 
 def dns_command(server: str, query: dns.message.Message, timeout: float, attempts: int) -> list[str]:
-    """One exec sending `query` `attempts` times at once (a socket each), one framed line per attempt.
+    """One exec sending `query` to port 53 `attempts` times at once, one framed line per attempt
+    (see `_exchange_script`): exit 0 means the hex is the DNS response."""
+    return _bash(_exchange_script("dns", server, 53, query.to_wire(), timeout, attempts))
+
+
+def _exchange_script(tag: str, ip: str, port: int, payload: bytes, timeout: float, attempts: int) -> str:
+    """A bash script sending `payload` as one datagram to ip:port `attempts` times at once (a
+    connected socket each), one line `netdoctor-<tag> attempt= rc= t0= t1= hex=` per attempt.
 
     The attempts run concurrently so that the whole exec lasts one timeout, lost or not. Each line
     carries the exit code and the reply (or dd's error text) as hex: exit 0 means the hex is the
-    DNS response, a timeout exit code means no reply, anything else is an error text.
+    reply, a timeout exit code means no reply, anything else is an error text (a connected UDP
+    socket reads an ICMP port unreachable as "Connection refused").
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
-    wire = "".join(f"\\x{b:02x}" for b in query.to_wire())
+    if not payload:
+        raise ValueError("an empty payload sends no datagram")
+    wire = "".join(f"\\x{b:02x}" for b in payload)
     # One write, one datagram: bash's printf flushes at every 0x0a byte (in a query id, or the
-    # length of a 10-letter label such as "production"), which would split the query in two.
+    # length of a 10-letter label such as "production"), which would split the payload in two.
     send = (
-        f"exec 3<>/dev/udp/{_ip(server)}/53 && "
+        f"exec 3<>/dev/udp/{_ip(ip)}/{_port(port)} && "
         f"printf '{wire}' | dd bs=65535 count=1 iflag=fullblock status=none >&3 && "
         f"timeout {_seconds(timeout)} dd bs=65535 count=1 status=none <&3"
     )
-    return _bash(
+    return (
         "set -o pipefail\n"
         "attempt() {\n"
         "  t0=$EPOCHREALTIME\n"
         f"  out=$( ( {send} ) 2>&1 | od -An -v -tx1 )\n"
         "  rc=$?\n"
         "  t1=$EPOCHREALTIME\n"
-        "  printf 'netdoctor-dns attempt=%s rc=%s t0=%s t1=%s hex=%s\\n' "
+        f"  printf 'netdoctor-{tag} attempt=%s rc=%s t0=%s t1=%s hex=%s\\n' "
         "\"$1\" \"$rc\" \"$t0\" \"$t1\" \"${out//[[:space:]]/}\"\n"
         "}\n"
         f"for ((i = 1; i <= {int(attempts)}; i++)); do attempt \"$i\" & done\n"
@@ -249,6 +262,58 @@ def _dns_response(base: DnsResult, query: dns.message.Message, response: dns.mes
         outcome = DnsOutcome.ANSWER if records else DnsOutcome.NOANSWER
     detail = "truncated reply" if response.flags & dns.flags.TC else ""
     return replace(base, outcome=outcome, addresses=records, rcode=dns.rcode.to_text(rcode), detail=detail)
+
+
+# ---------------------------------------------------------------- UDP
+
+UDP_PAYLOAD = b"netdoctor\n"  # the datagram for a UDP port that does not serve DNS
+_UDP_LINE = _framed("udp")
+
+
+def udp_command(ip: str, port: int, timeout: float, attempts: int,
+                query: dns.message.Message | None = None) -> list[str]:
+    """One exec sending `attempts` datagrams to ip:port at once: the DNS `query` where the port
+    serves DNS, else UDP_PAYLOAD."""
+    payload = query.to_wire() if query is not None else UDP_PAYLOAD
+    return _bash(_exchange_script("udp", ip, port, payload, timeout, attempts))
+
+
+def parse_udp(ip: str, port: int, result: ExecResult, query: dns.message.Message | None = None) -> list[TcpResult]:
+    """One result per attempt, judged as a connect: any answer CONNECTED (to a DNS query, its rcode
+    in the detail), an ICMP port unreachable REFUSED, silence NO_REPLY (open|filtered); a single
+    ERROR when the exec itself failed."""
+    query_id = query.id if query is not None else None
+    failure = _missing_tool(result)
+    lines = [] if failure else sorted(_UDP_LINE.finditer(result.stdout.decode("ascii", "replace")),
+                                      key=lambda m: int(m["n"]))
+    if not lines:
+        return [TcpResult(ip, port, TcpOutcome.ERROR, None, failure or _unexpected(result), query_id)]
+    return [_udp_attempt(ip, port, line, query) for line in lines]
+
+
+def _udp_attempt(ip: str, port: int, line: re.Match, query: dns.message.Message | None) -> TcpResult:
+    rc, data, elapsed = int(line["rc"]), bytes.fromhex(line["hex"]), _elapsed(line["t0"], line["t1"])
+    query_id = query.id if query is not None else None
+    if rc in TIMEOUT_EXIT_CODES:
+        return TcpResult(ip, port, TcpOutcome.NO_REPLY, elapsed, "no answer and no ICMP error: open|filtered", query_id)
+    if rc != 0:
+        detail = _tool_message(data.decode("utf-8", "replace")) or f"exit code {rc}"
+        outcome = _tcp_outcome(rc, detail)
+        return TcpResult(ip, port, TcpOutcome.ERROR if outcome is TcpOutcome.TIMEOUT else outcome, elapsed, detail,
+                         query_id)
+    detail = f"{len(data)} bytes back" if query is None else _dns_reply(query, data)
+    return TcpResult(ip, port, TcpOutcome.CONNECTED, elapsed, detail, query_id)
+
+
+def _dns_reply(query: dns.message.Message, data: bytes) -> str:
+    """What a DNS port answered: the response's rcode, or that it is no response to the query."""
+    try:
+        response = dns.message.from_wire(data)
+    except dns.exception.DNSException:
+        return "an answer that is not DNS"
+    if not query.is_response(response):
+        return "a DNS message that does not answer the query"
+    return f"DNS {dns.rcode.to_text(response.rcode())}"
 
 
 # ---------------------------------------------------------------- resolv.conf
@@ -330,29 +395,38 @@ def _ping_detail(text: str) -> str:
 
 # ---------------------------------------------------------------- listeners
 
-LISTEN_STATE = "0A"
+LISTEN_STATES = {"TCP": "0A", "UDP": "07"}  # TCP LISTEN; an unconnected (bound) UDP socket
 
 
-def listeners_command() -> list[str]:
-    """/proc/net/tcp{,6} of the pod's network namespace: readable with `cat` in nearly any image."""
-    return ["cat", "/proc/net/tcp", "/proc/net/tcp6"]
+def listeners_command(protocol: str = "TCP") -> list[str]:
+    """/proc/net/tcp{,6} (or udp) of the pod's network namespace: readable with `cat` in nearly any
+    image, and the same in every container of the pod."""
+    table = protocol.lower()
+    return ["cat", f"/proc/net/{table}", f"/proc/net/{table}6"]
 
 
-def parse_listeners(result: ExecResult, pod_ip: str | None) -> ListenerTable:
-    failure = _missing_tool(result)
+def parse_listeners(result: ExecResult, pod_ip: str | None, protocol: str = "TCP",
+                    container: str | None = None) -> ListenerTable:
+    """The sockets listening (TCP) or bound unconnected (UDP) in the pod; NO_TOOL when the container
+    has no `cat` (a distroless image), UNAVAILABLE when it could not be read otherwise."""
     text = result.stdout.decode("ascii", "replace")
-    if failure or "local_address" not in text:
-        return ListenerTable(ListenerStatus.UNAVAILABLE, detail=failure or _unexpected(result))
+    if result.error is not None and result.error.kind is ExecErrorKind.MISSING_BINARY:
+        return ListenerTable(ListenerStatus.NO_TOOL, detail=f"container {container or '?'} has no "
+                             f"{result.error.binary or 'cat'} (a distroless image?)", container=container)
+    if result.error is not None or "local_address" not in text:
+        return ListenerTable(ListenerStatus.UNAVAILABLE, detail=_missing_tool(result) or _unexpected(result),
+                             container=container)
+    state = LISTEN_STATES[protocol]
     found: dict[tuple[str, int], Listener] = {}
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) < 4 or fields[3] != LISTEN_STATE or ":" not in fields[1]:
+        if len(fields) < 4 or fields[3] != state or ":" not in fields[1]:
             continue
         address, port = _proc_address(fields[1])
         if address is not None:
             found.setdefault((address, port), Listener(address, port, bind_scope(address, pod_ip)))
     listeners = tuple(sorted(found.values(), key=lambda item: (item.port, item.address)))
-    return ListenerTable(ListenerStatus.OK, listeners)
+    return ListenerTable(ListenerStatus.OK, listeners, container=container)
 
 
 def _proc_address(field: str) -> tuple[str | None, int]:

@@ -181,13 +181,15 @@ class Probe:
         return commands.parse_ping(ip, size, result)
 
 
-def listeners_of(kube: Kube, pod: Pod, container: str | None = None, timeout: float = 10.0) -> ListenerTable:
-    """The TCP sockets listening in an existing pod, from /proc/net/tcp{,6} (needs only `cat`)."""
+def listeners_of(kube: Kube, pod: Pod, container: str | None = None, timeout: float = 10.0,
+                 protocol: str = "TCP") -> ListenerTable:
+    """The sockets listening (TCP) or bound (UDP) in an existing pod, from /proc/net/tcp{,6} or
+    udp{,6} read by `cat` in `container` (NO_TOOL when it has none: a distroless image)."""
     try:
-        result = kube.exec(pod.namespace, pod.name, commands.listeners_command(), container, timeout=timeout)
+        result = kube.exec(pod.namespace, pod.name, commands.listeners_command(protocol), container, timeout=timeout)
     except ApiError as exc:  # no exec permission, container not running: say so, the check goes on
-        return ListenerTable(ListenerStatus.UNAVAILABLE, detail=exc.server_message)
-    return commands.parse_listeners(result, pod.ip)
+        return ListenerTable(ListenerStatus.UNAVAILABLE, detail=exc.server_message, container=container)
+    return commands.parse_listeners(result, pod.ip, protocol, container)
 
 
 class ProbeFleet:

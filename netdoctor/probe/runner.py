@@ -24,9 +24,9 @@ from netdoctor.errors import NetdoctorError, ProbeError
 from netdoctor.cluster.kube import Kube
 from netdoctor.model import (
     Capture, CaptureMode, DnsQuery, Evidence, Facts, InspectListeners, Observation, Ping, Plan, PlannedProbe,
-    ProbePurpose, ReadResolvConf, RunningProbe, Step, TcpConnect,
+    ProbePurpose, ReadResolvConf, RunningProbe, Step, TcpConnect, UdpExchange,
 )
-from netdoctor.observations import DnsOutcome, ResolvConf
+from netdoctor.observations import DnsOutcome, ListenerStatus, ListenerTable, ResolvConf
 from netdoctor.probe.fleet import (
     DEFAULT_IMAGE, Capability, LaunchFailure, OwnerFallback, Probe, ProbeFleet, ProbeLaunchError, ProbeRole, ProbeSpec,
     listeners_of,
@@ -264,10 +264,14 @@ class _Executor:
     def _execute(self, step: Step, log: list[str]):
         action = step.action
         if isinstance(action, InspectListeners):
-            pod = next(p for p in self.facts.backends if p.name == action.pod)
-            return listeners_of(self.kube, pod)
+            return self._listeners(action, log)
         probe = self.probes[step.probe]
         log.append(f"in {probe.namespace}/{probe.name}")
+        if isinstance(action, UdpExchange):
+            query = commands.dns_query(action.dns_name, "A") if action.dns_name else None
+            result = probe.exec(commands.udp_command(action.ip, action.port, self.timeout, action.attempts, query),
+                                commands.exec_deadline(self.timeout))
+            return tuple(commands.parse_udp(action.ip, action.port, result, query))
         if isinstance(action, TcpConnect):
             return tuple(probe.tcp_connect(action.ip, action.port, self.timeout, action.attempts))
         if isinstance(action, Ping):
@@ -278,6 +282,20 @@ class _Executor:
         if isinstance(action, DnsQuery):
             return self._dns(probe, action, log)
         raise ValueError(f"unknown action {action!r}")
+
+    def _listeners(self, action: InspectListeners, log: list[str]) -> ListenerTable:
+        """The pod's socket table, read by `cat` in the first of the step's containers that has it
+        (the one declaring the port comes first; the sockets are the pod's, shared by them all)."""
+        pod = next(p for p in self.facts.backends if p.name == action.pod)
+        tried = []
+        for container in action.containers or (None,):
+            table = listeners_of(self.kube, pod, container, protocol=action.protocol)
+            log.append(f"{pod.name}/{container or '?'}: cat /proc/net/{action.protocol.lower()}: {table.status.value}")
+            if table.status is not ListenerStatus.NO_TOOL:
+                return table
+            tried.append(container or "?")
+        return ListenerTable(ListenerStatus.NO_TOOL, detail=f"no container of {pod.name} can run cat "
+                             f"({', '.join(tried)}: distroless images?)")
 
     def _resolv_conf(self, probe: Probe):
         with self._lock:

@@ -194,6 +194,86 @@ def test_dns_command_for_real_on_loopback(udp_dns_server):
     assert [(r.outcome, r.addresses) for r in results] == [(DnsOutcome.ANSWER, ("10.1.2.3",))] * 2
 
 
+# ---------------------------------------------------------------- UDP
+
+def udp_line(attempt, rc, data: bytes):
+    return f"netdoctor-udp attempt={attempt} rc={rc} t0=1.0 t1=1.5 hex={data.hex()}\n"
+
+
+def test_parse_udp_answer_refusal_silence_and_errors():
+    out = (udp_line(2, 0, b"statsd-1 10.244.1.9:40000\n") + udp_line(1, 124, b"")
+           + udp_line(3, 1, b"dd: error reading 'standard input': Connection refused\n")
+           + udp_line(4, 1, b"dd: error reading 'standard input': No route to host\n")
+           + udp_line(5, 1, b"dd: something else\n"))
+    results = pc.parse_udp("10.244.1.9", 8125, ok(out))
+    assert [r.outcome for r in results] == [TcpOutcome.NO_REPLY, TcpOutcome.CONNECTED, TcpOutcome.REFUSED,
+                                            TcpOutcome.UNREACHABLE, TcpOutcome.ERROR]
+    assert results[0].detail == "no answer and no ICMP error: open|filtered" and results[1].elapsed == pytest.approx(0.5)
+    assert pc.parse_udp("10.244.1.9", 8125, MISSING_BASH)[0].outcome is TcpOutcome.ERROR
+    assert pc.parse_udp("10.244.1.9", 8125, ok("junk"))[0].outcome is TcpOutcome.ERROR
+
+
+def test_a_dns_port_answers_with_any_dns_response_to_the_query():
+    q = pc.dns_query("dns.zoo.svc.cluster.local.", "A")
+    other = pc.dns_query("dns.zoo.svc.cluster.local.", "A")
+    other.id = (q.id + 1) % 65536
+    out = (udp_line(1, 0, reply_for(q, dns.rcode.REFUSED).to_wire()) + udp_line(2, 0, reply_for(other).to_wire())
+           + udp_line(3, 0, b"hello"))
+    results = pc.parse_udp("10.244.1.2", 53, ok(out), q)
+    assert [r.outcome for r in results] == [TcpOutcome.CONNECTED] * 3
+    assert [r.detail for r in results] == ["DNS REFUSED", "a DNS message that does not answer the query",
+                                           "an answer that is not DNS"]
+    assert {r.query_id for r in results} == {q.id}
+
+
+@pytest.fixture
+def udp_ports():
+    """A UDP echo server, a silent one and a closed port on loopback."""
+    echo, silent, closed = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3))
+    for sock in (echo, silent, closed):
+        sock.bind(("127.0.0.1", 0))
+    ports = tuple(sock.getsockname()[1] for sock in (echo, silent, closed))
+    closed.close()
+    echo.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                data, addr = echo.recvfrom(4096)
+            except TimeoutError:
+                continue
+            echo.sendto(b"pong " + data, addr)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield ports
+    stop.set()
+    thread.join(2)
+    echo.close()
+    silent.close()
+
+
+def test_udp_command_for_real_on_loopback(udp_ports):
+    echo, silent, closed = udp_ports
+    [answered] = pc.parse_udp("127.0.0.1", echo, run_locally(pc.udp_command("127.0.0.1", echo, 1, 1)))
+    assert (answered.outcome, answered.detail) == (TcpOutcome.CONNECTED, f"{len(b'pong ' + pc.UDP_PAYLOAD)} bytes back")
+    refused = pc.parse_udp("127.0.0.1", closed, run_locally(pc.udp_command("127.0.0.1", closed, 1, 2)))
+    assert [r.outcome for r in refused] == [TcpOutcome.REFUSED] * 2
+    [quiet] = pc.parse_udp("127.0.0.1", silent, run_locally(pc.udp_command("127.0.0.1", silent, 0.5, 1)))
+    assert quiet.outcome is TcpOutcome.NO_REPLY
+
+
+def test_udp_listeners_for_real_on_this_machine():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", 0))
+    try:
+        table = pc.parse_listeners(run_locally(pc.listeners_command("UDP")), None, "UDP")
+        assert [x.scope for x in table.on_port(sock.getsockname()[1])] == [BindScope.ANY]
+    finally:
+        sock.close()
+
+
 # ---------------------------------------------------------------- resolv.conf
 
 def test_parse_resolv_conf_and_candidates():
@@ -277,8 +357,24 @@ def test_parse_listeners():
 
 def test_parse_listeners_unavailable():
     missing = ExecResult(None, b"", b"", ExecError(ExecErrorKind.MISSING_BINARY, "exec: \"cat\": executable file not found", "cat"))
-    assert pc.parse_listeners(missing, None).status is ListenerStatus.UNAVAILABLE
+    distroless = pc.parse_listeners(missing, None, container="app")
+    assert (distroless.status, distroless.container) == (ListenerStatus.NO_TOOL, "app")
+    assert distroless.detail == "container app has no cat (a distroless image?)"
+    refused = ExecResult(None, b"", b"", ExecError(ExecErrorKind.FAILURE, "container not running"))
+    assert pc.parse_listeners(refused, None).status is ListenerStatus.UNAVAILABLE
     assert pc.parse_listeners(ok("hello"), None).status is ListenerStatus.UNAVAILABLE
+
+
+PROC_UDP = """   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  100: 00000000:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 0
+  101: 0A01F40A:1FBD 0B01F40A:0035 01 00000000:00000000 00:00000000 00000000     0        0 2 2 0000000000000000 0
+"""
+
+
+def test_udp_listeners_are_the_unconnected_bound_sockets():
+    table = pc.parse_listeners(ok(PROC_UDP), "10.244.1.10", "UDP")
+    assert [(x.address, x.port, x.scope) for x in table.listeners] == [("0.0.0.0", 53, BindScope.ANY)]
+    assert pc.listeners_command("UDP") == ["cat", "/proc/net/udp", "/proc/net/udp6"]
 
 
 def test_listeners_for_real_on_this_machine():
