@@ -68,7 +68,9 @@ complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subco
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from status' -l help
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l name -r
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l nodes -r
+complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l cni -x -a 'flannel calico cilium'
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l overlay -x -a 'vxlan routed'
+complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l proxy -x -a 'nftables iptables none'
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l policy -x -a 'drop reject off'
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l scenario -r -F
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l help

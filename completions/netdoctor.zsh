@@ -26,8 +26,10 @@ _netdoctor() {
   case "$path:$prev" in
     check:-o|check:--output) COMPREPLY=($(compgen -W "text json markdown junit" -- "$cur")); return ;;
     lab_demo:--fault) COMPREPLY=($(compgen -W "dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked node-down" -- "$cur")); return ;;
+    lab_up:--cni) COMPREPLY=($(compgen -W "flannel calico cilium" -- "$cur")); return ;;
     lab_up:--overlay) COMPREPLY=($(compgen -W "vxlan routed" -- "$cur")); return ;;
     lab_up:--policy) COMPREPLY=($(compgen -W "drop reject off" -- "$cur")); return ;;
+    lab_up:--proxy) COMPREPLY=($(compgen -W "nftables iptables none" -- "$cur")); return ;;
     policy_matrix:-o|policy_matrix:--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
     *:--kubeconfig|*:-f|*:--filename|*:--scenario) COMPREPLY=($(compgen -f -- "$cur")); return ;;
   esac
@@ -45,7 +47,7 @@ _netdoctor() {
     lab_fix) words="dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked node-down --name --help" ;;
     lab_kubeconfig) words="--name --help" ;;
     lab_status) words="--name --help" ;;
-    lab_up) words="--name --nodes --overlay --policy --scenario --help" ;;
+    lab_up) words="--name --nodes --cni --overlay --proxy --policy --scenario --help" ;;
     policy) words="explain matrix --help" ;;
     policy_explain) words="--from --to --port -f --filename --kubeconfig --context --help" ;;
     policy_matrix) words="-f --filename --port -n --namespace -A --all-namespaces -o --output --kubeconfig --context --help" ;;

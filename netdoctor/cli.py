@@ -53,14 +53,15 @@ def completion_tree():
     """The app's commands with the values worth completing."""
     from netdoctor import completions
     from netdoctor.lab.faults import CATALOG
-    from netdoctor.lab.state import PolicyMode
+    from netdoctor.lab.state import Cni, PolicyMode, ProxyMode
 
     faults = tuple(CATALOG)
     formats = ("text", "json", "markdown", "junit")
     values = {
         ("check",): {"-o": formats},
         ("policy", "matrix"): {"-o": ("text", "json")},
-        ("lab", "up"): {"--overlay": ("vxlan", "routed"), "--policy": tuple(m.value for m in PolicyMode)},
+        ("lab", "up"): {"--overlay": ("vxlan", "routed"), "--policy": tuple(m.value for m in PolicyMode),
+                        "--cni": tuple(c.value for c in Cni), "--proxy": tuple(m.value for m in ProxyMode)},
         ("lab", "break"): {"": faults},
         ("lab", "fix"): {"": faults},
         ("lab", "demo"): {"--fault": faults},

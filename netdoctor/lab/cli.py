@@ -13,7 +13,7 @@ from rich.table import Table
 
 from netdoctor.environment import Environment
 from netdoctor.lab import lifecycle
-from netdoctor.lab.state import LabConfig
+from netdoctor.lab.state import LabConfig, ProxyMode
 
 app = typer.Typer(help="A disposable cluster made of real Linux networking.", no_args_is_help=True)
 
@@ -25,19 +25,30 @@ def up(
     ctx: typer.Context,
     name: str = typer.Option("demo", "--name", help="Lab name: 1-8 lowercase letters and digits."),
     nodes: int = typer.Option(2, "--nodes", help="Number of nodes."),
-    overlay: str = typer.Option("vxlan", "--overlay", help="vxlan (flannel-like) or routed."),
+    cni: str = typer.Option(
+        "flannel", "--cni",
+        help="The CNI dialect: flannel (cni0 bridge, flannel.1), calico (cali veths, /32 routes, proxy-ARP "
+             "gateway, vxlan.calico or BGP-style routes) or cilium (lxc veths, cilium_host, cilium_vxlan, "
+             "Services translated at the socket, policy on the lxc devices)."),
+    overlay: str = typer.Option("vxlan", "--overlay", help="vxlan (the CNI's VXLAN device) or routed (plain routes)."),
+    proxy: Optional[str] = typer.Option(
+        None, "--proxy",
+        help="What translates Service IPs: kube-proxy's nftables or iptables mode, or none (the CNI does: "
+             "cilium only). Default: nftables, none for cilium."),
     policy: str = typer.Option(
         "drop", "--policy",
-        help="NetworkPolicy: drop denied packets (Calico, Cilium), reject them with ICMP port unreachable "
-             "from the node (kube-router), or off (flannel). 'enforce' means drop."),
+        help="NetworkPolicy ('enforce' means drop): drop denied packets, reject them with ICMP (the node's "
+             "port unreachable as kube-router sends it, Calico's Reject; Cilium's 'packet filtered', for "
+             "egress only), or off."),
     scenario: str = typer.Option("shop", "--scenario", help="A built-in scenario name or a manifest file."),
 ) -> int:
     """Build a lab and load a scenario; prints where its kubeconfig is."""
     env: Environment = ctx.obj
-    result = lifecycle.up(LabConfig(name, nodes, overlay, policy, scenario).validate())
+    result = lifecycle.up(LabConfig(name, nodes, overlay, policy, scenario, cni, proxy or "").validate())
     out = env.console()
+    config = result.config
     out.print(f"lab [bold]{result.name}[/] is up in {result.seconds:.1f}s: {result.nodes} nodes, "
-              f"{result.pods} pods ({result.config.overlay}, policy {result.config.policy})")
+              f"{result.pods} pods ({config.cni} {config.overlay}, {_proxy_words(config)}, policy {config.policy})")
     out.print(f"kubeconfig: {result.kubeconfig}")
     out.print(f"  export KUBECONFIG={result.kubeconfig}")
     out.print("  netdoctor check svc/api -n shop")
@@ -60,10 +71,12 @@ def down(
 @app.command()
 def status(ctx: typer.Context, name: Optional[str] = NameOption) -> int:
     """Show the labs on this machine, or one of them."""
-    table = Table("lab", "state", "nodes", "overlay", "policy", "faults", "kubeconfig")
+    table = Table("lab", "state", "nodes", "cni", "overlay", "proxy", "policy", "faults", "kubeconfig")
     for lab in lifecycle.statuses(name):
-        table.add_row(lab.name, lab.state, str(lab.config.nodes), lab.config.overlay, lab.config.policy_mode.value,
-                      ", ".join(lab.faults) or "-", str(lab.kubeconfig))
+        config = lab.config
+        table.add_row(lab.name, lab.state, str(config.nodes), config.cni_dialect.value, config.overlay,
+                      config.proxy_mode.value, config.policy_mode.value, ", ".join(lab.faults) or "-",
+                      str(lab.kubeconfig))
     ctx.obj.console().print(table if table.row_count else "no lab on this machine (netdoctor lab up)")
     return 0
 
@@ -143,6 +156,12 @@ def faults(ctx: typer.Context) -> int:
         table.add_row(fault.name, fault.layer, fault.default_target, fault.summary)
     ctx.obj.console().print(table)
     return 0
+
+
+def _proxy_words(config: LabConfig) -> str:
+    if config.proxy_mode is ProxyMode.NONE:
+        return "no kube-proxy: Cilium translates Services at the socket"
+    return f"kube-proxy {config.proxy_mode.value}"
 
 
 def _run_root(ctx: typer.Context, args: list[str]) -> int:

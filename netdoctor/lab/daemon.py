@@ -17,7 +17,7 @@ from pathlib import Path
 
 from netdoctor import manifests
 from netdoctor.errors import NetdoctorError
-from netdoctor.lab import addons, net
+from netdoctor.lab import addons, cni, net
 from netdoctor.lab.api import auth, kubeconfig, pki
 from netdoctor.lab.api.server import ApiServer
 from netdoctor.lab.api.status import ApiError
@@ -100,7 +100,8 @@ class Lab:
         self.paths = paths
         self.config: LabConfig = paths.read_config()
         self.log = open(paths.log, "a", buffering=1)
-        self.nodes = [net.NodeNet(self.config.name, i, self.config.overlay) for i in range(1, self.config.nodes + 1)]
+        self.nodes = [net.NodeNet(self.config.name, i, self.config.overlay, self.config.cni_dialect)
+                      for i in range(1, self.config.nodes + 1)]
         self.server: ApiServer | None = None
         self.controller: Controller | None = None
         self.kubelets: Kubelets | None = None
@@ -110,15 +111,17 @@ class Lab:
         tokens = auth.new_tokens()
         net.build_fabric(self.config.name)
         for node in self.nodes:
-            net.build_node(node, [p for p in self.nodes if p != node], NODE_RESOLV_CONF)
+            cni.build_node(node, [p for p in self.nodes if p != node], NODE_RESOLV_CONF)
         store = Store()
         runtime = PodRuntime(self.paths.root)
         self.kubelets = Kubelets(self.config.name, self.nodes, runtime, pod_resolv_conf)
-        dataplane = DataPlane(self.nodes, self.paths.zone, self.config.policy_mode)
+        dataplane = DataPlane(self.nodes, self.paths.zone, self.config.policy_mode, self.config.proxy_mode,
+                              self.kubelets.sandbox_of)
         cluster = Cluster(self.config.name, store, self.nodes, runtime, self.kubelets, dataplane)
         for node in self.nodes:
             store.create("nodes", node_object(node))
-        addons.install(store, addons.manifests("flannel", self.config.overlay, "nftables", len(self.nodes)))
+        addons.install(store, addons.manifests(self.config.cni, self.config.overlay, self.config.proxy_mode.value,
+                                               len(self.nodes)))
         apply_objects(store, system_objects(self.paths.zone) + scenario_objects(self.config.scenario))
         self.server = ApiServer(store, runtime, tls, tokens)
         port = self.server.start()

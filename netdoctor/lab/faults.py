@@ -3,7 +3,10 @@
 The catalog (names, summaries, the layer each breaks, default targets) is read by `netdoctor lab
 faults` and by tests; `apply`/`revert` run inside the lab daemon, which owns the objects and the
 data plane, when the desired fault set (written by `lab break` / `lab fix`) changes.
-Defaults target the `shop` scenario: svc shop/api, deploy shop/api, node-1.
+Defaults target the `shop` scenario: svc shop/api, deploy shop/api, node-1. A fault of the
+network is injected the way it happens in the lab's CNI dialect (netdoctor.lab.cni: its routes, its
+VXLAN port and device; Cilium's socket-level translation is what goes stale), and one the dialect
+cannot have (an overlay fault on a routed lab) is refused as the user's error.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Callable
 
-from netdoctor.lab import net, sh
+from netdoctor.lab import cni, net, sh
 from netdoctor.lab.api.status import ApiError
 from netdoctor.labels import from_label_selector
 
@@ -166,15 +169,12 @@ def _kube_proxy_fresh(lab, target):
 
 def _route_missing(lab, target):
     node = lab.node(target)
-    sh.ip_batch(node.netns, [f"route del {peer.pod_cidr}" for peer in lab.peers(node)])
+    sh.ip_batch(node.netns, [r.line("del") for r in cni.of(node).peer_routes(node, lab.peers(node))])
 
 
 def _route_restore(lab, target):
     node = lab.node(target)
-    for peer in lab.peers(node):
-        via = f"via 10.244.{peer.index}.0 dev {net.VXLAN_DEVICE} onlink" if node.overlay == "vxlan" \
-            else f"via {peer.underlay_ip}"
-        sh.ip_batch(node.netns, [f"route replace {peer.pod_cidr} {via}"])
+    sh.ip_batch(node.netns, [r.line("replace") for r in cni.of(node).peer_routes(node, lab.peers(node))])
 
 
 def _overlay_mtu(lab, target):
@@ -186,26 +186,19 @@ def _overlay_mtu_restore(lab, target):
 
 
 def _set_overlay_mtu(lab, node, mtu, df):
-    if node.overlay != "vxlan":
-        raise ApiError(422, "overlay-mtu needs the vxlan overlay")
-    net.delete_vxlan(node)
-    net.build_vxlan(node, lab.peers(node), mtu=mtu, df=df)
-    pod_mtu = mtu or node.pod_mtu
-    lab.kubelets.pod_mtu[node.name] = pod_mtu
-    sh.ip_batch(node.netns, [f"link set {net.POD_BRIDGE} mtu {pod_mtu}"])
-    for uid in lab.kubelets.local_pod_uids(node.name):
-        sandbox = lab.kubelets.sandbox_of(uid)
-        if sandbox and sandbox.host_veth:
-            sh.ip_batch(node.netns, [f"link set {sandbox.host_veth} mtu {pod_mtu}"])
-            sh.ip_batch(sandbox.netns, [f"link set eth0 mtu {pod_mtu}"])
-            sh.sysctl(sandbox.netns, "net.ipv4.route.flush=1")
+    dialect = cni.require_overlay(node)
+    sandboxes = [s for s in map(lab.kubelets.sandbox_of, lab.kubelets.local_pod_uids(node.name)) if s and s.host_veth]
+    dialect.set_overlay_mtu(node, lab.peers(node), sandboxes, mtu, df)
+    lab.kubelets.pod_mtu[node.name] = mtu or node.pod_mtu
+    for sandbox in sandboxes:
+        sh.sysctl(sandbox.netns, "net.ipv4.route.flush=1")
     sh.sysctl(node.netns, "net.ipv4.route.flush=1")
 
 
 def _overlay_blocked(lab, target):
-    if lab.nodes[0].overlay != "vxlan":
-        raise ApiError(422, "overlay-port-blocked needs the vxlan overlay")
-    sh.nft(net.fabric_netns(lab.name), _table("bridge", "overlay-port-blocked", [f"udp dport {net.VXLAN_PORT} drop"]))
+    node = lab.nodes[0]
+    port = cni.require_overlay(node).overlay_port(node)
+    sh.nft(net.fabric_netns(lab.name), _table("bridge", "overlay-port-blocked", [f"udp dport {port} drop"]))
 
 
 def _overlay_open(lab, target):
@@ -313,13 +306,16 @@ CATALOG: dict[str, Fault] = {f.name: f for f in [
     Fault("app-bind-localhost", "target", "the app listens on 127.0.0.1 only", "shop/api",
           _set_bind_address("127.0.0.1"), _set_bind_address(None)),
     Fault("pod-not-ready", "target", "the backends' readiness probe fails", "shop/api", _unhealthy, _healthy),
-    Fault("kube-proxy-stale", "service", "one node has no Service rules (kube-proxy stopped)", "node-1",
+    Fault("kube-proxy-stale", "service", "one node has no Service rules (kube-proxy stopped; under Cilium its "
+          "socket-level translation)", "node-1",
           _kube_proxy_stale, _kube_proxy_fresh),
-    Fault("route-missing", "cross-node", "one node lost its routes to the other nodes' pods", "node-1",
+    Fault("route-missing", "cross-node", "one node lost its routes to the other nodes' pods (Calico: their /26 "
+          "blocks)", "node-1",
           _route_missing, _route_restore),
     Fault("overlay-mtu", "cross-node", "one node's pods and VXLAN use MTU 1500 over a 1500 underlay (DF set)",
           "node-1", _overlay_mtu, _overlay_mtu_restore),
-    Fault("overlay-port-blocked", "cross-node", "the fabric drops VXLAN (UDP 8472)", "fabric",
+    Fault("overlay-port-blocked", "cross-node", "the fabric drops the overlay's VXLAN (UDP 8472; 4789 for Calico)",
+          "fabric",
           _overlay_blocked, _overlay_open),
     Fault("policy-deny-ingress", "policy", "a default-deny NetworkPolicy isolates the Service's pods, no rule lets "
           "clients in", "shop/api",

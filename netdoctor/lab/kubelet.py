@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 from datetime import datetime, timezone
 
-from netdoctor.lab import net, sh
+from netdoctor.lab import cni, net, sh
 from netdoctor.lab.api.status import ApiError
 from netdoctor.lab.runtime import PodRuntime
 
@@ -135,8 +135,9 @@ class Kubelets:
             sandbox = net.Sandbox(node.netns, "", node.underlay_ip, node)
         else:
             ip = self._pools[node.name].take(requested_ip(pod))
-            sandbox = net.build_sandbox(node, uid, ip, self._resolv_conf(pod["metadata"]["namespace"]),
-                                        self.pod_mtu.get(node.name))
+            meta = pod["metadata"]
+            sandbox = cni.of(node).build_sandbox(node, uid, meta["namespace"], meta["name"], ip,
+                                                 self._resolv_conf(meta["namespace"]), self.pod_mtu.get(node.name))
         self._runtime.register(uid, sandbox.netns)
         return PodState(uid, sandbox, time.time())
 

@@ -23,7 +23,7 @@ from netdoctor.errors import NetdoctorError, UsageError
 from netdoctor.exitcodes import ExitCode
 from netdoctor.lab import net, sh
 from netdoctor.lab.faults import CATALOG, Fault
-from netdoctor.lab.state import LabConfig, LabPaths, existing_labs, write_json_atomically
+from netdoctor.lab.state import LabConfig, LabPaths, ProxyMode, existing_labs, write_json_atomically
 
 UP_TIMEOUT = 30.0
 STOP_TIMEOUT = 3.0
@@ -64,6 +64,10 @@ class AppliedFault:
 
 def up(config: LabConfig) -> UpResult:
     sh.require_environment()
+    if config.proxy_mode is not ProxyMode.NFTABLES:
+        sh.require_iptables()
+    if config.proxy_mode is ProxyMode.NONE:
+        sh.require_libnftables()
     paths = LabPaths.of(config.name)
     if paths.root.exists():
         if _alive(paths.daemon_pid()):

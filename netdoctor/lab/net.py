@@ -1,7 +1,7 @@
-"""The lab's data plane topology: a fabric, nodes, pod sandboxes, and the overlay between nodes.
+"""The lab's data plane topology: a fabric, nodes and their addresses, pod sandboxes, teardown.
 
-Called by the lab daemon (build and tear down), the pod runtime (one sandbox per pod) and faults
-(which undo or alter a piece of it). Everything lives in namespaces named `nd-<lab>-…`; the root
+Called by the CNI dialects (netdoctor.lab.cni: the node's and pods' own wiring), the lab daemon
+(tear down), the kubelets and faults. Everything lives in namespaces named `nd-<lab>-…`; the root
 network namespace is never touched: veths are created inside node namespaces and their peers
 pushed straight into the pod or fabric namespace.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netdoctor.lab import sh
+from netdoctor.lab.state import Cni
 
 FABRIC_CIDR = "172.30.0.0/24"
 FABRIC_GATEWAY = "172.30.0.254"
@@ -34,6 +35,7 @@ class NodeNet:
     lab: str
     index: int
     overlay: str  # "vxlan" or "routed"
+    cni: Cni = Cni.FLANNEL
 
     @property
     def name(self) -> str:
@@ -49,6 +51,9 @@ class NodeNet:
 
     @property
     def pod_cidr(self) -> str:
+        """Where this node's pods get their IPs: a /24 (flannel, Cilium) or Calico's /26 block."""
+        if self.cni is Cni.CALICO:
+            return f"10.244.{self.index}.192/26"
         return f"10.244.{self.index}.0/24"
 
     @property
@@ -99,8 +104,9 @@ def build_fabric(lab: str) -> None:
     ])
 
 
-def build_node(node: NodeNet, peers: list[NodeNet], resolv_conf: str) -> None:
-    """Namespace, underlay port on the fabric, pod bridge, forwarding, and routes to the peers."""
+def add_node(node: NodeNet, resolv_conf: str, pod_side: list[str]) -> None:
+    """Namespace, underlay port on the fabric, default route and forwarding; `pod_side` (the CNI's
+    devices, as `ip -batch` lines) goes in the same batch as the underlay."""
     ns, fabric = node.netns, fabric_netns(node.lab)
     sh.run(["ip", "netns", "add", ns])
     write_resolv_conf(ns, resolv_conf)
@@ -113,42 +119,9 @@ def build_node(node: NodeNet, peers: list[NodeNet], resolv_conf: str) -> None:
         f"addr add {node.underlay_ip}/24 dev {UNDERLAY_IF}",
         f"link set {UNDERLAY_IF} up",
         f"route add default via {FABRIC_GATEWAY}",
-        f"link add {POD_BRIDGE} type bridge",
-        f"link set {POD_BRIDGE} address {node.bridge_mac}",
-        f"addr add {node.bridge_ip}/24 dev {POD_BRIDGE}",
-        f"link set {POD_BRIDGE} mtu {node.pod_mtu} up",
+        *pod_side,
     ])
     sh.sysctl(ns, "net.ipv4.ip_forward=1")
-    if node.overlay == "vxlan":
-        build_vxlan(node, peers)
-    else:
-        sh.ip_batch(ns, [f"route add {p.pod_cidr} via {p.underlay_ip}" for p in peers])
-
-
-def build_vxlan(node: NodeNet, peers: list[NodeNet], mtu: int | None = None, df: bool = False) -> None:
-    """The flannel-style VXLAN device with a static forwarding entry and route per peer node."""
-    # Bound to the underlay device the kernel caps the MTU at underlay - 50; a misconfigured
-    # (larger) MTU is only possible unbound, as a CNI that computed it wrong would leave it.
-    bind = "" if mtu and mtu > node.pod_mtu else f" dev {UNDERLAY_IF}"
-    lines = [
-        f"link add {VXLAN_DEVICE} type vxlan id 1 dstport {VXLAN_PORT} local {node.underlay_ip}"
-        f"{bind} nolearning" + (" df set" if df else ""),
-        f"link set {VXLAN_DEVICE} address {node.vtep_mac}",
-        f"addr add 10.244.{node.index}.0/32 dev {VXLAN_DEVICE}",
-        f"link set {VXLAN_DEVICE} mtu {mtu or node.pod_mtu} up",
-    ]
-    for p in peers:
-        lines += [
-            f"route add {p.pod_cidr} via 10.244.{p.index}.0 dev {VXLAN_DEVICE} onlink",
-            f"neigh add 10.244.{p.index}.0 lladdr {p.vtep_mac} dev {VXLAN_DEVICE} nud permanent",
-        ]
-    sh.ip_batch(node.netns, lines)
-    sh.run(["ip", "netns", "exec", node.netns, "bridge", "-batch", "-"], stdin="".join(
-        f"fdb append {p.vtep_mac} dev {VXLAN_DEVICE} dst {p.underlay_ip}\n" for p in peers))
-
-
-def delete_vxlan(node: NodeNet) -> None:
-    sh.ip_batch(node.netns, [f"link del {VXLAN_DEVICE}"])
 
 
 @dataclass(frozen=True)
@@ -163,26 +136,6 @@ class Sandbox:
 
 def pod_netns(lab: str, pod_uid: str) -> str:
     return f"nd-{lab}-p{pod_uid.replace('-', '')[:10]}"
-
-
-def build_sandbox(node: NodeNet, pod_uid: str, ip: str, resolv_conf: str, mtu: int | None = None) -> Sandbox:
-    ns = pod_netns(node.lab, pod_uid)
-    veth = "v" + pod_uid.replace("-", "")[:10]
-    mtu = mtu or node.pod_mtu
-    sh.run(["ip", "netns", "add", ns])
-    write_resolv_conf(ns, resolv_conf)
-    sh.ip_batch(node.netns, [
-        f"link add {veth} mtu {mtu} type veth peer name eth0 netns {ns}",
-        f"link set {veth} master {POD_BRIDGE} up",
-        f"link set dev {veth} type bridge_slave hairpin on",
-    ])
-    sh.ip_batch(ns, [
-        "link set lo up",
-        f"addr add {ip}/24 dev eth0",
-        f"link set eth0 mtu {mtu} up",
-        f"route add default via {node.bridge_ip}",
-    ])
-    return Sandbox(ns, veth, ip, node)
 
 
 def delete_netns(netns: str) -> None:

@@ -2,11 +2,13 @@
 
 The lab's policy controller calls `render_policy` for each node whenever pods, namespaces or
 policies change, and applies the script with `ip netns exec NODE nft -f -` (it replaces the whole
-table atomically). Like kube-router or Calico, and independently of netdoctor's offline policy
-engine, so that the two can be checked against each other. Pure functions, no I/O.
+table atomically); a Calico or Cilium lab calls `render_calico_policy` or `render_cilium_policy`
+instead, which enforce the same rules where those CNIs do (their docstrings). Like kube-router or
+Calico, and independently of netdoctor's offline policy engine, so that the two can be checked
+against each other. Pure functions, no I/O.
 
-Enforcement lives in the ip forward hook of the node, which sees pod-to-pod traffic (bridged
-traffic too, through br_netfilter) after Service DNAT and before masquerade:
+With flannel, enforcement lives in the ip forward hook of the node, which sees pod-to-pod traffic
+(bridged traffic too, through br_netfilter) after Service DNAT and before masquerade:
 - established/related packets are accepted; a pod reaching itself is always accepted;
 - a packet from an egress-isolated local pod must match an egress rule of a policy selecting it;
 - a packet to an ingress-isolated local pod must match an ingress rule of a policy selecting it;
@@ -36,6 +38,8 @@ from netdoctor.labels import from_label_selector
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
 _NFT_PROTO = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 FORWARD_CHAIN = "KUBE-ROUTER-FORWARD"  # reject mode: kube-router's chain names
+CALICO_TABLE = "calico"
+CILIUM_TABLE = "cilium"
 POD_CHAIN_PREFIX = "KUBE-POD-FW-"
 
 
@@ -155,6 +159,127 @@ def _reject_body(isolations: list[_Isolation], context: _Context) -> str:
     ])
 
 
+def render_calico_policy(endpoints: list[tuple[dict, str]], all_pods: list[dict], namespaces: list[dict],
+                         policies: list[dict], mode: PolicyMode = PolicyMode.DROP) -> str:
+    """Calico's enforcement for one node's workloads, `endpoints` being (pod, its cali interface):
+    Felix's layout in its nftables mode (table `ip calico`, iptables' chain names with the table's
+    prefix). filter-FORWARD -> filter-cali-FORWARD dispatches on the interface to
+    `filter-cali-fw-<iface>` (from the workload: its egress policy) and `filter-cali-tw-<iface>` (to
+    it: its ingress policy). A chain returns what a policy allows and ends in drop ("Drop if no
+    policies passed packet"), or in reject with `--policy reject` (FilterDenyAction REJECT: ICMP
+    port unreachable from the node); a workload no policy selects returns (its profile allows)."""
+    pods = [p for p in map(_pod, all_pods) if p]
+    local = sorted(((p, iface) for obj, iface in endpoints if (p := _pod(obj))), key=lambda e: e[1])
+    isolations = _isolations(policies, [p for p, _ in local])
+    context = (pods, _namespace_labels(namespaces, pods))
+    deny = "reject" if mode is PolicyMode.REJECT else "drop"
+    chains, dispatch = [], {"egress": [], "ingress": []}
+    for pod, iface in local:
+        for direction, kind in (("egress", "fw"), ("ingress", "tw")):
+            name = f"filter-cali-{kind}-{iface}"
+            dispatch[direction].append(f'"{iface}" : goto {name}')
+            mine = [i for i in isolations if i.direction == direction and pod in i.selected]
+            rules = [r for i in mine for r in _direction_rules(i.policy, direction, (pod,), *context, verdict="return")]
+            end = f'counter {deny} comment "Drop if no policies passed packet"' if mine else "return"
+            chains.append(_chain(name, ["ct state established,related accept", "ct state invalid drop", *rules, end]))
+    body = "".join([
+        _self_set(isolations),
+        _map("from-wl-dispatch", dispatch["egress"], "ifname"),
+        _map("to-wl-dispatch", dispatch["ingress"], "ifname"),
+        _chain("filter-FORWARD", ["type filter hook forward priority filter; policy accept;",
+                                  "jump filter-cali-FORWARD"]),
+        _chain("filter-cali-FORWARD", [
+            "ip saddr . ip daddr @self accept",
+            'iifname "cali*" jump filter-cali-from-wl-dispatch',
+            'oifname "cali*" jump filter-cali-to-wl-dispatch',
+        ]),
+        _chain("filter-cali-from-wl-dispatch", ["iifname vmap @from-wl-dispatch"]),
+        _chain("filter-cali-to-wl-dispatch", ["oifname vmap @to-wl-dispatch"]),
+        *chains,
+    ])
+    return f"table ip {CALICO_TABLE} {{}}\ndelete table ip {CALICO_TABLE}\ntable ip {CALICO_TABLE} {{\n{body}}}\n"
+
+
+_FLOW = "ip saddr . ip daddr . meta l4proto . th sport . th dport"
+_REPLY = "ip daddr . ip saddr . meta l4proto . th dport . th sport"
+_PORTS = "meta l4proto { tcp, udp, sctp }"
+
+
+def render_cilium_policy(endpoints: list[tuple[dict, str]], all_pods: list[dict], namespaces: list[dict],
+                         policies: list[dict], host_ips: tuple[str, ...], mode: PolicyMode = PolicyMode.DROP) -> str:
+    """Cilium's enforcement for one node's endpoints, `endpoints` being (pod, its lxc interface),
+    where Cilium's BPF programs make it, in nftables' netdev family (the stand-in for tc/eBPF):
+    egress policy on the source's lxc ingress hook (`from-container`: tcpdump on the lxc still
+    sees the dropped packet), ingress policy on the destination's lxc egress hook (`to-container`:
+    before delivery, so a dropped packet never shows on that lxc). Denied packets vanish (Cilium's
+    drop reason 133, Policy denied); with `--policy reject` an egress deny is answered with ICMP
+    "packet filtered" (admin prohibited), as Cilium >= 1.19's policy-deny-response=icmp does for
+    IPv4 egress denies only; ingress denies still drop. The node keeps no netfilter conntrack for
+    pod traffic, so the state is the table's own, as Cilium's is its BPF CT map: the flows a
+    policy let through (`ct-egress`, `ct-ingress`; echo requests by id) pass both ways. The sets
+    start empty when the table is rewritten (pods or policies changed). The node's own addresses
+    (`host_ips`) reach its pods and are reached by them (Cilium's host identity)."""
+    pods = [p for p in map(_pod, all_pods) if p]
+    local = [(p, iface) for obj, iface in endpoints if (p := _pod(obj))]
+    isolations = _isolations(policies, [p for p, _ in local])
+    context = (pods, _namespace_labels(namespaces, pods))
+    rules = {d: [r for i in isolations if i.direction == d
+                 for r in _direction_rules(i.policy, d, i.selected, *context, verdict=f"goto allow-{d}")]
+             for d in ("ingress", "egress")}
+    deny = ("reject with icmp type admin-prohibited" if mode is PolicyMode.REJECT else "drop")
+    devices = ", ".join(f'"{iface}"' for iface in sorted(iface for _, iface in local))
+    hooks = [
+        _chain("from-container", [
+            f"type filter hook ingress devices = {{ {devices} }} priority filter; policy accept;",
+            *_established("egress", "ingress", "daddr"),
+            "ip saddr @egress-isolated jump egress",
+            "goto allow-egress",
+        ]),
+        _chain("to-container", [
+            f"type filter hook egress devices = {{ {devices} }} priority filter; policy accept;",
+            *_established("ingress", "egress", "saddr"),
+            "ip daddr @ingress-isolated jump ingress",
+            "goto allow-ingress",
+        ]),
+    ] if local else []
+    body = "".join([
+        *(_flow_set(f"ct-{d}", "ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service", "1h")
+          for d in ("egress", "ingress")),
+        *(_flow_set(f"echo-{d}", None, "1m") for d in ("egress", "ingress")),
+        _set("host", "ipv4_addr", list(host_ips)),
+        _set("ingress-isolated", "ipv4_addr", [p.ip for p in _isolated(isolations, "ingress")]),
+        _set("egress-isolated", "ipv4_addr", [p.ip for p in _isolated(isolations, "egress")]),
+        _chain("egress", [*rules["egress"], f'counter {deny} comment "Policy denied"']),
+        _chain("ingress", [*rules["ingress"], 'counter drop comment "Policy denied"']),
+        *(_chain(f"allow-{d}", [f"{_PORTS} update @ct-{d} {{ {_FLOW} }}",
+                                f"icmp type echo-request update @echo-{d} {{ ip saddr . ip daddr . icmp id }}",
+                                "accept"]) for d in ("egress", "ingress")),
+        *hooks,
+    ])
+    table = f"netdev {CILIUM_TABLE}"
+    return f"table {table} {{}}\ndelete table {table}\ntable {table} {{\n{body}}}\n"
+
+
+def _established(mine: str, theirs: str, host_field: str) -> list[str]:
+    """What passes a hook without a policy check: not IPv4, the node itself, a flow this side's
+    policy let through (`mine`), the reply of one the other side's did (`theirs`), ICMP errors."""
+    return [
+        "meta protocol != ip accept",
+        f"ip {host_field} @host accept",
+        f"{_PORTS} {_FLOW} @ct-{mine} accept",
+        f"{_PORTS} {_REPLY} @ct-{theirs} accept",
+        f"icmp type echo-request ip saddr . ip daddr . icmp id @echo-{mine} accept",
+        f"icmp type echo-reply ip daddr . ip saddr . icmp id @echo-{theirs} accept",
+        "icmp type { destination-unreachable, time-exceeded, parameter-problem } accept",
+    ]
+
+
+def _flow_set(name: str, type_: str | None, timeout: str) -> str:
+    """A dynamic set of flows with a timeout; without `type_`, an echo's (source, destination, id)."""
+    kind = f"type {type_}" if type_ else "typeof ip saddr . ip daddr . icmp id"
+    return f"\tset {name} {{\n\t\t{kind}\n\t\tflags dynamic,timeout\n\t\ttimeout {timeout}\n\t}}\n"
+
+
 def pod_firewall_chain(namespace: str, name: str) -> str:
     """kube-router's pod chain name: base32 of sha256(namespace + name + sync version), 16
     characters; the lab has no sync version, so a pod keeps its chain name."""
@@ -195,9 +320,12 @@ def _policy_types(spec: dict) -> list[str]:
 
 
 def _direction_rules(policy: dict, direction: str, selected: tuple[_Pod, ...], pods: list[_Pod],
-                     ns_labels: dict[str, dict]) -> list[str]:
+                     ns_labels: dict[str, dict], verdict: str | None = None) -> list[str]:
+    """The policy's rules for `direction` as nft matches ending in `verdict` (default: ingress
+    accepts, egress returns for the destination's check)."""
     ns, name = _policy_key(policy)
-    peer_key, verdict = ("from", "accept") if direction == "ingress" else ("to", "return")
+    peer_key, default = ("from", "accept") if direction == "ingress" else ("to", "return")
+    verdict = verdict or default
     local_field, peer_field = ("daddr", "saddr") if direction == "ingress" else ("saddr", "daddr")
     rules = []
     for index, rule in enumerate((policy.get("spec") or {}).get(direction) or []):
@@ -322,9 +450,9 @@ def _chain(name: str, lines: list[str]) -> str:
     return f"\tchain {name} {{\n" + "".join(f"\t\t{line}\n" for line in lines) + "\t}\n"
 
 
-def _map(name: str, elements: list[str]) -> str:
+def _map(name: str, elements: list[str], key: str = "ipv4_addr") -> str:
     elems = f"\t\telements = {{ {', '.join(elements)} }}\n" if elements else ""
-    return f"\tmap {name} {{\n\t\ttype ipv4_addr : verdict\n{elems}\t}}\n"
+    return f"\tmap {name} {{\n\t\ttype {key} : verdict\n{elems}\t}}\n"
 
 
 def _set(name: str, type_: str, elements: list[str]) -> str:

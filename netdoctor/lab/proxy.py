@@ -1,7 +1,9 @@
 """kube-proxy for the lab: Services and EndpointSlices rendered as one nftables table per node.
 
 The lab's data plane calls `render_kube_proxy` whenever Services, EndpointSlices or nodes change
-and applies the script with `ip netns exec NODE nft -f -`. Without `previous` the script replaces
+and applies the script with `ip netns exec NODE nft -f -` (`render_socket_lb`, Cilium's
+translation at the socket, goes to every pod's namespace instead; the iptables mode, in
+netdoctor.lab.iptables, reads `node_views`). Without `previous` the script replaces
 the whole table atomically; given the script applied last, it rewrites the table in place
 (rules, maps, stale chains) and keeps the session-affinity sets with their entries, as
 kube-proxy's partial syncs do. `programmed_services` tells tests and debug output which
@@ -114,8 +116,9 @@ class ServicePort:
 
 
 @dataclass(frozen=True)
-class _NodeView:
-    """What one node programs for one ServicePort (kube-proxy's per-sync categorisation)."""
+class NodeView:
+    """What one node programs for one ServicePort (kube-proxy's per-sync categorisation); the
+    iptables renderer reads it too."""
 
     sp: ServicePort
     cluster: tuple[Endpoint, ...]
@@ -158,12 +161,60 @@ def programmed_services(services: list[dict], slices: list[dict]) -> list[Servic
 def render_kube_proxy(table: str, services: list[dict], slices: list[dict], node: NodeInfo,
                       previous: str | None = None) -> str:
     """The nftables script for one node; `previous` is the script applied last (None: replace the table)."""
-    views = [_view(sp, node) for sp in programmed_services(services, slices)]
+    views = node_views(services, slices, node)
     declarations = [*_maps(views), *_affinity_sets(views), *_chains(views, node)]
-    body = "".join(declarations)
+    return _script(table, "".join(declarations), previous)
+
+
+def render_socket_lb(table: str, services: list[dict], slices: list[dict], node: NodeInfo,
+                     previous: str | None = None) -> str:
+    """Cilium's socket-level load balancing (kube-proxy replacement) as nftables, for the network
+    namespace of one pod of `node`, or of the node itself (its hostNetwork processes): every
+    ClusterIP is DNATed on the output hook, before the first packet exists on any interface, so the
+    pod's eth0 only ever carries the backend's address. The backends are the node's view, as
+    kube-proxy's (traffic policies, terminating fallback, ClientIP affinity per client). A Service
+    without a usable backend refuses the connect or send with host unreachable (Cilium's connect
+    and sendmsg hooks return EHOSTUNREACH). No NodePorts, no masquerade: nothing crosses a node
+    untranslated. `previous` as for render_kube_proxy."""
+    views = node_views(services, slices, node)
+    service_ips, no_backend, sets, chains = [], [], [], []
+    for view in views:
+        sp = view.sp
+        ident = f"{sp.cluster_ip} . {sp.nft_proto} . {sp.port}"
+        endpoints = view.local if sp.internal_local else view.cluster
+        if not endpoints:
+            no_backend.append(f"{ident} : goto no-backend")
+            continue
+        service_ips.append(f"{ident} : goto {view.chain(sp.internal_local)}")
+        chains.append(_chain(view.chain(sp.internal_local), _balance(sp, endpoints)))
+        for ep in endpoints:
+            affinity = [f"update @{_affinity_name(sp, ep)} {{ ip saddr }}"] if sp.affinity_seconds else []
+            sets += [_affinity_set(sp, ep)] if sp.affinity_seconds else []
+            chains.append(_chain(_endpoint_chain(sp, ep), [*affinity, f"meta l4proto {sp.nft_proto} dnat to {ep}"]))
+    body = "".join([
+        _set("service-ips", "ipv4_addr . inet_proto . inet_service : verdict", service_ips),
+        _set("no-backend-services", "ipv4_addr . inet_proto . inet_service : verdict", no_backend),
+        *sets,
+        _chain("filter-output", ["ip daddr . meta l4proto . th dport vmap @no-backend-services"],
+               "type filter hook output priority -110; policy accept;"),
+        _chain("nat-output", ["ip daddr . meta l4proto . th dport vmap @service-ips"],
+               "type nat hook output priority -100; policy accept;"),
+        _chain("no-backend", ["reject with icmp type host-unreachable"]),
+        *chains,
+    ])
+    return _script(table, body, previous)
+
+
+def node_views(services: list[dict], slices: list[dict], node: NodeInfo) -> list[NodeView]:
+    """What `node` programs for each (Service, port)."""
+    return [_view(sp, node) for sp in programmed_services(services, slices)]
+
+
+def _script(table: str, body: str, previous: str | None) -> str:
     if previous is None:
         return f"table ip {table} {{}}\ndelete table ip {table}\ntable ip {table} {{\n{body}}}\n"
-    return f"table ip {table} {{}}\nflush table ip {table}\n{_cleanup(table, previous, body)}table ip {table} {{\n{body}}}\n"
+    cleanup = _cleanup(table, previous, body)
+    return f"table ip {table} {{}}\nflush table ip {table}\n{cleanup}table ip {table} {{\n{body}}}\n"
 
 
 # ---- what each node programs ------------------------------------------------------------------
@@ -239,14 +290,14 @@ def _ip_sort_key(ip: str) -> tuple[int, ...]:
     return tuple(int(octet) for octet in ip.split("."))
 
 
-def _view(sp: ServicePort, node: NodeInfo) -> _NodeView:
-    return _NodeView(sp, sp.endpoints if sp.uses_cluster else (),
+def _view(sp: ServicePort, node: NodeInfo) -> NodeView:
+    return NodeView(sp, sp.endpoints if sp.uses_cluster else (),
                      sp.local_endpoints(node.name) if sp.uses_local else ())
 
 
 # ---- maps and sets ------------------------------------------------------------------------------
 
-def _maps(views: list[_NodeView]) -> list[str]:
+def _maps(views: list[NodeView]) -> list[str]:
     service_ips, nodeports, no_ep_services, no_ep_nodeports = [], [], [], []
     for v in views:
         sp = v.sp
@@ -272,12 +323,12 @@ def _maps(views: list[_NodeView]) -> list[str]:
     ]
 
 
-def _no_endpoint_verdict(view: _NodeView) -> str:
+def _no_endpoint_verdict(view: NodeView) -> str:
     """No endpoint anywhere: reject; endpoints only on other nodes (a Local policy): drop."""
     return "goto drop-chain" if view.has_endpoints else "goto reject-chain"
 
 
-def _affinity_sets(views: list[_NodeView]) -> list[str]:
+def _affinity_sets(views: list[NodeView]) -> list[str]:
     return [_affinity_set(v.sp, ep) for v in views if v.sp.affinity_seconds for ep in v.reachable]
 
 
@@ -288,7 +339,7 @@ def _affinity_set(sp: ServicePort, ep: Endpoint) -> str:
 
 # ---- chains -------------------------------------------------------------------------------------
 
-def _chains(views: list[_NodeView], node: NodeInfo) -> list[str]:
+def _chains(views: list[NodeView], node: NodeInfo) -> list[str]:
     chains = [
         *_base_chains(),
         _chain("mark-for-masquerade", [f"meta mark set meta mark | {MASQ_MARK:#x}"]),
@@ -331,7 +382,7 @@ def _base_chains() -> list[str]:
     ]
 
 
-def _service_chains(view: _NodeView, node: NodeInfo) -> list[str]:
+def _service_chains(view: NodeView, node: NodeInfo) -> list[str]:
     sp, chains = view.sp, []
     for local, endpoints in ((False, view.cluster), (True, view.local)):
         if endpoints:
@@ -352,7 +403,7 @@ def _service_chains(view: _NodeView, node: NodeInfo) -> list[str]:
     return chains
 
 
-def _external_rules(view: _NodeView, node: NodeInfo) -> list[str]:
+def _external_rules(view: NodeView, node: NodeInfo) -> list[str]:
     """NodePort traffic: masqueraded to any endpoint, or (Local) kept to this node's endpoints."""
     sp = view.sp
     if not sp.external_local:

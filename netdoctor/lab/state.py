@@ -32,6 +32,26 @@ class PolicyMode(Enum):
 POLICY_ALIASES = {"enforce": PolicyMode.DROP}  # the name `drop` had before `reject` existed
 
 
+class Cni(Enum):
+    """The CNI dialect the lab speaks (`lab up --cni`): how nodes and pods are wired (netdoctor.lab.cni)."""
+
+    FLANNEL = "flannel"
+    CALICO = "calico"
+    CILIUM = "cilium"
+
+
+class ProxyMode(Enum):
+    """What translates Service IPs (`lab up --proxy`): kube-proxy in nftables or iptables mode, or
+    nothing on the nodes (NONE: Cilium's kube-proxy replacement translates at the socket)."""
+
+    NFTABLES = "nftables"
+    IPTABLES = "iptables"
+    NONE = "none"
+
+
+DEFAULT_PROXY = {Cni.FLANNEL: ProxyMode.NFTABLES, Cni.CALICO: ProxyMode.NFTABLES, Cni.CILIUM: ProxyMode.NONE}
+
+
 @dataclass(frozen=True)
 class LabConfig:
     name: str
@@ -39,6 +59,8 @@ class LabConfig:
     overlay: str = "vxlan"
     policy: str = PolicyMode.DROP.value
     scenario: str = "shop"
+    cni: str = Cni.FLANNEL.value
+    proxy: str = ""  # empty: the CNI's default (DEFAULT_PROXY)
 
     def validate(self) -> "LabConfig":
         if not NAME_PATTERN.match(self.name):
@@ -49,12 +71,29 @@ class LabConfig:
             raise UsageError("--overlay must be vxlan or routed")
         if self.policy not in POLICY_ALIASES and self.policy not in {m.value for m in PolicyMode}:
             raise UsageError("--policy must be drop, reject or off")
-        return replace(self, policy=self.policy_mode.value)
+        if self.cni not in {c.value for c in Cni}:
+            raise UsageError("--cni must be flannel, calico or cilium")
+        if self.proxy and self.proxy not in {m.value for m in ProxyMode}:
+            raise UsageError("--proxy must be nftables, iptables or none")
+        checked = replace(self, policy=self.policy_mode.value, proxy=self.proxy_mode.value)
+        if checked.proxy_mode is ProxyMode.NONE and checked.cni_dialect is not Cni.CILIUM:
+            raise UsageError(f"--proxy none: {self.cni} does not translate Service IPs, so no ClusterIP (DNS "
+                             "included) would answer; use --proxy nftables or iptables, or --cni cilium")
+        return checked
 
     @property
     def policy_mode(self) -> PolicyMode:
         """The enforcement mode; a lab written before `reject` existed says `enforce`."""
         return POLICY_ALIASES.get(self.policy) or PolicyMode(self.policy)
+
+    @property
+    def cni_dialect(self) -> Cni:
+        return Cni(self.cni)
+
+    @property
+    def proxy_mode(self) -> ProxyMode:
+        """The Service proxy; a lab written before `--proxy` existed has kube-proxy's nftables mode."""
+        return ProxyMode(self.proxy) if self.proxy else DEFAULT_PROXY[self.cni_dialect]
 
 
 def labs_root(environ=os.environ) -> Path:

@@ -78,8 +78,12 @@ def ping(netns: str, ip: str, size: int = 56, timeout: int = 1) -> bool:
     return run_in(netns, "ping", "-c1", f"-W{timeout}", "-M", "do", "-s", str(size), ip).returncode == 0
 
 
-def mtu(netns: str) -> int:
-    return int(run_in(netns, "cat", "/sys/class/net/eth0/mtu").stdout)
+def path_mtu(netns: str, destination: str) -> int:
+    """The MTU a packet to `destination` leaves with: its route's (Cilium's pods carry it there),
+    else its device's."""
+    route = json.loads(run_in(netns, "ip", "-j", "route", "get", destination).stdout)[0]
+    metrics = {k: v for m in route.get("metrics") or [] for k, v in m.items()}
+    return int(metrics.get("mtu") or run_in(netns, "cat", f"/sys/class/net/{route['dev']}/mtu").stdout)
 
 
 def dig(netns: str, name: str, server: str = "10.96.0.10") -> list[str] | None:

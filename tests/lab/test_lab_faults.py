@@ -1,8 +1,10 @@
-"""Each lab fault breaks exactly what it claims, with real packets, and `lab fix` restores it.
+"""Each lab fault breaks exactly what it claims, with real packets, and `lab fix` restores it, in
+every CNI dialect the lab speaks (flannel, Calico, Cilium; VXLAN or routed).
 
-One lab for the module. Two client pods carry the frontend's labels (so the shop's policies let
+One lab per dialect. Two client pods carry the frontend's labels (so the shop's policies let
 them reach the api), one per node, owned by a ConfigMap so the frontend ReplicaSet never adopts
-them. Every probe runs inside the client's own network namespace.
+them. Every probe runs inside the client's own network namespace. A routed lab has no tunnel: its
+overlay faults are refused as not existing there.
 """
 
 from __future__ import annotations
@@ -12,12 +14,20 @@ from dataclasses import dataclass
 import pytest
 from kubernetes import client
 
+from netdoctor.errors import UsageError
 from netdoctor.lab import lifecycle
 from netdoctor.lab.state import LabConfig
 
-from labkit import dig, mtu, ping, start, tcp, unique_name
+from labkit import dig, path_mtu, ping, start, tcp, unique_name
 
 pytestmark = pytest.mark.lab
+
+
+# dialect -> (cni, overlay)
+DIALECTS = {"flannel-vxlan": ("flannel", "vxlan"), "flannel-routed": ("flannel", "routed"),
+            "calico-vxlan": ("calico", "vxlan"), "calico-routed": ("calico", "routed"),
+            "cilium-vxlan": ("cilium", "vxlan")}
+OVERLAY_FAULTS = ("overlay-mtu", "overlay-port-blocked")
 
 
 @dataclass
@@ -26,6 +36,7 @@ class Shop:
     clients: dict  # node name -> netns
     client_ips: dict  # node name -> pod IP (not isolated by any policy: pings go there)
     toolbox: str
+    overlay: str
 
     def api_ip(self) -> str:
         v1, _ = self.lab.api()
@@ -48,7 +59,7 @@ class Shop:
             "pod-same": tcp(one, pods["node-1"], 8080) == "ok",
             "pod-cross": tcp(one, pods["node-2"], 8080) == "ok",
             "ping-cross": ping(one, self.client_ips["node-2"]),
-            "ping-big-cross": ping(one, self.client_ips["node-2"], size=mtu(one) - 28),
+            "ping-big-cross": ping(one, self.client_ips["node-2"], size=path_mtu(one, self.client_ips["node-2"]) - 28),
             "toolbox-denied": tcp(self.toolbox, pods["node-1"], 8080, timeout=0.5) == "timeout",
         }
 
@@ -57,9 +68,10 @@ HEALTHY = {key: True for key in ("dns-1", "dns-2", "svc-1", "svc-2", "pod-same",
                                  "ping-big-cross", "toolbox-denied")}
 
 
-@pytest.fixture(scope="module")
-def shop():
-    lab = start(LabConfig(unique_name()))
+@pytest.fixture(scope="module", params=list(DIALECTS))
+def shop(request):
+    cni, overlay = DIALECTS[request.param]
+    lab = start(LabConfig(unique_name(), overlay=overlay, cni=cni).validate())
     try:
         v1, _ = lab.api()
         owner = v1.create_namespaced_config_map("shop", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="clients")))
@@ -75,7 +87,7 @@ def shop():
             what="client pods")
         toolbox = lab.pods("ops")[0]
         yield Shop(lab, {p.spec.node_name: lab.netns(p) for p in pods},
-                   {p.spec.node_name: p.status.pod_ip for p in pods}, lab.netns(toolbox))
+                   {p.spec.node_name: p.status.pod_ip for p in pods}, lab.netns(toolbox), overlay)
     finally:
         lifecycle.down(lab.name)
 
@@ -107,13 +119,31 @@ EXPECTED = {
 def settle(shop, fault):
     """Wait for what a fault changes through the control plane (rollouts, endpoints)."""
     if fault in ("app-bind-localhost",):
-        shop.lab.wait(lambda: len(shop.api_pods()) == 2 and all(
-            p.metadata.name not in shop.lab._old for p in shop.lab.pods("shop", "app=api")), timeout=15,
-            what="the api rollout")
+        shop.lab.wait(lambda: rolled_out(shop.lab.pods("shop", "app=api"), shop.lab._old), timeout=15,
+                      what="the api rollout")
+
+
+def rolled_out(pods, old) -> bool:
+    """Two new api pods, one per node, Running, none on its way out (a surge pod can still be)."""
+    return (len(pods) == 2 and len({p.spec.node_name for p in pods}) == 2
+            and all(p.metadata.name not in old and p.status.phase == "Running" and not p.metadata.deletion_timestamp
+                    for p in pods))
+
+
+def refused_as_not_there(shop, fault) -> bool:
+    """An overlay fault on a routed lab: `lab break` refuses it and nothing is left broken."""
+    if fault not in OVERLAY_FAULTS or shop.overlay != "routed":
+        return False
+    with pytest.raises(UsageError, match=r"does not exist in a \w+-routed lab"):
+        lifecycle.break_fault(shop.lab.name, fault, None)
+    assert lifecycle.statuses(shop.lab.name)[0].faults == ()
+    return True
 
 
 @pytest.mark.parametrize("fault", sorted(EXPECTED))
 def test_fault_breaks_exactly_its_layer_and_fix_restores(shop, fault):
+    if refused_as_not_there(shop, fault):
+        return
     shop.lab._old = {p.metadata.name for p in shop.lab.pods("shop", "app=api")}
     lifecycle.break_fault(shop.lab.name, fault, None)
     try:
@@ -142,6 +172,8 @@ def test_dns_lossy_drops_some_not_all(shop):
 
 def test_route_missing_and_overlay_blocked_cut_cross_node_only(shop):
     for fault in ("route-missing", "overlay-port-blocked"):
+        if refused_as_not_there(shop, fault):
+            continue
         lifecycle.break_fault(shop.lab.name, fault, None)
         try:
             pods = shop.api_pods()
