@@ -3,34 +3,88 @@
 Entry point of the `netdoctor` and `kubectl-netdoctor` scripts. Sub-commands live in their own
 modules (lab, policy, check) and receive the injected Environment through the click context;
 none of them prints an error or exits by itself. Heavy libraries (kubernetes, scapy) are imported
-by the commands that need them, never here.
+by the commands that need them, never here; the lab and policy command groups are imported only
+when one of their commands runs (`netdoctor --help` lists them from `_GROUPS`), and help is
+plain click text (typer's rich help imports rich's markdown and pygments: 0.3 s at every start).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
 from typing import Sequence
 
 import typer
+import typer.core
+from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click and re-exports only some of it
 
 from netdoctor.check import command as check_command
 from netdoctor.environment import Environment
 from netdoctor.errors import Interrupted, NetdoctorError, UsageError
 from netdoctor.exitcodes import ExitCode
-from netdoctor.lab.cli import app as lab_app
-from netdoctor.policy.cli import app as policy_app
+
+# Command groups imported on first use: name -> (module with a Typer `app`, its help).
+_GROUPS = {
+    "lab": ("netdoctor.lab.cli", "A disposable cluster made of real Linux networking."),
+    "policy": ("netdoctor.policy.cli", "Who may talk to whom under the NetworkPolicies, and why."),
+}
+
+
+class _Stub(typer.core.TyperCommand):
+    """A command group not imported yet: its name and help, for the root's --help."""
+
+
+class _Root(typer.core.TyperGroup):
+    """The root command: the groups of `_GROUPS` stand as stubs until a command line names one."""
+
+    def __init__(self, *, commands=None, **attrs):
+        stubs = {name: _Stub(name=name, help=help_text) for name, (_, help_text) in _GROUPS.items()}
+        super().__init__(commands={**stubs, **(commands or {})}, **attrs)
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted(self.commands)
+
+    def get_help_option(self, ctx):
+        """--help defaulting to False, not None: typer coerces a None through pydantic, whose import
+        alone costs `netdoctor check --help` 0.1 s."""
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.default = False
+        return option
+
+    def get_command(self, ctx, cmd_name: str):
+        command = self.commands.get(cmd_name)
+        if isinstance(command, _Stub):
+            command = typer.main.get_group(importlib.import_module(_GROUPS[cmd_name][0]).app)
+            command.name, command.help = cmd_name, _GROUPS[cmd_name][1]
+            self.commands[cmd_name] = command
+        return command
+
+    def format_commands(self, ctx, formatter) -> None:
+        """The commands with their first help line, without importing the stubs' groups."""
+        rows = [(name, self.commands[name].get_short_help_str(formatter.width - 6 - len(name)))
+                for name in self.list_commands(ctx) if not self.commands[name].hidden]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def loaded(self, ctx=None) -> typer.core.TyperGroup:
+        """Every group imported (shell completion walks the whole tree)."""
+        for name in list(self.commands):
+            self.get_command(ctx, name)
+        return self
+
 
 app = typer.Typer(
     name="netdoctor",
+    cls=_Root,
     help="Find where a Kubernetes packet is lost, and why.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-app.add_typer(lab_app, name="lab")
-app.add_typer(policy_app, name="policy")
 app.command("check")(check_command.check)
 app.command("cleanup")(check_command.cleanup)
 
@@ -67,7 +121,7 @@ def completion_tree():
         ("lab", "demo"): {"--fault": faults},
         ("completion",): {"": completions.SHELLS},
     }
-    return completions.command_tree(typer.main.get_command(app), values)
+    return completions.command_tree(typer.main.get_command(app).loaded(), values)
 
 
 def prog_name(argv0: str) -> str:
@@ -99,7 +153,8 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     except typer.Exit as exc:
         return exc.exit_code
     except typer.TyperException as exc:  # click's usage errors, vendored by typer
-        if not exc.format_message():  # no arguments: typer already printed the help
+        if isinstance(exc, NoArgsIsHelpError):  # a group without its command: its help, on stdout
+            env.stdout.write(exc.format_message() + "\n")
             return ExitCode.USAGE
         ctx = getattr(exc, "ctx", None)
         where = ctx.command_path if ctx else name

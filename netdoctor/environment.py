@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Mapping
+from typing import IO, TYPE_CHECKING, Any, Callable, Mapping
 
-from rich.console import Console
+if TYPE_CHECKING:  # rich is imported by the commands that print through it, not at start-up
+    from rich.console import Console
 
 
 @dataclass
@@ -25,9 +26,13 @@ class Environment:
     connect: Callable[[str | None, str | None], Any] | None = None
 
     def console(self) -> Console:
+        from rich.console import Console
+
         return Console(file=self.stdout, width=self.width, _environ=dict(self.environ))
 
     def error_console(self) -> Console:
+        from rich.console import Console
+
         return Console(file=self.stderr, width=self.width, _environ=dict(self.environ))
 
     @property

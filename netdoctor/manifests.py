@@ -2,6 +2,8 @@
 
 Used by `netdoctor lab apply` and `netdoctor policy … -f`. Returns plain API-shaped dicts; the
 caller turns them into its own types. A file that can't be read or parsed is an InputFileError.
+YAML is parsed by libyaml's C loader where PyYAML was built with it (ten times the pure-Python
+loader's speed on a big `kubectl get -A -o yaml` dump).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import yaml
 from netdoctor.errors import InputFileError
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_paths(paths: Iterable[str | Path]) -> list[dict]:
@@ -27,7 +30,7 @@ def load_paths(paths: Iterable[str | Path]) -> list[dict]:
 
 def load_text(text: str, origin: str = "<input>") -> list[dict]:
     try:
-        documents = list(yaml.safe_load_all(text))
+        documents = list(yaml.load_all(text, Loader=_LOADER))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -1,7 +1,9 @@
 """`netdoctor check` and `netdoctor cleanup`: wire the pipeline target → resolve → plan → probe
 → judge → report, and map its verdict to an exit code. Registered on the app by netdoctor.cli.
 
-Heavy modules (kubernetes via kube, probes, the policy engine) are imported inside the commands.
+Everything but typer and the environment is imported inside the commands: `netdoctor --help` and
+`check --help` import neither the pipeline's vocabulary nor the cluster wrapper
+(tests/unit/test_cold_start.py).
 The cluster connection comes from `env.connect` when a test injects one. Every API call is bounded
 by --request-timeout; Ctrl-C while probing ends the execs in flight at once (see
 `_execs_end_on_interrupt`), and the probe fleet's cleanup is bounded too.
@@ -23,17 +25,17 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import typer
 
-from netdoctor.cluster.kube import REQUEST_TIMEOUT
+from netdoctor.cluster import REQUEST_TIMEOUT
 from netdoctor.environment import Environment
 from netdoctor.errors import ClusterError, ProbeError, UsageError
 from netdoctor.exitcodes import ExitCode
-from netdoctor.model import CaptureMode, Plan, State
-from netdoctor.report.render import FORMATS
-from netdoctor.check.target import parse_namespace, parse_port, parse_source, parse_target
+
+if TYPE_CHECKING:
+    from netdoctor.model import CaptureMode, Plan, State
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
@@ -116,6 +118,10 @@ def check(
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show every check's evidence and log"),
 ) -> int:
     """Find where a packet from the source to TARGET is lost, layer by layer, and why."""
+    from netdoctor.check.target import parse_namespace
+    from netdoctor.model import CaptureMode
+    from netdoctor.report.render import FORMATS
+
     env: Environment = ctx.obj
     if output not in FORMATS:
         raise UsageError(f"unknown output format {output!r}; use one of {', '.join(FORMATS)}")
@@ -161,6 +167,8 @@ def check(
 
 
 def _capture_mode(value: str) -> CaptureMode:
+    from netdoctor.model import CaptureMode
+
     try:
         return CaptureMode(value)
     except ValueError:
@@ -183,6 +191,7 @@ def _write_pcaps(env: Environment, directory: Path, captures) -> None:
 def _request(target, namespace, source, source_namespace, port):
     """What the user asked for, every name and the port checked for syntax before the cluster is asked."""
     from netdoctor.check.resolve import Request
+    from netdoctor.check.target import parse_namespace, parse_port, parse_source, parse_target
 
     if namespace is not None:
         parse_namespace(namespace, "-n")
@@ -322,6 +331,8 @@ def _print_plan(env: Environment, the_plan: Plan) -> None:
 
 
 def _exit_code(state: State) -> int:
+    from netdoctor.model import State
+
     if state is State.FAIL:
         return ExitCode.CHECK_FAILED
     if state is State.ERROR:

@@ -5,3 +5,5 @@ execs; `objects` holds the small frozen types it hands out (Pod, Service, Endpoi
 Called by the check stages (resolve reads, the probe fleet creates and execs) and by the live
 `policy` commands. Nothing here decides anything.
 """
+
+REQUEST_TIMEOUT = 30.0  # seconds any API call may go without an answer (kubectl's --request-timeout)

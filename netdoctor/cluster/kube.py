@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable, Iterator, Mapping, TypeVar
 
+from netdoctor.cluster import REQUEST_TIMEOUT
 from netdoctor.errors import ClusterError, Interrupted, UsageError
 from netdoctor.cluster.objects import Deployment, EndpointSlice, Namespace, Node, Pod, Service
 from netdoctor.observations import ExecError, ExecErrorKind, ExecResult
 
 DEFAULT_NAMESPACE = "default"
-REQUEST_TIMEOUT = 30.0  # seconds any API call may go without an answer (kubectl's --request-timeout)
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 STDOUT, STDERR, STATUS = 1, 2, 3  # exec channels
 EXEC_SLICE = 0.1  # seconds an exec waits for output before it looks whether it should stop

@@ -15,7 +15,7 @@ from netdoctor.environment import Environment
 from netdoctor.lab import lifecycle
 from netdoctor.lab.state import LabConfig, ProxyMode
 
-app = typer.Typer(help="A disposable cluster made of real Linux networking.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)  # its help: netdoctor.cli._GROUPS
 
 NameOption = typer.Option(None, "--name", help="Which lab (default: the only one, or 'demo').")
 

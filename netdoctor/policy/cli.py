@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # the engine is imported by the commands, not at CLI start
     from netdoctor.policy.matrix import PortQuery
     from netdoctor.policy.model import Endpoint, World
 
-app = typer.Typer(help="Who may talk to whom under the NetworkPolicies, and why.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)  # its help: netdoctor.cli._GROUPS
 
 
 class Output(str, Enum):
