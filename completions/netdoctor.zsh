@@ -35,7 +35,7 @@ _netdoctor() {
   esac
   case "$path" in
     root) words="check cleanup completion lab policy --help" ;;
-    check) words="-n --namespace --context --kubeconfig --from --from-namespace --port --timeout -o --output --image --nodes --keep --capture --capture-namespace --pcap --plan --request-timeout -v --verbose --help" ;;
+    check) words="-n --namespace --all -A --all-namespaces -l --selector --context --kubeconfig --from --from-namespace --port --timeout -o --output --image --nodes --keep --capture --capture-namespace --pcap --plan --request-timeout -v --verbose --help" ;;
     cleanup) words="-n --namespace -A --all-namespaces --context --kubeconfig --run --force --dry-run --request-timeout --help" ;;
     completion) words="bash zsh fish --help" ;;
     lab) words="apply break demo down faults fix kubeconfig status up --help" ;;

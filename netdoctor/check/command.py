@@ -90,8 +90,13 @@ def _execs_end_on_interrupt(kube) -> Iterator[None]:
 
 def check(
     ctx: typer.Context,
-    target: str = typer.Argument(..., help="svc/NAME, NAME (a Service), pod/NAME or deploy/NAME"),
+    targets: Optional[list[str]] = typer.Argument(None, metavar="TARGET...",
+                                                  help="svc/NAME, NAME (a Service), pod/NAME or deploy/NAME; several "
+                                                  "share one set of probes"),
     namespace: Optional[str] = typer.Option(None, "-n", "--namespace", help="Namespace of the target"),
+    all_services: bool = typer.Option(False, "--all", help="Every Service of the namespace (-A: of every namespace)"),
+    all_namespaces: bool = typer.Option(False, "-A", "--all-namespaces", help="With --all: every namespace"),
+    selector: Optional[str] = typer.Option(None, "-l", "--selector", help="With --all: only Services with these labels"),
     context: Optional[str] = typer.Option(None, "--context", help="kubeconfig context"),
     kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="Path to the kubeconfig file"),
     source: Optional[str] = typer.Option(None, "--from", help="pod/NAME or deploy/NAME, or NS/deploy/NAME in another "
@@ -117,7 +122,8 @@ def check(
                                         help=REQUEST_TIMEOUT_HELP),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show every check's evidence and log"),
 ) -> int:
-    """Find where a packet from the source to TARGET is lost, layer by layer, and why."""
+    """Find where a packet from the source to TARGET is lost, layer by layer, and why. Several
+    targets (or --all) run on one shared set of probes and end with a summary table."""
     from netdoctor.check.target import parse_namespace
     from netdoctor.model import CaptureMode
     from netdoctor.report.render import FORMATS
@@ -129,16 +135,29 @@ def check(
     if pcap is not None and mode is CaptureMode.OFF:
         raise UsageError("--pcap needs packet capture; drop --capture off")
     _check_timeout(timeout)
-    request = _request(target, namespace, source, source_namespace, port)
+    _check_target_choice(targets or [], namespace, all_services, all_namespaces, selector)
+    requests = [_request(t, namespace, source, source_namespace, port) for t in targets or []]
     sample = _node_names(nodes)
     if capture_namespace is not None:
         parse_namespace(capture_namespace, "--capture-namespace")
+    if all_services and namespace is not None:
+        parse_namespace(namespace, "-n")
     from netdoctor import catalog
     from netdoctor.check import plan
     from netdoctor.check import resolve
 
     checks = catalog.load()
     kube = _connect(env, kubeconfig, context, request_timeout)
+    if all_services:
+        from netdoctor.check.many import all_services as listed
+
+        found = listed(kube, None if all_namespaces else namespace or kube.namespace, selector)
+        requests = [_request(f"svc/{ref.name}", ref.namespace, source, source_namespace, port) for ref in found]
+    if len(requests) > 1:
+        return _check_many(env, kube, requests, checks, sample, capture_namespace, plan.Options(
+            nodes=sample, capture=mode, capture_namespace=capture_namespace), plan_only, pcap, output, verbose,
+            runner_options=dict(timeout=timeout, image=image, keep=keep))
+    request = requests[0]
     started = time.monotonic()
     facts = resolve.resolve(kube, request)
     _check_nodes(facts, sample)
@@ -164,6 +183,65 @@ def check(
     if pcap is not None:
         _write_pcaps(env, pcap, result.captures)
     return _exit_code(report.state)
+
+
+def _check_target_choice(targets: list[str], namespace, all_services: bool, all_namespaces: bool, selector) -> None:
+    """TARGET… or --all (with -n or -A, optionally -l), never both, never neither."""
+    if all_services and targets:
+        raise UsageError("give TARGETs or --all, not both")
+    if not all_services and not targets:
+        raise UsageError("missing TARGET: give one or more (svc/NAME, pod/NAME, deploy/NAME) or --all")
+    if not all_services and (all_namespaces or selector is not None):
+        raise UsageError(f"{'-A' if all_namespaces else '-l'} selects Services for --all; add --all")
+    if all_namespaces and namespace is not None:
+        raise UsageError("use -n NAMESPACE or -A, not both")
+
+
+def _check_many(env, kube, requests, checks, sample, capture_namespace, options, plan_only, pcap, output, verbose,
+                runner_options) -> int:
+    """Several targets on shared probes: each target's report, then the summary; exit 1 when any
+    target fails (else 4 when one could not be judged)."""
+    from netdoctor.check import many, plan
+    from netdoctor.probe import runner
+    from netdoctor.report.render import render_many
+
+    resolved = many.resolve_all(kube, requests)
+    for facts, _ in resolved:
+        _check_nodes(facts, sample)
+    if capture_namespace is not None:
+        _check_namespace(kube, capture_namespace, "--capture-namespace")
+    targets = [many.Target(facts, plan.build(facts, options), began) for facts, began in resolved]
+    if plan_only:
+        for t in targets:
+            env.stdout.write(f"== {t.facts.namespace}/{t.facts.target}\n")
+            _print_plan(env, t.plan)
+        return ExitCode.OK
+    if pcap is not None:
+        _pcap_directory(pcap)
+    run_options = runner.RunOptions(deadline=_probe_deadline(env), workers=many.STEP_WORKERS,
+                                    **{k: v for k, v in runner_options.items() if v is not None})
+    total = sum(len(t.plan.steps) for t in targets)
+    with _execs_end_on_interrupt(kube), env.error_console().status("probing…") as status:
+        done = []
+
+        def progress(step, observation):
+            done.append(step)
+            status.update(f"probing {len(targets)} targets… {len(done)}/{total} {step.title}")
+
+        reports, results = many.probe_and_judge(kube, targets, checks, run_options, progress)
+    render_many(reports, output, env, verbose)
+    for line in results[0].kept if results else ():
+        env.stderr.write(f"kept probe: {line}\n")
+    for fallback in results[0].owner_fallbacks if results else ():
+        env.stderr.write(f"note: {fallback}\n")
+    if pcap is not None:
+        for t, result in zip(targets, results):
+            _write_pcaps(env, _pcap_directory(pcap / f"{t.facts.namespace}_{t.facts.target.kind.value}_"
+                                              f"{t.facts.target.name}"), result.captures)
+    from netdoctor.model import State
+
+    states = {r.state for r in reports}
+    return _exit_code(State.FAIL if State.FAIL in states else State.ERROR if State.ERROR in states else State.PASS)
 
 
 def _capture_mode(value: str) -> CaptureMode:
@@ -251,7 +329,7 @@ def _check_namespace(kube, name: str, option: str) -> None:
         raise UsageError(f"{option} {name!r}: no such namespace ({known or 'none'})") from None
 
 
-def _pcap_directory(directory: Path) -> None:
+def _pcap_directory(directory: Path) -> Path:
     """--pcap DIR: created if missing, refused if it is a file or cannot be written, before any probe."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -259,6 +337,7 @@ def _pcap_directory(directory: Path) -> None:
             pass
     except OSError as exc:
         raise UsageError(f"--pcap {directory}: cannot write there: {exc.strerror or exc}") from None
+    return directory
 
 
 def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started, output, verbose):

@@ -9,6 +9,11 @@ The steps run in one round under packet capture. A step planned with `until_cove
 Service IP) gets one more round, under a new capture, when `uncovered` (the judge's question, passed
 in by check.command) says the first round's captures show a ready backend no connection reached yet,
 or cannot tell; the rounds' observations and captures are joined.
+
+`run_many` runs several plans (many targets, a smoke file's expectations) on one set of probes:
+a probe per (namespace, labels, node, purpose) serves every plan that asks for it, a step two plans
+share (same probe, same action) runs once, and all steps run in one round under one capture; each
+plan gets its results back under its own probe roles and step keys.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class RunResult:
     probes: dict[str, RunningProbe] = field(default_factory=dict)  # traffic probes by role
     capture_seconds: float = 0.0  # starting and stopping the captures, decoding them
     owner_fallbacks: tuple[OwnerFallback, ...] = ()  # namespaces whose probes' owner does not expire by itself
+    pods_created: int = 0  # probe pods the run created (a shared run's, for every job)
 
 
 _PCAP_HEADER = 24  # a classic pcap file's global header
@@ -69,29 +75,135 @@ class _Round:
     capture_seconds: float
 
 
+@dataclass(frozen=True)
+class Job:
+    """One plan of a shared run, with the facts its steps need (backends, the source pod)."""
+
+    plan: Plan
+    facts: Facts
+
+
 def run(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,
         progress: Callable[[Step, Observation], None] = lambda step, obs: None,
         uncovered: Uncovered | None = None) -> RunResult:
     """`uncovered(evidence, step)`: the ready backends the step's connections have not reached yet
     (None: the captures cannot tell); None for no second round at all."""
+    return run_many(kube, (Job(plan, facts),), options, progress, uncovered)[0]
+
+
+def run_many(kube: Kube, jobs: tuple[Job, ...], options: RunOptions,
+             progress: Callable[[Step, Observation], None] = lambda step, obs: None,
+             uncovered: Uncovered | None = None) -> tuple[RunResult, ...]:
+    """Every job's steps on one shared set of probes, in one round (and one coverage round)."""
     started = time.monotonic()
+    shared = _Shared.of(jobs)
     with ProbeFleet(kube, run_timeout=options.timeout * 60, keep=options.keep, deadline_seconds=options.deadline) as fleet:
-        probes, nodes, blind = _launch(fleet, plan, options)
+        probes, nodes, blind = _launch(fleet, shared.plan, options)
         launched = time.monotonic()
+        pods_created = sum(ref.kind == "Pod" for ref in fleet.created)
         running = {role: RunningProbe(role, p.name, p.ip, p.pod.node_name) for role, p in probes.items()}
-        executor = _Executor(kube, probes, facts, options.timeout)
-        points = _capture_points(plan, probes, nodes)
+        executor = _Executor(kube, probes, shared.facts, options.timeout)
+        points = _capture_points(shared.plan, probes, nodes)
         ips = [p.ip for p in probes.values() if p.ip]
-        done = _round(executor, plan.steps, points, ips, options, progress)
-        more = _coverage_round(Evidence(facts, plan, done.observations, done.captures, running), uncovered) \
-            if uncovered else []
+        done = _round(executor, shared.plan.steps, points, ips, options, progress)
+        more = _shared_coverage(shared, done, running, uncovered) if uncovered else []
         if more:
             extra = _round(executor, tuple(step for step, _ in more), points, ips, options, lambda step, obs: None)
             done = _joined(done, extra, more)
         kept = tuple(f"kubectl -n {p.namespace} exec -it {p.name} -- bash"
                      for p in (*probes.values(), *nodes.values())) if options.keep else ()
-    return RunResult(done.observations, kept, launched - started, done.probe_seconds, (*done.captures, *blind),
-                     running, done.capture_seconds, fleet.owner_fallbacks)
+    captures = (*done.captures, *blind)
+    return tuple(RunResult(shared.observations_of(i, done.observations), kept, launched - started, done.probe_seconds,
+                           shared.captures_of(i, captures), shared.running_of(i, running), done.capture_seconds,
+                           fleet.owner_fallbacks, pods_created) for i in range(len(jobs)))
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """Jobs merged into one plan: `roles[i]` maps job i's probe roles to the shared ones, `keys[i]`
+    its step keys to the shared steps' keys; `facts` gives each shared step the facts of a job that
+    asked for it."""
+
+    jobs: tuple[Job, ...]
+    plan: Plan
+    roles: tuple[dict[str, str], ...]
+    keys: tuple[dict[str, str], ...]
+    facts: dict[str, Facts]
+
+    @classmethod
+    def of(cls, jobs: tuple[Job, ...]) -> _Shared:
+        probes: dict[tuple, PlannedProbe] = {}
+        steps: dict[str, Step] = {}
+        by_action: dict[tuple, tuple[str, int]] = {}  # (probe, action) -> the shared step's key, its first job
+        roles, keys, facts = [], [], {}
+        for i, job in enumerate(jobs):
+            role_map = {p.role: _shared_probe(probes, p).role for p in job.plan.probes}
+            key_map = {}
+            for step in job.plan.steps:
+                mine = replace(step, probe=role_map.get(step.probe, step.probe))
+                same = (mine.probe, mine.action)
+                earlier = by_action.get(same)
+                key = earlier[0] if earlier and earlier[1] != i else \
+                    step.key if step.key not in steps else f"{step.key}#{i}"
+                if key not in steps:
+                    steps[key] = replace(mine, key=key)
+                    by_action.setdefault(same, (key, i))
+                    facts[key] = job.facts
+                key_map[step.key] = key
+            roles.append(role_map)
+            keys.append(key_map)
+        notes = tuple(dict.fromkeys(n for job in jobs for n in job.plan.notes))
+        capture = jobs[0].plan.capture if jobs else CaptureMode.OFF
+        plan = Plan(tuple(probes.values()), tuple(steps.values()), notes, capture)
+        return cls(tuple(jobs), plan, tuple(roles), tuple(keys), facts)
+
+    def evidence(self, i: int, done: _Round, running: dict[str, RunningProbe]) -> Evidence:
+        job = self.jobs[i]
+        return Evidence(job.facts, job.plan, self.observations_of(i, done.observations),
+                        self.captures_of(i, done.captures), self.running_of(i, running))
+
+    def observations_of(self, i: int, observations: tuple[Observation, ...]) -> tuple[Observation, ...]:
+        by_key = {o.step_key: o for o in observations}
+        return tuple(replace(by_key[self.keys[i][s.key]], step_key=s.key) for s in self.jobs[i].plan.steps
+                     if self.keys[i][s.key] in by_key)
+
+    def running_of(self, i: int, running: dict[str, RunningProbe]) -> dict[str, RunningProbe]:
+        return {mine: replace(running[theirs], role=mine) for mine, theirs in self.roles[i].items() if theirs in running}
+
+    def captures_of(self, i: int, captures) -> tuple[Capture, ...]:
+        """Job i's capture points: its own probes' (under its roles) and the nodes it captures on."""
+        mine = {theirs: role for role, theirs in self.roles[i].items()}
+        nodes = {p.node for p in self.jobs[i].plan.probes if p.purpose is ProbePurpose.NODE_CAPTURE}
+        found = []
+        for c in captures:
+            if c.probe is not None and c.probe in mine:
+                found.append(replace(c, point=f"probe {mine[c.probe]}", probe=mine[c.probe]))
+            elif c.probe is None and c.node in nodes:
+                found.append(c)
+        return tuple(found)
+
+
+def _shared_probe(probes: dict[tuple, PlannedProbe], p: PlannedProbe) -> PlannedProbe:
+    """The shared probe for `p`: one per namespace, labels, node, purpose and capture; a new one is
+    named after p's role, made unique."""
+    key = (p.namespace, p.copy_labels, p.node, p.purpose, p.capture)
+    if key not in probes:
+        taken = {q.role for q in probes.values()}
+        role = p.role if p.role not in taken else next(f"{p.role[:36]}-{n}" for n in range(2, 999)
+                                                      if f"{p.role[:36]}-{n}" not in taken)
+        probes[key] = replace(p, role=role)
+    return probes[key]
+
+
+def _shared_coverage(shared: _Shared, done: _Round, running: dict[str, RunningProbe],
+                     uncovered: Uncovered) -> list[tuple[Step, str]]:
+    """Each job's coverage round, as shared steps (a step two jobs share runs once)."""
+    more: dict[str, tuple[Step, str]] = {}
+    for i in range(len(shared.jobs)):
+        for step, why in _coverage_round(shared.evidence(i, done, running), uncovered):
+            key = shared.keys[i][step.key]
+            more.setdefault(key, (replace(step, key=key, probe=shared.roles[i].get(step.probe, step.probe)), why))
+    return list(more.values())
 
 
 def _round(executor: _Executor, steps: tuple[Step, ...], points: list[Point], ips: list[str], options: RunOptions,
@@ -160,7 +272,7 @@ def observe_without_probes(kube: Kube, plan: Plan, facts: Facts, options: RunOpt
                            why: str) -> tuple[Observation, ...]:
     """When the probes could not run: the steps that need none (the backends' own socket tables),
     and for every other step the reason it did not run, so the API-only layers still report."""
-    executor = _Executor(kube, {}, facts, options.timeout)
+    executor = _Executor(kube, {}, {step.key: facts for step in plan.steps}, options.timeout)
     return tuple(executor.observe(step) if step.probe is None else
                  Observation(step.key, None, f"the probes could not run: {why}") for step in plan.steps)
 
@@ -246,7 +358,9 @@ def _cost(plan: Plan, probe: str) -> str:
 
 
 class _Executor:
-    def __init__(self, kube: Kube, probes: dict[str, Probe], facts: Facts, timeout: float):
+    """Runs steps in their probes; `facts` by step key (a shared run's steps come from several jobs)."""
+
+    def __init__(self, kube: Kube, probes: dict[str, Probe], facts: dict[str, Facts], timeout: float):
         self.kube, self.probes, self.facts, self.timeout = kube, probes, facts, timeout
         self._resolv: dict[str, object] = {}
         self._lock = threading.Lock()
@@ -262,9 +376,9 @@ class _Executor:
         return Observation(step.key, result, None, tuple(log))
 
     def _execute(self, step: Step, log: list[str]):
-        action = step.action
+        action, facts = step.action, self.facts[step.key]
         if isinstance(action, InspectListeners):
-            return self._listeners(action, log)
+            return self._listeners(facts, action, log)
         probe = self.probes[step.probe]
         log.append(f"in {probe.namespace}/{probe.name}")
         if isinstance(action, UdpExchange):
@@ -278,15 +392,15 @@ class _Executor:
             ip = self.probes[action.to_probe].ip if action.to_probe else action.ip
             return probe.ping(ip, action.size, action.dont_fragment, self.timeout)
         if isinstance(action, ReadResolvConf):
-            return self._source_conf() if action.pod else self._resolv_conf(probe)
+            return self._source_conf(facts) if action.pod else self._resolv_conf(probe)
         if isinstance(action, DnsQuery):
-            return self._dns(probe, action, log)
+            return self._dns(facts, probe, action, log)
         raise ValueError(f"unknown action {action!r}")
 
-    def _listeners(self, action: InspectListeners, log: list[str]) -> ListenerTable:
+    def _listeners(self, facts: Facts, action: InspectListeners, log: list[str]) -> ListenerTable:
         """The pod's socket table, read by `cat` in the first of the step's containers that has it
         (the one declaring the port comes first; the sockets are the pod's, shared by them all)."""
-        pod = next(p for p in self.facts.backends if p.name == action.pod)
+        pod = next(p for p in facts.backends if p.name == action.pod)
         tried = []
         for container in action.containers or (None,):
             table = listeners_of(self.kube, pod, container, protocol=action.protocol)
@@ -303,23 +417,23 @@ class _Executor:
                 self._resolv[probe.name] = probe.resolv_conf()
             return self._resolv[probe.name]
 
-    def _source_conf(self) -> ResolvConf:
+    def _source_conf(self, f: Facts) -> ResolvConf:
         """The --from pod's own resolv.conf, read once by exec into it; where that fails (no `cat`
         in a distroless image, no exec right), what its dnsPolicy and dnsConfig make the kubelet
         write, saying so. The DNS steps resolve with it: the source's search list and ndots."""
+        key = f"--from {f.source_namespace}/{f.source_pod}"
         with self._lock:
-            if "--from" not in self._resolv:
+            if key not in self._resolv:
                 try:
-                    self._resolv["--from"] = self._read_source_conf()
+                    self._resolv[key] = self._read_source_conf(f)
                 except NetdoctorError as exc:
-                    self._resolv["--from"] = exc
-            found = self._resolv["--from"]
+                    self._resolv[key] = exc
+            found = self._resolv[key]
         if isinstance(found, NetdoctorError):
             raise found
         return found
 
-    def _read_source_conf(self) -> ResolvConf:
-        f = self.facts
+    def _read_source_conf(self, f: Facts) -> ResolvConf:
         try:
             result = self.kube.exec(f.source_namespace, f.source_pod, commands.resolv_conf_command(),
                                     timeout=commands.exec_deadline(2.0))
@@ -332,10 +446,10 @@ class _Executor:
                              f"{view.basis if view else 'not read'}")
         return replace(view.derived, derived=f"{failure}; derived from its {view.basis}")
 
-    def _dns(self, probe: Probe, action: DnsQuery, log: list[str]):
+    def _dns(self, facts: Facts, probe: Probe, action: DnsQuery, log: list[str]):
         conf = None
         if action.server is None or action.search:
-            conf = self._source_conf() if self.facts.source_pod else self._resolv_conf(probe)
+            conf = self._source_conf(facts) if facts.source_pod else self._resolv_conf(probe)
         server = action.server or (conf.nameservers[0] if conf and conf.nameservers else None)
         if server is None:
             raise ValueError("the source's resolv.conf names no nameserver")

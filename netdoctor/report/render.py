@@ -1,6 +1,7 @@
 """`render(report, fmt, env, verbose)`: a finished Report in the format asked for, on env's streams.
 
-Called by check.command; picks the format's module and imports only that one.
+Called by check.command; picks the format's module and imports only that one. `render_many`: the
+reports of many targets and their summary (report.many).
 """
 
 from __future__ import annotations
@@ -24,4 +25,21 @@ def render(report: Report, fmt: str, env: Environment, verbose: bool = False) ->
     else:
         from netdoctor.report.junit import render as to_text
     env.stdout.write(to_text(report))
+    env.stdout.flush()
+
+
+def render_many(reports: tuple[Report, ...], fmt: str, env: Environment, verbose: bool = False) -> None:
+    from netdoctor.report import many
+
+    if fmt == "text":
+        console = env.console()
+        for report in reports:
+            render(report, fmt, env, verbose)
+            console.print()
+        console.print(f"summary: {len(reports)} targets, {many.worst(reports).value.upper()}", markup=False)
+        for line in many.table_lines(reports):
+            console.print(line, markup=False, soft_wrap=True)
+        return
+    text = {"json": many.to_json, "markdown": many.to_markdown, "junit": many.to_junit}[fmt](reports)
+    env.stdout.write(text)
     env.stdout.flush()

@@ -28,7 +28,7 @@ ROOMS: tuple[tuple[str, ...], ...] = (
     ("netdoctor.probe",),
     ("netdoctor.judge",),
     ("netdoctor.report",),
-    ("netdoctor.check.command", "netdoctor.completions"),  # runs the whole pipeline
+    ("netdoctor.check.command", "netdoctor.check.many", "netdoctor.check.smoke_command", "netdoctor.completions"),  # runs the whole pipeline
     ("netdoctor.lab",),  # a cluster of its own: reached by netdoctor only through the API
     ("netdoctor.cli", "netdoctor.__main__"),
 )

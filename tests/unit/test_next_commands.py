@@ -126,7 +126,8 @@ def check_netdoctor(args: list[str]) -> None:
             parse_port(port)
         parse_namespace(p["namespace"], "-n")
     elif ctx.command.name == "check":
-        parse_target(p["target"])
+        assert len(p["targets"]) == 1, args
+        parse_target(p["targets"][0])
         parse_namespace(p["namespace"], "-n")
         if p["source"]:
             parse_source(p["source"])
