@@ -172,12 +172,78 @@ class Step:
     title: str = ""  # one line for --plan and progress, e.g. "client → 10.244.1.5:8080"
 
 
+class NodeReason(Enum):
+    """Why the plan put a probe on a node (`Plan.sample`)."""
+
+    SOURCE = "source"  # the source's node
+    BACKEND = "backend"  # hosts a backend (detail: which)
+    DNS = "dns"  # hosts a DNS pod (detail: which)
+    GROUP = "group"  # the first of its kind (detail: zone, pool, kernel, runtime)
+    REQUESTED = "requested"  # named by --nodes
+    ALL = "all"  # --nodes all
+
+
+@dataclass(frozen=True)
+class Why:
+    reason: NodeReason
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SampledNode:
+    """A node of the plan's sample and why it was chosen; `excluded` says why no probe runs there
+    although the question involves it (NotReady, cordoned, a taint the probes do not tolerate)."""
+
+    name: str
+    why: tuple[Why, ...]
+    excluded: str | None = None
+
+
+# Labels that tell nodes apart for the sample: one node per distinct (zone, pool, kernel, runtime).
+ZONE_LABELS = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
+POOL_LABELS = ("cloud.google.com/gke-nodepool", "eks.amazonaws.com/nodegroup", "karpenter.sh/nodepool",
+               "kubernetes.azure.com/agentpool", "node.kubernetes.io/instance-type")
+# virtual-kubelet's nodes (ACI, Fargate-style providers) carry this label and a
+# virtual-kubelet.io/provider taint: no kernel of their own, a probe there sees no data plane.
+NOT_VIRTUAL_SELECTOR = "type!=virtual-kubelet"
+
+
+def node_group(node: Node) -> tuple[str, str, str, str]:
+    """(zone, pool or instance type, kernel, container runtime): nodes alike in all four share
+    their data plane's behaviour, one of them stands for the others."""
+    labels = node.label_map
+    zone = next((labels[k] for k in ZONE_LABELS if labels.get(k)), "")
+    pool = next((labels[k] for k in POOL_LABELS if labels.get(k)), "")
+    return zone, pool, node.kernel, node.runtime
+
+
+def group_text(node: Node) -> str:
+    zone, pool, kernel, runtime = node_group(node)
+    parts = [f"zone {zone}" if zone else "", f"pool {pool}" if pool else "", f"kernel {kernel}" if kernel else "",
+             runtime]
+    return ", ".join(p for p in parts if p) or "no zone, pool, kernel or runtime reported"
+
+
+def probe_excluded(node: Node) -> str | None:
+    """Why a probe cannot run on `node` (None: it can). Probes tolerate no taint: a NoSchedule or
+    NoExecute one keeps them off (virtual-kubelet.io/provider on virtual nodes, control planes)."""
+    if not node.ready:
+        return "NotReady"
+    if node.unschedulable:
+        return "cordoned (unschedulable)"
+    taint = next((t for t in node.taints if t.effect in ("NoSchedule", "NoExecute")), None)
+    if taint is not None:
+        return f"taint {taint.key}{'=' + taint.value if taint.value else ''}:{taint.effect}"
+    return None
+
+
 @dataclass(frozen=True)
 class Plan:
     probes: tuple[PlannedProbe, ...]
     steps: tuple[Step, ...]
     notes: tuple[str, ...] = ()  # decisions worth telling the user (impersonation, sampling)
     capture: CaptureMode = CaptureMode.OFF
+    sample: tuple[SampledNode, ...] = ()  # the nodes probed, and those involved but excluded
 
     def step(self, key: str) -> Step:
         return next(s for s in self.steps if s.key == key)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Iterator, Optional
 
 import typer
 
+from netdoctor.check import DEFAULT_MAX_NODES
 from netdoctor.cluster import REQUEST_TIMEOUT
 from netdoctor.environment import Environment
 from netdoctor.errors import ClusterError, ProbeError, UsageError
@@ -44,6 +45,7 @@ _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 MIN_TIMEOUT, MAX_TIMEOUT = 0.1, 300.0  # --timeout: seconds per network probe
 REQUEST_TIMEOUT_HELP = "Give up on an API call after this long: seconds, or kubectl's 30s, 1m"
 PROBE_DEADLINE_VARIABLE = "NETDOCTOR_PROBE_DEADLINE"
+MAX_MAX_NODES = 100  # --max-nodes: beyond it, say --nodes all
 
 
 def _connect(env: Environment, kubeconfig: str | None, context: str | None, request_timeout: str):
@@ -109,7 +111,10 @@ def check(
                                   f"{MAX_TIMEOUT:g})"),
     output: str = typer.Option("text", "-o", "--output", help="text, json, markdown or junit"),
     image: Optional[str] = typer.Option(None, "--image", help="Probe image (needs bash; netshoot by default)"),
-    nodes: Optional[str] = typer.Option(None, "--nodes", help="Comma-separated nodes to probe from (default: all)"),
+    nodes: Optional[str] = typer.Option(None, "--nodes", help="Comma-separated nodes to probe from besides the source's, "
+                                        "the backends' and the DNS pods', or 'all' (default: a sample, see --max-nodes)"),
+    max_nodes: int = typer.Option(DEFAULT_MAX_NODES, "--max-nodes", help="Nodes in the default sample: the source's, "
+                                  "the backends', the DNS pods', then one per distinct zone, pool, kernel and runtime"),
     keep: bool = typer.Option(False, "--keep", help="Leave the probes running and print how to exec into them"),
     capture: str = typer.Option("auto", "--capture", help="Packet capture at every hop: auto (go on blind where "
                                 "the cluster forbids it), strict (fail instead) or off"),
@@ -137,7 +142,8 @@ def check(
     _check_timeout(timeout)
     _check_target_choice(targets or [], namespace, all_services, all_namespaces, selector)
     requests = [_request(t, namespace, source, source_namespace, port) for t in targets or []]
-    sample = _node_names(nodes)
+    choice = _node_choice(nodes, max_nodes)
+    requests = [replace(r, nodes=choice) for r in requests]
     if capture_namespace is not None:
         parse_namespace(capture_namespace, "--capture-namespace")
     if all_services and namespace is not None:
@@ -152,18 +158,19 @@ def check(
         from netdoctor.check.many import all_services as listed
 
         found = listed(kube, None if all_namespaces else namespace or kube.namespace, selector)
-        requests = [_request(f"svc/{ref.name}", ref.namespace, source, source_namespace, port) for ref in found]
+        requests = [replace(_request(f"svc/{ref.name}", ref.namespace, source, source_namespace, port), nodes=choice)
+                    for ref in found]
     if len(requests) > 1:
-        return _check_many(env, kube, requests, checks, sample, capture_namespace, plan.Options(
-            nodes=sample, capture=mode, capture_namespace=capture_namespace), plan_only, pcap, output, verbose,
+        return _check_many(env, kube, requests, checks, choice, capture_namespace, plan.Options(
+            nodes=choice, capture=mode, capture_namespace=capture_namespace), plan_only, pcap, output, verbose,
             runner_options=dict(timeout=timeout, image=image, keep=keep))
     request = requests[0]
     started = time.monotonic()
     facts = resolve.resolve(kube, request)
-    _check_nodes(facts, sample)
+    _check_nodes(facts, choice)
     if capture_namespace is not None:
         _check_namespace(kube, capture_namespace, "--capture-namespace")
-    options = plan.Options(nodes=sample, capture=mode, capture_namespace=capture_namespace)
+    options = plan.Options(nodes=choice, capture=mode, capture_namespace=capture_namespace)
     the_plan = plan.build(facts, options)
     if plan_only:
         _print_plan(env, the_plan)
@@ -197,7 +204,7 @@ def _check_target_choice(targets: list[str], namespace, all_services: bool, all_
         raise UsageError("use -n NAMESPACE or -A, not both")
 
 
-def _check_many(env, kube, requests, checks, sample, capture_namespace, options, plan_only, pcap, output, verbose,
+def _check_many(env, kube, requests, checks, choice, capture_namespace, options, plan_only, pcap, output, verbose,
                 runner_options) -> int:
     """Several targets on shared probes: each target's report, then the summary; exit 1 when any
     target fails (else 4 when one could not be judged)."""
@@ -207,7 +214,7 @@ def _check_many(env, kube, requests, checks, sample, capture_namespace, options,
 
     resolved = many.resolve_all(kube, requests)
     for facts, _ in resolved:
-        _check_nodes(facts, sample)
+        _check_nodes(facts, choice)
     if capture_namespace is not None:
         _check_namespace(kube, capture_namespace, "--capture-namespace")
     targets = [many.Target(facts, plan.build(facts, options), began) for facts, began in resolved]
@@ -290,26 +297,28 @@ def _check_timeout(timeout: float) -> None:
         raise UsageError(f"--timeout {timeout:g}: use a number of seconds from {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g}")
 
 
-def _node_names(nodes: str | None) -> tuple[str, ...] | None:
+def _node_choice(nodes: str | None, max_nodes: int) -> NodeChoice:
+    """--nodes (names, or all) and --max-nodes, checked before the cluster is asked."""
+    from netdoctor.check.nodes import NodeChoice
+
+    if not 1 <= max_nodes <= MAX_MAX_NODES:
+        raise UsageError(f"--max-nodes {max_nodes}: use a number from 1 to {MAX_MAX_NODES} (or --nodes all)")
     if nodes is None:
-        return None
+        return NodeChoice(max_nodes=max_nodes)
+    if nodes.strip() == "all":
+        return NodeChoice(all=True)
     names = tuple(n.strip() for n in nodes.split(","))
     if not all(names):
-        raise UsageError(f"--nodes {nodes!r}: give node names separated by commas, e.g. --nodes node-1,node-2")
-    return names
+        raise UsageError(f"--nodes {nodes!r}: give node names separated by commas, e.g. --nodes node-1,node-2, or all")
+    return NodeChoice(names=names)
 
 
-def _check_nodes(facts, sample: tuple[str, ...] | None) -> None:
-    """--nodes must name nodes of the cluster (the error lists them)."""
-    if sample is None:
+def _check_nodes(facts, choice: NodeChoice) -> None:
+    """--nodes needs the nodes to be readable (resolve refused the names that are not nodes)."""
+    if (choice.names is None and not choice.all) or facts.nodes:
         return
-    known = [n.name for n in facts.nodes]
-    if not known:
-        why = next((u.why for u in facts.unread if u.what == "nodes"), "the cluster lists no node")
-        raise ClusterError(f"--nodes: cannot check the node names: {why}")
-    unknown = [n for n in sample if n not in known]
-    if unknown:
-        raise UsageError(f"--nodes: no node named {', '.join(map(repr, unknown))} (nodes: {', '.join(known)})")
+    why = next((u.why for u in facts.unread if u.what == "nodes"), "the cluster lists no node")
+    raise ClusterError(f"--nodes: cannot check the node names: {why}")
 
 
 def _check_namespace(kube, name: str, option: str) -> None:
@@ -396,6 +405,10 @@ def _refused(exc, the_plan: Plan) -> ProbeError:
 
 def _print_plan(env: Environment, the_plan: Plan) -> None:
     out = env.stdout
+    out.write("nodes sampled:\n")
+    for node in the_plan.sample:
+        reasons = "; ".join(_why_text(w) for w in node.why)
+        out.write(f"  {node.name}: {reasons}" + (f" (no probe: {node.excluded})" if node.excluded else "") + "\n")
     out.write("probes to create:\n")
     for p in the_plan.probes:
         who = f", impersonating {p.impersonates}" if p.impersonates else ""
@@ -407,6 +420,14 @@ def _print_plan(env: Environment, the_plan: Plan) -> None:
         out.write(f"  {s.check_id} [{s.layer.value}] {s.title or s.key}" + (" (expect: blocked)" if s.expect.value == "blocked" else "") + "\n")
     for note in the_plan.notes:
         out.write(f"note: {note}\n")
+
+
+_WHY = {"source": "the source's node", "backend": "hosts backend {}", "dns": "hosts DNS pod {}",
+        "group": "first of its kind: {}", "requested": "named by --nodes", "all": "--nodes all"}
+
+
+def _why_text(why) -> str:
+    return _WHY[why.reason.value].format(why.detail)
 
 
 def _exit_code(state: State) -> int:

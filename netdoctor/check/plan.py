@@ -3,6 +3,11 @@ outcome it expects. Pure: `--plan` prints it, the runner executes it, the judge 
 
 Called by check.command after resolve. Expectations come from the policy verdicts resolve computed:
 a flow the policies deny is expected to be BLOCKED, so a connection that passes is a finding.
+The probes go to a sample of nodes chosen for the question (`sample`), not to every node: the
+source's, the backends' (a few distinct ones), the DNS pods', then one per distinct (zone, pool,
+kernel, runtime) up to --max-nodes; each with its reasons, which --plan shows. DF pings run only
+on the pairs the check's traffic crosses, NodePort on the sampled nodes: the probes and steps do
+not grow with the cluster's nodes, pods, Services or policies.
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ import math
 import re
 from dataclasses import dataclass
 
+from netdoctor.check.nodes import MAX_BACKEND_NODES, MAX_DNS_NODES, NodeChoice, involved
 from netdoctor.cluster.objects import Pod
 from netdoctor.model import (
-    Action, CaptureMode, DnsQuery, Expect, Facts, InspectListeners, Layer, Ping, Plan, PlannedProbe, ProbePurpose,
-    ReadResolvConf, Step, TcpConnect, UdpExchange,
+    Action, CaptureMode, DnsQuery, Expect, Facts, InspectListeners, Layer, NodeReason, Ping, Plan, PlannedProbe,
+    ProbePurpose, ReadResolvConf, SampledNode, Step, TcpConnect, UdpExchange, Why, group_text, node_group,
+    probe_excluded,
 )
 
 SOURCE = "source"
@@ -33,7 +40,7 @@ MAX_SERVICE_ATTEMPTS = 100
 
 @dataclass(frozen=True)
 class Options:
-    nodes: tuple[str, ...] | None = None  # --nodes: sample; None: every Ready node
+    nodes: NodeChoice = NodeChoice()  # --nodes, --max-nodes
     dns_attempts: int = 10
     lookup_attempts: int = 3  # a resolver retries too: a name resolves if one of these is answered
     backend_dns_attempts: int = 3
@@ -43,11 +50,57 @@ class Options:
 
 
 def build(f: Facts, options: Options = Options()) -> Plan:
-    probes = _probes(f, options)
+    chosen = sample(f, options.nodes)
+    probes = _probes(f, options, [n.name for n in chosen if n.excluded is None])
     traffic = [p for p in probes if p.purpose is ProbePurpose.TRAFFIC]
-    steps = [*_listener_steps(f), *_dns_steps(f, options), *_pod_steps(f), *_service_steps(f, options),
+    steps = [*_listener_steps(f), *_dns_steps(f, options), *_pod_steps(f), *_service_steps(f, options, traffic),
              *_node_steps(f, traffic)]
-    return Plan(tuple(probes), tuple(steps), _notes(f, probes), options.capture)
+    return Plan(tuple(probes), tuple(steps), _notes(f, chosen), options.capture, chosen)
+
+
+def sample(f: Facts, choice: NodeChoice = NodeChoice()) -> tuple[SampledNode, ...]:
+    """The nodes the question involves, in this order, each with why: the source's, the
+    backends' (MAX_BACKEND_NODES distinct ones, ready backends first), the DNS pods'
+    (MAX_DNS_NODES), then those --nodes names (or all of them), or by default the first node of
+    each (zone, pool, kernel, runtime) not represented yet. At most `max_nodes` can host a probe
+    unless --nodes says which; one that cannot (NotReady, cordoned, tainted) is kept with why
+    (`excluded`) and costs nothing."""
+    known = {n.name: n for n in f.nodes}
+    why: dict[str, list[Why]] = {}
+
+    def add(name: str | None, reason: Why) -> None:
+        if name in known:
+            why.setdefault(name, []).append(reason)
+
+    add(f.source_node, Why(NodeReason.SOURCE))
+    for name in involved(f.backends, MAX_BACKEND_NODES):
+        add(name, Why(NodeReason.BACKEND, ", ".join(p.name for p in f.backends if p.node_name == name)))
+    for name in involved(f.dns_backends, MAX_DNS_NODES):
+        add(name, Why(NodeReason.DNS, ", ".join(p.name for p in f.dns_backends if p.node_name == name)))
+    if choice.all or choice.names is not None:
+        for name in known if choice.all else choice.names:
+            add(name, Why(NodeReason.ALL if choice.all else NodeReason.REQUESTED))
+        return tuple(SampledNode(n, tuple(w), probe_excluded(known[n])) for n, w in why.items())
+    taken = {node_group(known[n]) for n in why if probe_excluded(known[n]) is None}
+    for node in f.nodes:
+        if probe_excluded(node) is None and node_group(node) not in taken and node.name not in why:
+            taken.add(node_group(node))
+            add(node.name, Why(NodeReason.GROUP, group_text(node)))
+    return _capped(tuple(SampledNode(n, tuple(w), probe_excluded(known[n])) for n, w in why.items()),
+                   choice.max_nodes)
+
+
+def _capped(nodes: tuple[SampledNode, ...], cap: int) -> tuple[SampledNode, ...]:
+    """The first `cap` nodes that can host a probe (in the sample's order of reasons), and the
+    excluded ones."""
+    kept, hosting = [], 0
+    for node in nodes:
+        if node.excluded is None:
+            if hosting == cap:
+                continue
+            hosting += 1
+        kept.append(node)
+    return tuple(kept)
 
 
 def role_name(prefix: str, node: str) -> str:
@@ -57,34 +110,29 @@ def role_name(prefix: str, node: str) -> str:
     return f"{prefix}-{label}"[:40].rstrip("-")
 
 
-def _probes(f: Facts, options: Options) -> list[PlannedProbe]:
+def _probes(f: Facts, options: Options, nodes: list[str]) -> list[PlannedProbe]:
+    """The source probe, a traffic probe on each other sampled node, and with capture a
+    hostNetwork capture probe on each sampled node."""
     labels, who = f.source_labels, f.impersonates
     capture = options.capture is not CaptureMode.OFF
     source = PlannedProbe(SOURCE, f.source_node, f.source_namespace, labels, who, capture=capture)
-    ready = [n.name for n in f.nodes if n.ready and (options.nodes is None or n.name in options.nodes)]
     others = [PlannedProbe(role_name("node", n), n, f.source_namespace, labels, who, capture=capture)
-              for n in ready if n != f.source_node]
+              for n in nodes if n != f.source_node]
     traffic = [source, *others] if f.backends and f.target_port else [source]
-    return traffic + (_capture_probes(f, options, traffic) if capture else [])
-
-
-def _capture_probes(f: Facts, options: Options, traffic: list[PlannedProbe]) -> list[PlannedProbe]:
-    """A hostNetwork capture probe on every Ready node the check's packets can cross: the traffic
-    probes' nodes and the nodes of the backends and of the DNS pods."""
-    wanted = {p.node for p in traffic} | {p.node_name for p in (*f.backends, *f.dns_backends)}
     namespace = options.capture_namespace or f.source_namespace
-    return [PlannedProbe(role_name("capture", n.name), n.name, namespace, purpose=ProbePurpose.NODE_CAPTURE)
-            for n in f.nodes if n.ready and n.name in wanted]
+    captures = [PlannedProbe(role_name("capture", n), n, namespace, purpose=ProbePurpose.NODE_CAPTURE)
+                for n in nodes] if capture else []
+    return traffic + captures
 
 
-def _notes(f: Facts, probes: list[PlannedProbe]) -> tuple[str, ...]:
+def _notes(f: Facts, chosen: tuple[SampledNode, ...]) -> tuple[str, ...]:
     notes = []
     if f.impersonates:
         labels = ",".join(f"{k}={v}" for k, v in f.source_labels)
         notes.append(f"probes impersonate {f.impersonates} (labels {labels}) so the NetworkPolicies judge them alike")
-    skipped = [n.name for n in f.nodes if not n.ready]
+    skipped = [f"{n.name} ({n.excluded})" for n in chosen if n.excluded]
     if skipped:
-        notes.append(f"no probe on NotReady node(s): {', '.join(skipped)}")
+        notes.append(f"no probe on {', '.join(skipped)}")
     notes += _shape_notes(f)
     notes += [str(u) for u in f.unread]
     return tuple(notes)
@@ -279,7 +327,7 @@ def service_expect(f: Facts, node: str | None) -> Expect:
     return Expect.SUCCEED
 
 
-def _service_steps(f: Facts, o: Options) -> list[Step]:
+def _service_steps(f: Facts, o: Options, traffic: list[PlannedProbe]) -> list[Step]:
     svc, sp = f.service, f.service_port
     if svc is None or sp is None or protocol(f) not in PROBED_PROTOCOLS:
         return []
@@ -293,9 +341,10 @@ def _service_steps(f: Facts, o: Options) -> list[Step]:
         steps.append(_step("svc:clusterip", "ND-SVC-001", Layer.SERVICE, SOURCE,
                            _connect(f, svc.cluster_ip, sp.port, first, more), title, expect))
     if sp.node_port:
+        sampled = {p.node for p in traffic}
         steps += [_step(f"nodeport:{n.name}", "ND-SVC-002", Layer.SERVICE, SOURCE, _connect(f, n.internal_ip, sp.node_port),
                         f"source → {n.name} {_to(n.internal_ip, sp.node_port, f)}") for n in f.nodes
-                  if n.ready and n.internal_ip]
+                  if n.name in sampled and n.ready and n.internal_ip]
     return steps
 
 
@@ -317,18 +366,22 @@ def _icmp_ok(f: Facts, backend: str) -> bool:
     return flow is None or flow.icmp
 
 
-def _ping_steps(probe: PlannedProbe, target: str, key: str, ip: str | None, to_probe: str | None = None) -> list[Step]:
+def _ping_steps(probe: PlannedProbe, target: str, key: str, ip: str | None, to_probe: str | None = None,
+                sizes: tuple[int, ...] = (SMALL_PING, *MTU_PINGS)) -> list[Step]:
     return [_step(f"ping:{probe.role}:{key}:{size}", "ND-NODE-004", Layer.NODE, probe.role,
                   Ping(ip, size, size != SMALL_PING, to_probe), f"{probe.node or '?'} ping {target} {size}B")
-            for size in (SMALL_PING, *MTU_PINGS)]
+            for size in sizes]
 
 
 def _node_steps(f: Facts, probes: list[PlannedProbe]) -> list[Step]:
     """Each node's probe → each backend (TCP, and ping where the policies admit ICMP), → the
-    Service IP, and DF pings to the probes on the other nodes: the overlay's path MTU."""
+    Service IP, and DF pings at the overlay sizes on the pairs the traffic crosses: to a backend
+    on another node, and to the probe on that node (the path MTU where ICMP to the backends is
+    not admitted). A probe pings a backend on its own node with a small ping only."""
     if not _probing(f):
         return []
     steps = []
+    backend_nodes = {p.node_name for p in _reachable_backends(f)}
     for probe in probes:
         where = probe.node or "?"
         for p in _reachable_backends(f):
@@ -336,10 +389,11 @@ def _node_steps(f: Facts, probes: list[PlannedProbe]) -> list[Step]:
                                _connect(f, p.ip, port_of(f, p)), f"{where} → {p.name} ({p.node_name})",
                                _expect(f, p.name)))
             if _icmp_ok(f, p.name):
-                steps += _ping_steps(probe, p.name, p.name, p.ip)
+                sizes = (SMALL_PING, *MTU_PINGS) if p.node_name != probe.node else (SMALL_PING,)
+                steps += _ping_steps(probe, p.name, p.name, p.ip, sizes=sizes)
         if f.probe_icmp:
             for peer in probes:
-                if peer.node != probe.node:
+                if peer.node != probe.node and peer.node in backend_nodes:
                     steps += _ping_steps(probe, f"probe on {peer.node}", f"probe-{peer.role}", None, peer.role)
         if f.service and f.service.cluster_ip and f.service_port:
             sp = f.service_port

@@ -5,7 +5,9 @@ whether the namespace itself is missing (the API server does not), and a --port 
 of the Service (or of the pods) into a usage error listing those there are, before anything is
 created. Picks the source: --from (in any namespace), or a probe on a node other than a backend's,
 impersonating an allowed pod when the backends are ingress-isolated. Evaluates the NetworkPolicies
-for source → each backend. What a read-only user may not read (nodes, kube-system) costs only the
+for source → each backend. Reads are bounded by the question, not the cluster: the namespaces
+involved (their policies, their labels as metadata only), pods by selector, the nodes check.nodes
+picks. What a read-only user may not read (nodes, kube-system) costs only the
 checks that need it: it is recorded as `Unread`, and the run goes on.
 """
 
@@ -14,12 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping, TypeVar
 
-from netdoctor.check import cluster_kind
+from netdoctor.check import cluster_kind, nodes as node_reads
+from netdoctor.check.nodes import MAX_BACKEND_NODES, MAX_DNS_NODES, NodeChoice
 from netdoctor.check.target import PortArg
 from netdoctor.errors import ClusterError, UsageError
 from netdoctor.cluster.kube import Forbidden, Kube, NotFound
 from netdoctor.labels import from_match_labels
-from netdoctor.model import Facts, Kind, Layer, NearMiss, PolicyFlow, PortProblem, Ref, SourceDns, Unread
+from netdoctor.model import (
+    Facts, Kind, Layer, NearMiss, PolicyFlow, PortProblem, Ref, SourceDns, Unread, probe_excluded,
+)
 from netdoctor.cluster.objects import Pod, Service, ServicePort
 from netdoctor.observations import ResolvConf
 
@@ -36,6 +41,7 @@ class Request:
     namespace: str | None
     source: Ref | None  # its namespace None: the target's
     port: PortArg | None
+    nodes: NodeChoice = NodeChoice()
 
 
 def resolve(kube: Kube, req: Request) -> Facts:
@@ -44,8 +50,6 @@ def resolve(kube: Kube, req: Request) -> Facts:
     sp = _service_port(service, req.port)
     target_port, problems = _target_port(service, sp, backends, req.port)
     unread: list[Unread] = []
-    nodes = tuple(_readable(unread, kube.nodes, "nodes", Layer.NODE, "no probe on the other nodes (the cross-node "
-                            "layer) and the source's node is left to the scheduler") or ())
     source_pod, source_spec = _source(kube, req.source.namespace or ns, req.source) if req.source else (None, {})
     dns_service = _readable(unread, lambda: _optional(lambda: kube.service(DNS_NAMESPACE, DNS_SERVICE)),
                             f"service {DNS_SERVICE} in namespace {DNS_NAMESPACE}", Layer.DNS,
@@ -53,6 +57,11 @@ def resolve(kube: Kube, req: Request) -> Facts:
     dns_backends = _readable(unread, lambda: kube.pods(DNS_NAMESPACE, DNS_SELECTOR), f"pods in namespace {DNS_NAMESPACE}",
                              Layer.DNS, "the DNS pods are not asked one by one (ND-DNS-005) and the policies for "
                              "DNS are not evaluated")
+    needed = [source_pod.node_name if source_pod else None, *node_reads.involved(backends, MAX_BACKEND_NODES),
+              *node_reads.involved(dns_backends or (), MAX_DNS_NODES)]
+    nodes = tuple(_readable(unread, lambda: node_reads.read(kube, req.nodes, needed, {p.node_name for p in backends}),
+                            "nodes", Layer.NODE, "no probe on the other nodes (the cross-node layer) and the "
+                            "source's node is left to the scheduler") or ())
     policy = _policy(kube, ns, source_pod, backends, target_port, sp.protocol if sp else "TCP",
                      unread if dns_backends is not None else None)
     node = source_pod.node_name if source_pod else _default_node(nodes, backends)
@@ -224,7 +233,8 @@ def _protocol_problem(sp: ServicePort, pod: Pod, number: int) -> PortProblem:
 
 def _misses(kube: Kube, ns: str, service: Service) -> tuple[NearMiss, ...]:
     selector = from_match_labels(service.selector_map)
-    scored = [(len(selector.misses(p.label_map)), p) for p in kube.pods(ns)]
+    pods = [Pod.from_api(o) for o in kube.list_metadata("Pod", ns)]  # labels are all it needs
+    scored = [(len(selector.misses(p.label_map)), p) for p in pods]
     best = min((n for n, _ in scored), default=0)
     near = [p for n, p in scored if n == best and n < len(selector.requirements)][:3]
     return tuple(NearMiss(p.name, ", ".join(_has(r.key, p.label_map) for r in selector.misses(p.label_map)))
@@ -276,7 +286,7 @@ def source_dns(spec: Mapping, namespace: str, dns_ip: str | None, domain: str = 
 
 
 def _default_node(nodes, backends) -> str | None:
-    ready = [n.name for n in nodes if n.ready]
+    ready = [n.name for n in nodes if probe_excluded(n) is None]
     hosting = {p.node_name for p in backends}
     return next((n for n in ready if n not in hosting), ready[0] if ready else None)
 
@@ -304,13 +314,15 @@ def _policy(kube: Kube, ns: str, source: Pod | None, backends, port, protocol: s
     who = f"pod/{source.name}" if source else None
     namespace = source.namespace if source else ns
     try:
-        objects = [o for n in sorted({ns, namespace}) for o in kube.list_objects("NetworkPolicy", n)]
-        objects += kube.list_objects("Namespace") + kube.list_objects("Pod", ns)
+        involved = sorted({ns, namespace})
+        objects = [o for n in involved for o in kube.list_objects("NetworkPolicy", n)]
+        objects += [kube.get_metadata("Namespace", None, n) for n in involved] + kube.list_objects("Pod", ns)
     except ClusterError as exc:
         return _PolicyView(own, who, None, exc.message)
     dns_objects = None if unread is None else _readable(
-        unread, lambda: kube.list_objects("Pod", DNS_NAMESPACE, DNS_SELECTOR) + (
-            kube.list_objects("NetworkPolicy", DNS_NAMESPACE) if DNS_NAMESPACE not in (ns, namespace) else []),
+        unread, lambda: kube.list_objects("Pod", DNS_NAMESPACE, DNS_SELECTOR) + ([
+            kube.get_metadata("Namespace", None, DNS_NAMESPACE), *kube.list_objects("NetworkPolicy", DNS_NAMESPACE)]
+            if DNS_NAMESPACE not in (ns, namespace) else []),
         f"networkpolicies in namespace {DNS_NAMESPACE}", Layer.DNS, "the policies for DNS are not evaluated")
     dns = dns_objects is not None
     world = world_from_objects(objects + (dns_objects or []))

@@ -34,6 +34,10 @@ from netdoctor.cluster.objects import Deployment, EndpointSlice, Namespace, Node
 from netdoctor.observations import ExecError, ExecErrorKind, ExecResult
 
 DEFAULT_NAMESPACE = "default"
+PAGE = 500  # items per page of a list (limit/continue), kubectl's chunk size
+# What a real API server answers with metadata only (PartialObjectMetadata), as kubectl and client-go ask for it.
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+METADATA_OBJECT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 STDOUT, STDERR, STATUS = 1, 2, 3  # exec channels
 EXEC_SLICE = 0.1  # seconds an exec waits for output before it looks whether it should stop
@@ -155,6 +159,9 @@ class Kube:
         self.request_timeout = request_timeout
         self._client = api_client
         self._stopping = threading.Event()
+        self._read_lock = threading.Lock()
+        self.bytes_read = 0  # bytes of REST answers read so far (benchmarks/scale.py prints it)
+        self.requests = 0  # REST calls made so far
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None, *, environ=None,
@@ -212,8 +219,13 @@ class Kube:
     def get_namespace(self, name: str) -> Namespace:
         return Namespace.from_api(self.get_object("Namespace", None, name))
 
-    def nodes(self) -> list[Node]:
-        return [Node.from_api(o) for o in self.list_objects("Node")]
+    def nodes(self, label_selector: str | None = None, field_selector: str | None = None,
+              first: int | None = None) -> list[Node]:
+        """Every node the selectors match, page by page; `first`: only that many (one short list)."""
+        return [Node.from_api(o) for o in self.list_objects("Node", None, label_selector, field_selector, first=first)]
+
+    def node(self, name: str) -> Node:
+        return Node.from_api(self.get_object("Node", None, name))
 
     def service(self, namespace: str, name: str) -> Service:
         return Service.from_api(self.get_object("Service", namespace, name))
@@ -241,12 +253,54 @@ class Kube:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        *,
+        first: int | None = None,
     ) -> list[dict]:
-        """API-shaped dicts (with kind and apiVersion), from one namespace or from all (None)."""
+        """API-shaped dicts (with kind and apiVersion), from one namespace or from all (None), read
+        in pages of PAGE (limit/continue: one consistent list, however large); `first`: stop
+        after that many."""
+        spec = _kind(kind)
+        return [_with_type(item, kind, spec) for item in self._pages(kind, namespace, label_selector, field_selector,
+                                                                      first, "application/json")]
+
+    def list_metadata(self, kind: str, namespace: str | None = None, label_selector: str | None = None,
+                      field_selector: str | None = None, *, first: int | None = None) -> list[dict]:
+        """The objects' metadata only (name, namespace, labels, annotations, owners): the server
+        sends a PartialObjectMetadataList, a fraction of the objects' size. Each dict carries the
+        object's kind and apiVersion, and `metadata`."""
+        spec = _kind(kind)
+        return [{"kind": kind, "apiVersion": spec.api_version, "metadata": item.get("metadata") or {}}
+                for item in self._pages(kind, namespace, label_selector, field_selector, first, METADATA_LIST)]
+
+    def get_metadata(self, kind: str, namespace: str | None, name: str) -> dict:
+        """One object's metadata only (a PartialObjectMetadata), as list_metadata shapes it."""
+        spec = _kind(kind)
+        data = self._request(kind, name, namespace, "GET", spec.path(namespace, name), accept=METADATA_OBJECT)
+        return {"kind": kind, "apiVersion": spec.api_version, "metadata": data.get("metadata") or {}}
+
+    def _pages(self, kind: str, namespace: str | None, label_selector: str | None, field_selector: str | None,
+               first: int | None, accept: str) -> list[dict]:
         spec = _kind(kind)
         query = [(k, v) for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v]
-        data = self._request(kind, "", namespace, "GET", spec.path(namespace), query=query)
-        return [_with_type(item, kind, spec) for item in data.get("items") or []]
+        items: list[dict] = []
+        token = ""
+        while True:
+            limit = PAGE if first is None else min(PAGE, first - len(items))
+            page = query + [("limit", str(limit))] + ([("continue", token)] if token else [])
+            try:
+                data = self._request(kind, "", namespace, "GET", spec.path(namespace), query=page, accept=accept)
+            except Expired:
+                if not token:
+                    raise
+                # The list's resourceVersion was compacted away between pages: one list without
+                # limit, consistent again (client-go's pager does the same).
+                data = self._request(kind, "", namespace, "GET", spec.path(namespace), query=query, accept=accept)
+                items = data.get("items") or []
+                return items[:first] if first is not None else items
+            items += data.get("items") or []
+            token = (data.get("metadata") or {}).get("continue") or ""
+            if not token or (first is not None and len(items) >= first):
+                return items[:first] if first is not None else items
 
     def snapshot(self, kind: str, namespace: str | None, label_selector: str | None = None) -> Snapshot:
         """A list with its resourceVersion, to start a `watch` from."""
@@ -367,26 +421,31 @@ class Kube:
     # ------------------------------------------------------------ plumbing
 
     def _request(self, kind: str, name: str, namespace: str | None, method: str, path: str,
-                 query: list | None = None, body: Any = None, timeout: float | None = None) -> dict:
+                 query: list | None = None, body: Any = None, timeout: float | None = None,
+                 accept: str = "application/json") -> dict:
         """One REST call through the official client; every failure becomes one of our errors."""
         import urllib3
 
-        response = self._send(kind, name, namespace, method, path, query, body, timeout=timeout)
+        response = self._send(kind, name, namespace, method, path, query, body, timeout=timeout, accept=accept)
         try:
             data = response.read()
         except urllib3.exceptions.TimeoutError:
             raise self._stalled(f"{method} {path}", timeout) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise self._unreachable(exc) from None
+        with self._read_lock:
+            self.bytes_read += len(data or b"")
+            self.requests += 1
         return json.loads(data or b"{}")
 
     def _send(self, kind: str, name: str, namespace: str | None, method: str, path: str, query: list | None = None,
-              body: Any = None, *, timeout: float | None = None, stream: bool = False) -> Any:
+              body: Any = None, *, timeout: float | None = None, stream: bool = False,
+              accept: str = "application/json") -> Any:
         """Send one request and read its status; an error status becomes one of our errors. The
         body is left to read: at once (`_request`) or as it streams (`watch`)."""
         import urllib3
 
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = "application/json"
         method, url, headers, body, post = self._client.param_serialize(

@@ -42,20 +42,33 @@ class Node:
     internal_ip: str | None
     ready: bool
     taints: tuple[Taint, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    unschedulable: bool = False
+    kernel: str = ""  # status.nodeInfo.kernelVersion
+    runtime: str = ""  # status.nodeInfo.containerRuntimeVersion, e.g. containerd://2.1.4
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
 
     @classmethod
     def from_api(cls, obj: Mapping) -> Node:
-        status = obj.get("status") or {}
+        status, spec = obj.get("status") or {}, obj.get("spec") or {}
         addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
         taints = tuple(
             Taint(t.get("key", ""), t.get("value") or "", t.get("effect", ""))
-            for t in (obj.get("spec") or {}).get("taints") or []
+            for t in spec.get("taints") or []
         )
+        info = status.get("nodeInfo") or {}
         return cls(
             name=(obj.get("metadata") or {}).get("name", ""),
             internal_ip=addresses.get("InternalIP"),
             ready=_condition_true(status, "Ready"),
             taints=taints,
+            labels=_labels(obj.get("metadata") or {}),
+            unschedulable=bool(spec.get("unschedulable")),
+            kernel=info.get("kernelVersion") or "",
+            runtime=info.get("containerRuntimeVersion") or "",
         )
 
 

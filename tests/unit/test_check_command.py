@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from io import StringIO
 
+import fakenodes
 from netdoctor.cli import main
 from netdoctor.environment import Environment
 from netdoctor.cluster.kube import NotFound
@@ -11,6 +12,9 @@ from netdoctor.cluster.objects import EndpointSlice, Node, Pod, Service, Service
 
 WEB = Service("demo", "web", "ClusterIP", "10.96.0.20", False, (ServicePort("http", "TCP", 80, 8080),), (("app", "web"),))
 POD = Pod("demo", "web-1", "u1", (("app", "web"),), "node-b", "10.244.1.5", None, "Running", True)
+
+
+NODES = [Node("node-a", "192.168.0.1", True), Node("node-b", "192.168.0.2", True)]
 
 
 class FakeKube:
@@ -34,11 +38,20 @@ class FakeKube:
     def endpoint_slices(self, ns, service):
         return [EndpointSlice("demo", "web-x", "web", "IPv4", (), ())]
 
-    def nodes(self):
-        return [Node("node-a", "192.168.0.1", True), Node("node-b", "192.168.0.2", True)]
+    def nodes(self, label_selector=None, field_selector=None, first=None):
+        return fakenodes.select(NODES, label_selector, field_selector, first)
+
+    def node(self, name):
+        return fakenodes.named(NODES, name)
 
     def list_objects(self, kind, namespace=None, label_selector=None, field_selector=None):
         return []
+
+    def list_metadata(self, kind, namespace=None, label_selector=None, field_selector=None, first=None):
+        return []
+
+    def get_metadata(self, kind, namespace, name):
+        return {"kind": kind, "metadata": {"name": name}}
 
 
 def run(*argv, kube=None):
@@ -75,6 +88,7 @@ def test_plan_prints_probes_and_steps_and_creates_nothing():
     assert code == 0
     assert "source: namespace demo, node node-a" in out  # a node without a backend
     assert "ND-POD-001" in out and "ND-DNS-002" in out
+    assert "nodes sampled:\n  node-a: the source's node\n  node-b: hosts backend web-1\n" in out
 
 
 def test_unknown_output_format_is_a_usage_error():

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import fakenodes
 from netdoctor.cli import main
 from netdoctor.cluster.kube import Forbidden, NotFound
 from netdoctor.cluster.objects import Deployment, EndpointSlice, Node, Pod, Service
@@ -98,9 +99,27 @@ class FakeCluster:
     def get_namespace(self, name):
         return self.get_object("Namespace", None, name)
 
-    def nodes(self):
+    def nodes(self, label_selector=None, field_selector=None, first=None):
         self._guard("Node", None)
+        return fakenodes.select(self._nodes(), label_selector, field_selector, first)
+
+    def node(self, name):
+        self._guard("Node", None, "get")
+        return fakenodes.named(self._nodes(), name)
+
+    @staticmethod
+    def _nodes():
         return [Node(n, f"192.168.0.{i}", True) for i, n in enumerate(NODES, 1)]
+
+    def list_metadata(self, kind, namespace=None, label_selector=None, field_selector=None, first=None):
+        if kind == "Node":
+            self._guard("Node", None)
+            return [{"kind": kind, "metadata": {"name": n.name}} for n in self._nodes()][:first]
+        return [{"kind": kind, "metadata": o["metadata"]}
+                for o in self.list_objects(kind, namespace, label_selector, field_selector)][:first]
+
+    def get_metadata(self, kind, namespace, name):
+        return {"kind": kind, "metadata": self.get_object(kind, namespace, name)["metadata"]}
 
     def service(self, namespace, name):
         return Service.from_api(self.get_object("Service", namespace, name))
