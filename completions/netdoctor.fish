@@ -19,6 +19,7 @@ complete -c netdoctor -n '__fish_seen_subcommand_from check' -l timeout -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -s o -l output -x -a 'text json markdown junit'
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l image -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l nodes -r
+complete -c netdoctor -n '__fish_seen_subcommand_from check' -l max-nodes -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l keep
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l capture -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l capture-namespace -r
@@ -76,6 +77,9 @@ complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subco
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l proxy -x -a 'nftables iptables none'
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l policy -x -a 'drop reject off'
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l scenario -r -F
+complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l ghost-nodes -r
+complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l ghost-pods -r
+complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l ghost-policies -r
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from up' -l help
 complete -c netdoctor -n '__fish_seen_subcommand_from policy; and not __fish_seen_subcommand_from explain matrix' -a explain -d 'The reasoning for one flow, egress at the source and ingress at the destination.'
 complete -c netdoctor -n '__fish_seen_subcommand_from policy; and not __fish_seen_subcommand_from explain matrix' -a matrix -d 'Every source pod × destination pod × port: allowed or not.'

@@ -35,7 +35,7 @@ _netdoctor() {
   esac
   case "$path" in
     root) words="check cleanup completion lab policy --help" ;;
-    check) words="-n --namespace --all -A --all-namespaces -l --selector --context --kubeconfig --from --from-namespace --port --timeout -o --output --image --nodes --keep --capture --capture-namespace --pcap --plan --request-timeout -v --verbose --help" ;;
+    check) words="-n --namespace --all -A --all-namespaces -l --selector --context --kubeconfig --from --from-namespace --port --timeout -o --output --image --nodes --max-nodes --keep --capture --capture-namespace --pcap --plan --request-timeout -v --verbose --help" ;;
     cleanup) words="-n --namespace -A --all-namespaces --context --kubeconfig --run --force --dry-run --request-timeout --help" ;;
     completion) words="bash zsh fish --help" ;;
     lab) words="apply break demo down faults fix kubeconfig status up --help" ;;
@@ -47,7 +47,7 @@ _netdoctor() {
     lab_fix) words="dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked node-down --name --help" ;;
     lab_kubeconfig) words="--name --help" ;;
     lab_status) words="--name --help" ;;
-    lab_up) words="--name --nodes --cni --overlay --proxy --policy --scenario --help" ;;
+    lab_up) words="--name --nodes --cni --overlay --proxy --policy --scenario --ghost-nodes --ghost-pods --ghost-policies --help" ;;
     policy) words="explain matrix --help" ;;
     policy_explain) words="--from --to --port -f --filename --kubeconfig --context --help" ;;
     policy_matrix) words="-f --filename --port -n --namespace -A --all-namespaces -o --output --kubeconfig --context --help" ;;

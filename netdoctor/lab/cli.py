@@ -41,14 +41,23 @@ def up(
              "port unreachable as kube-router sends it, Calico's Reject; Cilium's 'packet filtered', for "
              "egress only), or off."),
     scenario: str = typer.Option("shop", "--scenario", help="A built-in scenario name or a manifest file."),
+    ghost_nodes: int = typer.Option(0, "--ghost-nodes", help="Nodes that exist only in the API (Ready, zones and "
+                                    "pools, virtual-kubelet taint: no probe lands there)."),
+    ghost_pods: int = typer.Option(0, "--ghost-pods", help="Pods that exist only in the API, on the ghost nodes, "
+                                   "in ghost-NN namespaces."),
+    ghost_policies: int = typer.Option(0, "--ghost-policies", help="NetworkPolicies in the ghost namespaces."),
 ) -> int:
     """Build a lab and load a scenario; prints where its kubeconfig is."""
     env: Environment = ctx.obj
-    result = lifecycle.up(LabConfig(name, nodes, overlay, policy, scenario, cni, proxy or "").validate())
+    result = lifecycle.up(LabConfig(name, nodes, overlay, policy, scenario, cni, proxy or "", ghost_nodes, ghost_pods,
+                                    ghost_policies).validate())
     out = env.console()
     config = result.config
     out.print(f"lab [bold]{result.name}[/] is up in {result.seconds:.1f}s: {result.nodes} nodes, "
               f"{result.pods} pods ({config.cni} {config.overlay}, {_proxy_words(config)}, policy {config.policy})")
+    if config.ghost_nodes or config.ghost_pods or config.ghost_policies:
+        out.print(f"ghosts (API only): {config.ghost_nodes:,} nodes, {config.ghost_pods:,} pods, "
+                  f"{config.ghost_policies:,} policies")
     out.print(f"kubeconfig: {result.kubeconfig}")
     out.print(f"  export KUBECONFIG={result.kubeconfig}")
     out.print("  netdoctor check svc/api -n shop")

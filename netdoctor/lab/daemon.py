@@ -17,7 +17,7 @@ from pathlib import Path
 
 from netdoctor import manifests
 from netdoctor.errors import NetdoctorError
-from netdoctor.lab import addons, cni, net
+from netdoctor.lab import addons, cni, ghosts, net
 from netdoctor.lab.api import auth, kubeconfig, pki
 from netdoctor.lab.api.server import ApiServer
 from netdoctor.lab.api.status import ApiError
@@ -123,6 +123,7 @@ class Lab:
         addons.install(store, addons.manifests(self.config.cni, self.config.overlay, self.config.proxy_mode.value,
                                                len(self.nodes)))
         apply_objects(store, system_objects(self.paths.zone) + scenario_objects(self.config.scenario))
+        ghosts.load(store, self.config.ghost_nodes, self.config.ghost_pods, self.config.ghost_policies)
         self.server = ApiServer(store, runtime, tls, tokens)
         port = self.server.start()
         kubeconfig.write(self.paths.kubeconfig, self.config.name, port, tls, tokens)

@@ -49,6 +49,7 @@ class ProxyMode(Enum):
     NONE = "none"
 
 
+MAX_GHOST_NODES, MAX_GHOST_PODS, MAX_GHOST_POLICIES = 10_000, 100_000, 10_000
 DEFAULT_PROXY = {Cni.FLANNEL: ProxyMode.NFTABLES, Cni.CALICO: ProxyMode.NFTABLES, Cni.CILIUM: ProxyMode.NONE}
 
 
@@ -61,6 +62,9 @@ class LabConfig:
     scenario: str = "shop"
     cni: str = Cni.FLANNEL.value
     proxy: str = ""  # empty: the CNI's default (DEFAULT_PROXY)
+    ghost_nodes: int = 0  # API objects without a data plane (netdoctor.lab.ghosts)
+    ghost_pods: int = 0
+    ghost_policies: int = 0
 
     def validate(self) -> "LabConfig":
         if not NAME_PATTERN.match(self.name):
@@ -75,6 +79,13 @@ class LabConfig:
             raise UsageError("--cni must be flannel, calico or cilium")
         if self.proxy and self.proxy not in {m.value for m in ProxyMode}:
             raise UsageError("--proxy must be nftables, iptables or none")
+        for option, value, most in (("--ghost-nodes", self.ghost_nodes, MAX_GHOST_NODES),
+                                     ("--ghost-pods", self.ghost_pods, MAX_GHOST_PODS),
+                                     ("--ghost-policies", self.ghost_policies, MAX_GHOST_POLICIES)):
+            if not 0 <= value <= most:
+                raise UsageError(f"{option} must be between 0 and {most:,}")
+        if self.ghost_pods and not self.ghost_nodes:
+            raise UsageError("--ghost-pods needs --ghost-nodes: ghost pods run on ghost nodes")
         checked = replace(self, policy=self.policy_mode.value, proxy=self.proxy_mode.value)
         if checked.proxy_mode is ProxyMode.NONE and checked.cni_dialect is not Cni.CILIUM:
             raise UsageError(f"--proxy none: {self.cni} does not translate Service IPs, so no ClusterIP (DNS "

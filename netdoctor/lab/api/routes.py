@@ -1,8 +1,9 @@
 """Turns one authenticated HTTP request into store calls and a reply (JSON, log text, watch, exec).
 
 The server's request handler parses HTTP and calls `Routes.handle()`; everything Kubernetes-shaped
-lives here: discovery documents, path parsing, verbs, selectors, DeleteOptions, subresources and the
-checks before an exec upgrade. Every failure is an ApiError carrying the real Status.
+lives here: discovery documents, path parsing, verbs, selectors, pagination (limit/continue),
+metadata-only answers (PartialObjectMetadata, asked for in the Accept header), DeleteOptions,
+subresources and the checks before an exec upgrade. Every failure is an ApiError carrying the real Status.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _SUBRESOURCE_VERBS = {
     "attach": ("create", "get"),
 }
 _SUBRESOURCE_KINDS = {"exec": "PodExecOptions", "attach": "PodAttachOptions"}
+META_V1 = "meta.k8s.io/v1"
 _VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
@@ -152,14 +154,18 @@ class Routes:
             return self._subresource(request, target, verb)
         rtype, ns, name = target.rtype, target.namespace, target.name
         if verb == "list":
-            items, version = self._store.snapshot(rtype.plural, ns, request.param("labelSelector"),
-                                                  request.param("fieldSelector"))
-            return Reply(200, {"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version,
-                               "metadata": {"resourceVersion": version}, "items": items})
+            metadata_only = _metadata_only(request, "PartialObjectMetadataList")
+            listed = self._store.page(rtype.plural, ns, request.param("labelSelector"), request.param("fieldSelector"),
+                                      _limit(request), request.param("continue"))
+            if metadata_only:
+                return Reply(200, {"kind": "PartialObjectMetadataList", "apiVersion": META_V1, **listed,
+                                   "items": [_partial(o) for o in listed["items"]]})
+            return Reply(200, {"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version, **listed})
         if verb == "watch":
             return self._watch(request, target)
         if verb == "get":
-            return Reply(200, self._store.get(rtype.plural, ns, name))
+            obj = self._store.get(rtype.plural, ns, name)
+            return Reply(200, _partial(obj) if _metadata_only(request, "PartialObjectMetadata") else obj)
         if verb == "create":
             dry_run = _dry_run(request)
             return Reply(201, self._store.create(rtype.plural, request.json(), ns, dry_run=dry_run))
@@ -306,6 +312,36 @@ def _verb(request: Request, target: Target) -> str:
     if verb is None or (target.subresource and verb not in _SUBRESOURCE_VERBS[target.subresource]):
         raise ApiError(405, "the server does not allow this method on the requested resource", details={})
     return verb
+
+
+def _metadata_only(request: Request, kind: str) -> bool:
+    """Whether the Accept header asks for metadata only (`as=PartialObjectMetadataList;g=meta.k8s.io;
+    v=v1` for a list, `as=PartialObjectMetadata` for one object), as client-go and kubectl ask:
+    the first media type the server can send wins; none it can send is 406, as a real server says."""
+    accept = request.headers.get("Accept") or "application/json"
+    for media in accept.split(","):
+        kind_of, *params = [part.strip() for part in media.split(";")]
+        options = dict(p.split("=", 1) for p in params if "=" in p)
+        wanted = options.get("as")
+        if kind_of not in ("application/json", "application/*", "*/*"):
+            continue
+        if wanted is None:
+            return False
+        if wanted == kind and options.get("g") == "meta.k8s.io" and options.get("v") in ("v1", "v1beta1"):
+            return True
+    raise ApiError(406, f"only the following media types are accepted: application/json, "
+                        f"application/json;as={kind};g=meta.k8s.io;v=v1", reason="NotAcceptable", details={})
+
+
+def _partial(obj: dict) -> dict:
+    return {"kind": "PartialObjectMetadata", "apiVersion": META_V1, "metadata": obj.get("metadata") or {}}
+
+
+def _limit(request: Request) -> int:
+    value = request.param("limit") or "0"
+    if not value.isdigit():
+        raise bad_request(f"limit: Invalid value: {value!r}: must be a non-negative integer")
+    return int(value)
 
 
 def _patch_type(request: Request) -> str:

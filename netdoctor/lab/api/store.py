@@ -3,6 +3,9 @@
 Used by the API server for every request and directly by the lab's controllers. It assigns
 metadata (uid, resourceVersion, timestamps, generation, generateName), applies defaults and
 admission, garbage-collects through ownerReferences and notifies subscribers of every change.
+Lists are paginated as a real API server paginates them (`page`: limit, continue tokens that keep
+the list at its resourceVersion, 410 Expired, remainingItemCount). Ghost objects (`add_ghosts`)
+fill the API side of a big cluster: served to clients, never seen by the controllers.
 Pods are deleted gracefully, as a real API server does: a pod bound to a node gets a
 deletionTimestamp (now + its grace period) and stays, Terminating, until its kubelet has stopped
 its containers and deletes it with grace 0; an unscheduled or finished pod, a grace of 0, or a pod
@@ -12,11 +15,14 @@ Every dict going in or out is a deep copy.
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import random
 import threading
+import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 
@@ -36,6 +42,10 @@ from netdoctor.lab.api.status import (
 Callback = Callable[[str, str, dict], None]
 Key = tuple[str | None, str]
 PROPAGATIONS = ("Background", "Foreground", "Orphan")
+PAGE_SECONDS = 300.0  # how long a limited list's continue token holds (etcd's compaction interval)
+MAX_LISTS = 64  # limited lists in progress kept; an older one's token is Expired
+EXPIRED_CONTINUE = ("The provided continue parameter is too old to display a consistent list result. You can start "
+                    "a new list without the continue parameter.")
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 # Field selectors each resource supports besides metadata.name and metadata.namespace.
 FIELD_LABELS = {
@@ -73,9 +83,13 @@ def now() -> str:
 class Store:
     """Objects by resource and (namespace, name); starts with the system namespaces and `kubernetes`."""
 
-    def __init__(self, seed: int | None = None):
+    def __init__(self, seed: int | None = None, page_seconds: float = PAGE_SECONDS):
         self._lock = threading.RLock()
         self._objects: dict[str, dict[Key, dict]] = {plural: {} for plural in RESOURCES}
+        self._ghosts: dict[str, dict[str | None, dict[str, dict]]] = {plural: {} for plural in RESOURCES}
+        self._lists: OrderedDict[str, tuple[int, float, list[dict]]] = OrderedDict()  # limited lists in progress
+        self._lists_made = 0
+        self._page_seconds = page_seconds
         self._version = 0
         self._rng = random.Random(seed)
         self._subscribers: list[Callback] = []
@@ -90,7 +104,80 @@ class Store:
     def get(self, resource: str, namespace: str | None, name: str) -> dict:
         rtype = resource_type(resource)
         with self._lock:
-            return copy.deepcopy(self._find(rtype, namespace, name))
+            ghost = self._ghost(rtype, namespace, name)
+            return copy.deepcopy(ghost if ghost is not None else self._find(rtype, namespace, name))
+
+    def page(self, resource: str, namespace: str | None = None, label_selector: str | None = None,
+             field_selector: str | None = None, limit: int = 0, token: str | None = None) -> dict:
+        """A List as the API server sends it: ghosts included, `limit` items at most (0: all),
+        `token` continuing an earlier page. The first page of a limited list fixes the list at
+        its resourceVersion (the objects as they were then), the pages after it come from there
+        whatever changed meanwhile; a token older than PAGE_SECONDS, or evicted by MAX_LISTS newer
+        lists, is Expired (410), as a continue token is once etcd compacted its revision."""
+        if token:
+            version, items = self._continued(token)
+        else:
+            match = self.matcher(resource, label_selector, field_selector)
+            with self._lock:
+                items = [o for _, o in sorted(self._candidates(resource, namespace), key=lambda kv: kv[0]) if match(o)]
+                version = self._version
+        shown, rest = (items[:limit], items[limit:]) if limit else (items, [])
+        meta: dict = {"resourceVersion": str(version)}
+        if rest:
+            meta["continue"] = self._remember(version, rest)
+            meta["remainingItemCount"] = len(rest)
+        return {"metadata": meta, "items": copy.deepcopy(shown)}
+
+    def add_ghosts(self, resource: str, objects: Iterable[dict]) -> int:
+        """Objects with no data plane and no controller: served by the API (get, list, watch's
+        initial list) and invisible to the lab's controllers (`list`, `snapshot`). Read-only:
+        a write answers 405. Bulk-loaded without admission (the lab builds them valid)."""
+        rtype = resource_type(resource)
+        count = 0
+        with self._lock:
+            for obj in objects:
+                meta = obj["metadata"]
+                meta.update(uid=str(uuid.uuid4()), creationTimestamp=now(), resourceVersion=self._next_version())
+                obj["apiVersion"], obj["kind"] = rtype.api_version, rtype.kind
+                namespace = meta.get("namespace") if rtype.namespaced else None
+                self._ghosts[resource].setdefault(namespace, {})[meta["name"]] = obj
+                count += 1
+        return count
+
+    def _candidates(self, resource: str, namespace: str | None) -> Iterable[tuple[tuple[str, str], dict]]:
+        """(sort key, object) of every object, ghost or not, in `namespace` (None: all)."""
+        for (ns, name), obj in self._objects[resource].items():
+            if namespace is None or ns == namespace:
+                yield (ns or "", name), obj
+        ghosts = self._ghosts[resource]
+        for ns in (ghosts if namespace is None else [namespace] if namespace in ghosts else []):
+            for name, obj in ghosts[ns].items():
+                yield (ns or "", name), obj
+
+    def _remember(self, version: int, rest: list[dict]) -> str:
+        with self._lock:
+            self._lists_made += 1
+            key = str(self._lists_made)
+            self._lists[key] = (version, time.monotonic() + self._page_seconds, rest)
+            while len(self._lists) > MAX_LISTS:
+                self._lists.popitem(last=False)
+        start = rest[0]["metadata"]
+        raw = json.dumps({"v": "meta.k8s.io/v1", "rv": version, "list": key,
+                          "start": f"{start.get('namespace', '')}/{start['name']}"})
+        return base64.urlsafe_b64encode(raw.encode()).decode()
+
+    def _continued(self, token: str) -> tuple[int, list[dict]]:
+        try:
+            decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+            key, version = str(decoded["list"]), int(decoded["rv"])
+        except (ValueError, KeyError, TypeError):
+            raise bad_request("continue key is not valid: incorrect encoded start resourceVersion "
+                              "(version meta.k8s.io/v1)") from None
+        with self._lock:
+            remembered = self._lists.pop(key, None)
+        if remembered is None or remembered[0] != version or remembered[1] < time.monotonic():
+            raise ApiError(410, EXPIRED_CONTINUE, reason="Expired")
+        return version, remembered[2]
 
     def list(self, resource: str, namespace: str | None = None, label_selector: str | None = None,
              field_selector: str | None = None) -> list[dict]:
@@ -160,6 +247,7 @@ class Store:
             current = self._find(rtype, namespace, name)
             if current.get("status") == status:
                 return copy.deepcopy(current)
+            current = self._rewrite(rtype, current)
             current["status"] = copy.deepcopy(status)
             current["metadata"]["resourceVersion"] = self._next_version()
             self._queue("MODIFIED", resource, current)
@@ -289,7 +377,7 @@ class Store:
         uid = obj["metadata"]["uid"]
         if propagation == "Foreground":
             self._delete_dependents(uid, "Foreground")
-        obj = self._objects[rtype.plural].pop(key)
+        obj = _fresh(self._objects[rtype.plural].pop(key))
         obj["metadata"]["deletionTimestamp"] = now()
         obj["metadata"]["resourceVersion"] = self._next_version()
         self._queue("DELETED", rtype.plural, obj)
@@ -315,9 +403,10 @@ class Store:
 
     def _mark_terminating(self, pod: dict, grace: int) -> dict:
         """Start (or shorten) a pod's graceful deletion: what its kubelet acts on."""
-        meta = pod["metadata"]
-        if meta.get("deletionGracePeriodSeconds") == grace:
+        if pod["metadata"].get("deletionGracePeriodSeconds") == grace:
             return pod
+        pod = self._rewrite(RESOURCES["pods"], pod)
+        meta = pod["metadata"]
         when = datetime.now(timezone.utc) + timedelta(seconds=grace)
         meta.update(deletionTimestamp=when.strftime("%Y-%m-%dT%H:%M:%SZ"), deletionGracePeriodSeconds=grace)
         meta["resourceVersion"] = self._next_version()
@@ -335,6 +424,7 @@ class Store:
 
     def _orphan_dependents(self, uid: str) -> None:
         for rtype, dependent in self._dependents(uid):
+            dependent = self._rewrite(rtype, dependent)
             meta = dependent["metadata"]
             meta["ownerReferences"] = [r for r in meta["ownerReferences"] if r.get("uid") != uid]
             if not meta["ownerReferences"]:
@@ -350,8 +440,22 @@ class Store:
     def _find(self, rtype: ResourceType, namespace: str | None, name: str) -> dict:
         obj = self._objects[rtype.plural].get((namespace if rtype.namespaced else None, name))
         if obj is None:
+            if self._ghost(rtype, namespace, name) is not None:
+                raise ApiError(405, f'{rtype.plural} "{name}" is a ghost object of the lab: read-only',
+                               reason="MethodNotAllowed")
             raise not_found(rtype.plural, name, rtype.group)
         return obj
+
+    def _ghost(self, rtype: ResourceType, namespace: str | None, name: str) -> dict | None:
+        return self._ghosts[rtype.plural].get(namespace if rtype.namespaced else None, {}).get(name)
+
+    def _rewrite(self, rtype: ResourceType, obj: dict) -> dict:
+        """A stored object about to change gets a new dict (its metadata too) in its place: lists
+        in progress keep the one they were consistent with (see `page`)."""
+        fresh = _fresh(obj)
+        meta = fresh["metadata"]
+        self._objects[rtype.plural][(meta.get("namespace") if rtype.namespaced else None, meta["name"])] = fresh
+        return fresh
 
     def _generate_name(self, rtype: ResourceType, namespace: str | None, prefix: str) -> str:
         while True:
@@ -376,6 +480,10 @@ class Store:
                         callback(event, resource, copy.deepcopy(obj))
             finally:
                 self._dispatching.release()
+
+
+def _fresh(obj: dict) -> dict:
+    return {**obj, "metadata": dict(obj["metadata"])}
 
 
 def _kubernetes_service() -> dict:
