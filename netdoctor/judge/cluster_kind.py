@@ -44,6 +44,11 @@ def refine(kind: ClusterKind | None, inventories: dict[str, Inventory]) -> Clust
     return ClusterKind(_cni(kind.cni, signs, inventories), _proxy(kind.proxy, inventories))
 
 
+def cni_of(inventory: Inventory | None) -> Cni | None:
+    """The CNI one node's devices name (the first sign), None when none does: for the hop judge's words."""
+    return next((s.cni for s in _signs("", inventory)), None) if inventory else None
+
+
 def _signs(node: str, inventory: Inventory) -> Iterable[_Sign]:
     routed_via = {r.device for r in inventory.routes}
     for i in inventory.interfaces:

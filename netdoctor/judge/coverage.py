@@ -17,7 +17,7 @@ from netdoctor.judge import hops
 from netdoctor.model import Evidence, PathOutcome, Step
 from netdoctor.observations import TcpOutcome
 
-UNTRANSLATED = "untranslated"  # the hop cause (checks/hops.yaml) of a ClusterIP no DNAT touched
+UNTRANSLATED = ("untranslated", "service-map-stale")  # the hop causes (checks/hops.yaml) of a ClusterIP no DNAT touched
 
 
 class Reach(Enum):
@@ -88,7 +88,7 @@ def of(ev: Evidence, step: Step) -> Coverage:
         pod = by_ip.get(target.split(":")[0]) if target else None
         if pod:
             sent.setdefault(pod, []).append(path.outcome)
-        untold += target is None and path.cause != UNTRANSLATED
+        untold += target is None and path.cause not in UNTRANSLATED
     if not sent:
         return replace(found, untold=untold)
     backends = tuple(_reach(p.name, sent.get(p.name, [])) for p in ready)

@@ -7,7 +7,10 @@ backends the ClusterIP's connections were translated to) and by the path judges 
 refused a connection). Pure: reads the Evidence's captures, steps and facts. A connection is
 recognised at the source by what the step sent (the TCP SYN to its address, the ICMP echo of its
 size, the DNS query with its message id), then followed by its source port (or echo id) across
-every hop, DNAT and tunnels included. The hops are those the inventories predict plus every
+every hop, DNAT and tunnels included; a Service connection translated at the socket (Cilium's
+kube-proxy replacement) by the backend address it already carries from the pod on, a normal path
+that says so. The hops are those the inventories predict (a CNI's host device such as
+`cilium_host`, which its BPF programs bypass, is none) plus every
 interface where a capture saw the connection. A refusal is told apart by where it came from and
 who sent it: the pod's own reset, a node's reject (ICMP matched by its quoted header, its real
 sender read before conntrack rewrote it into the Service IP), no endpoints, or silence.
@@ -18,10 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
+from netdoctor.check.plan import port_of
+from netdoctor.judge import cluster_kind
 from netdoctor.model import (
-    Capture, DnsQuery, Evidence, Expect, Hop, HopKind, HopPath, PathOutcome, Ping, Reply, Step, TcpConnect, UdpExchange,
+    Capture, Cni, DnsQuery, Evidence, Expect, Hop, HopKind, HopPath, PathOutcome, Ping, Reply, ServiceProxy, Step,
+    TcpConnect, UdpExchange,
 )
-from netdoctor.observations import Interface, InterfaceKind, Inventory, NatEntry, Packet, Refusal, RefusalKind
+from netdoctor.observations import (
+    Interface, InterfaceKind, Inventory, NatEntry, Packet, Refusal, RefusalKind, TcpOutcome, TcpResult,
+)
 
 WINDOW = 15.0  # seconds after a connection's first packet during which its packets count
 BIG = 1000  # bytes: a request this large lost while small ones pass is an MTU problem
@@ -40,6 +48,7 @@ class Conn:
     start: float
     size: int
     what: str  # "SYN to 10.96.0.20:80", for humans
+    via: str | None = None  # the Service address it stood for, when translated at the socket (dst is the backend)
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,72 @@ def _conns(ev: Evidence, step: Step) -> list[Conn]:
             key = p.icmp_id if p.proto == "icmp" else p.sport
             if key is not None and ((p.proto, key) not in conns or p.time < conns[(p.proto, key)].start):
                 conns[(p.proto, key)] = Conn(p.proto, src, key, p.dst, p.dport, p.time, p.length, _what(step, p))
-    return sorted(conns.values(), key=lambda c: c.start)
+    found = sorted(conns.values(), key=lambda c: c.start)
+    if not found:
+        return _socket_conns(ev, step, src)
+    if isinstance(step.action, TcpConnect) and not _is_service_ip(ev, step.action.ip):
+        # Its own tries, the earliest: a Service translated at the socket sends to the same address.
+        return found[:_tries(ev, step)] if _tries(ev, step) else found
+    return found
+
+
+def _socket_conns(ev: Evidence, step: Step, src: str) -> list[Conn]:
+    """A Service step's connections translated at the socket (Cilium's kube-proxy replacement,
+    Calico's eBPF connect-time balancing): the source sent nothing to the Service IP, its own
+    packets already carry a backend's address. They are the connections to the Service's backends
+    beyond those the source's other steps made to the same addresses (its pod-IP checks: the
+    earliest, their attempts' count), so a backend no translation chose is never counted as reached."""
+    action = step.action
+    backends = _backend_addresses(ev, action.ip) if isinstance(action, TcpConnect) else set()
+    if not backends:
+        return []
+    proto = "udp" if isinstance(action, UdpExchange) else "tcp"
+    firsts: dict[int, Packet] = {}
+    for p in _first_sightings(ev, step.probe, src):
+        if p.src == src and p.proto == proto and (p.dst, p.dport) in backends and p.sport is not None \
+                and (proto == "udp" or ("S" in p.tcp_flags and "A" not in p.tcp_flags)) \
+                and (p.sport not in firsts or p.time < firsts[p.sport].time):
+            firsts[p.sport] = p
+    taken = _others_attempts(ev, step, backends)
+    found: list[Conn] = []
+    for address in sorted(backends, key=str):
+        sent = sorted((p for p in firsts.values() if (p.dst, p.dport) == address), key=lambda p: p.time)
+        found += [Conn(proto, src, p.sport, p.dst, p.dport, p.time, p.length,
+                       f"{_what(step, p).split(' to ')[0]} to {action.ip}:{action.port} (sent to {p.dst}:{p.dport})",
+                       via=f"{action.ip}:{action.port}")
+                  for p in sent[taken.get(address, 0):]]
+    return sorted(found, key=lambda c: c.start)
+
+
+def _backend_addresses(ev: Evidence, ip: str) -> set[tuple[str, int | None]]:
+    """The pod addresses a Service IP translates to (pod IP, its number for the checked port)."""
+    f = ev.facts
+    if f.service and f.service.cluster_ip == ip:
+        return {(p.ip, port_of(f, p)) for p in f.backends if p.ip}
+    if f.dns_service and f.dns_service.cluster_ip == ip:
+        return {(p.ip, 53) for p in f.dns_backends if p.ip}
+    return set()
+
+
+def _others_attempts(ev: Evidence, step: Step, addresses: set) -> dict[tuple[str, int | None], int]:
+    """How many connections the probe's other steps made to each of `addresses` (tries that errored
+    sent nothing)."""
+    counts: dict[tuple[str, int | None], int] = {}
+    for other in ev.plan.steps:
+        action = other.action
+        if other.key == step.key or other.probe != step.probe or not isinstance(action, TcpConnect) \
+                or isinstance(action, UdpExchange) != isinstance(step.action, UdpExchange) \
+                or (action.ip, action.port) not in addresses:
+            continue
+        counts[(action.ip, action.port)] = counts.get((action.ip, action.port), 0) + _tries(ev, other)
+    return counts
+
+
+def _tries(ev: Evidence, step: Step) -> int:
+    """The connections a TCP or UDP step made: its tries with an outcome (one that errored sent nothing)."""
+    observation = ev.observed(step.key)
+    results = observation.result if observation and isinstance(observation.result, tuple) else ()
+    return sum(1 for r in results if isinstance(r, TcpResult) and r.outcome is not TcpOutcome.ERROR)
 
 
 def _first_sightings(ev: Evidence, role: str, src: str) -> list[Packet]:
@@ -192,6 +266,8 @@ def _translated(ev: Evidence, conn: Conn) -> str | None:
     """The destination a Service connection's request was rewritten to (DNAT): from the source
     node's connection tracking (which knows it even when the translated packet was dropped before
     any interface), else from a packet seen after the translation."""
+    if conn.via:
+        return f"{conn.dst}:{conn.dport}" if conn.dport is not None else conn.dst
     if not _is_service_ip(ev, conn.dst) and conn.dst not in {n.internal_ip for n in ev.facts.nodes}:
         return None
     entry = _tracked(ev, conn)  # exact: a reused source port can't fool it
@@ -360,9 +436,12 @@ def _source_node_places(ev: Evidence, capture: Capture | None, node: str | None,
 
 
 def _egress(capture: Capture, node: str, inv: Inventory, node_ip: str | None, dst: str) -> list[_Place]:
-    """The overlay and underlay a packet to `dst` leaves by; the usual ones when no route says."""
+    """The overlay and underlay a packet to `dst` leaves by; the usual ones when no route says. A
+    route to another node's pods through a veth names a CNI's host device (Cilium's `cilium_host`),
+    which its BPF programs bypass: such a packet leaves by the tunnel, else the underlay."""
     route = inv.route_to(dst)
     device = inv.by_name(route.device) if route else None
+    device = None if device and device.kind is InterfaceKind.VETH else device
     overlay = device if device and device.kind is InterfaceKind.OVERLAY else (
         None if device else next((i for i in inv.interfaces if i.kind is InterfaceKind.OVERLAY), None))
     under = (inv.by_name(overlay.link) if overlay and overlay.link else None) or (
@@ -463,6 +542,8 @@ def _follow(ev: Evidence, step: Step, conn: Conn) -> HopPath:
     targets = frozenset({conn.dst, dst})
     hops = tuple(_seen(place, conn, targets) for place in _places(ev, conn, step.probe, dst))
     hops = _completed(ev, conn, targets, hops)
+    if conn.via:
+        hops = _at_the_socket(ev, conn, hops)
     outcome, at = _outcome(hops)
     refusal = _refusal(ev, step, conn, hops, outcome, at, dst)
     if refusal is not None and refusal.kind in (RefusalKind.REJECT, RefusalKind.NO_ENDPOINTS):
@@ -470,6 +551,24 @@ def _follow(ev: Evidence, step: Step, conn: Conn) -> HopPath:
     cause, params = _cause(ev, step, conn, hops, outcome, at, dst, refusal)
     flow = f"{conn.src}:{conn.key} → {conn.dst}" + (f":{conn.dport}" if conn.dport is not None else "") + f" {conn.proto}"
     return HopPath(step.key, flow, hops, outcome, cause, at, params=_params_text(params), refusal=refusal)
+
+
+def _at_the_socket(ev: Evidence, conn: Conn, hops: tuple[Hop, ...]) -> tuple[Hop, ...]:
+    """The first hop that saw a connection translated at the socket says so: a normal path, whose
+    Service IP never was on the wire (nor in any node's connection tracking)."""
+    first = next((i for i, h in enumerate(hops) if h.request), None)
+    if first is None:
+        return hops
+    node = next((p.node for p in ev.probes.values() if p.ip == conn.src), None)
+    capture = _node_captures(ev).get(node)
+    cni = cluster_kind.cni_of(capture.inventory if capture else None)
+    by = f" by {_CNI_NAMES.get(cni, cni.value)}" if cni else ""
+    note = f"translated at the socket{by}: {conn.via} → {conn.dst}:{conn.dport}, no Service IP on the wire"
+    hop = hops[first]
+    return (*hops[:first], replace(hop, note=", ".join(filter(None, (note, hop.note)))), *hops[first + 1:])
+
+
+_CNI_NAMES = {Cni.CILIUM: "Cilium", Cni.CALICO: "Calico", Cni.ANTREA: "Antrea"}
 
 
 def _rejecting_hop(hops: tuple[Hop, ...], refusal: Refusal, at: int | None) -> int | None:
@@ -712,7 +811,11 @@ def _drop_cause(ev: Evidence, step: Step, conn: Conn, hops, at, last, params) ->
     if step.expect is Expect.DROPPED:
         return "local-policy-drop", params | {"node": src_node or "?"}
     if _untranslated(ev, conn, hops):
-        return "untranslated", params | {"node": src_node or "?"}
+        proxy = _socket_proxy(ev, src_node)
+        params |= {"node": src_node or "?"}
+        return ("service-map-stale", params | {"proxy": proxy}) if proxy else ("untranslated", params)
+    if hop.blind and hop.kind is HopKind.VETH and hop.node != src_node and _no_route(ev, hop.node, params["dst"]):
+        return "no-pod-route", params  # the destination node knows no way to its own pod (Calico's /32)
     if hop.blind:
         return ("node-not-ready" if "NotReady" in hop.blind else "blind"), params | {"why": hop.blind}
     if last == len(hops) - 1 and hops[last].kind in (HopKind.VETH, HopKind.POD):
@@ -739,6 +842,19 @@ def _untranslated(ev: Evidence, conn: Conn, hops: tuple[Hop, ...]) -> bool:
     entry = _tracked(ev, conn)
     left = any(h.request and h.kind in (HopKind.OVERLAY, HopKind.UNDERLAY) for h in hops)
     return left or (entry is not None and not entry.translated)
+
+
+def _socket_proxy(ev: Evidence, node: str | None) -> str | None:
+    """Who translates Service IPs at the socket, when no kube-proxy does: Cilium's kube-proxy
+    replacement, Calico's eBPF data plane (the API's answer, else the node's devices: a Cilium node
+    without kube-proxy's DaemonSet)."""
+    kind = ev.facts.cluster
+    if kind is not None and kind.proxy.name in (ServiceProxy.CILIUM, ServiceProxy.CALICO):
+        return _CNI_NAMES[Cni(kind.proxy.name.value)]
+    if kind is not None and kind.proxy.name is ServiceProxy.KUBE_PROXY:
+        return None
+    capture = _node_captures(ev).get(node)
+    return "Cilium" if cluster_kind.cni_of(capture.inventory if capture else None) is Cni.CILIUM else None
 
 
 def _no_route(ev: Evidence, node: str | None, dst: str) -> bool:
