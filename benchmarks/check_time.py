@@ -1,11 +1,12 @@
 """Time-to-verdict of `netdoctor check svc/api -n shop` on a lab, split by phase, with packet
 capture off and on (`--capture auto`): the difference is what the hop-by-hop verdict adds.
 
-Builds a lab, times the healthy shop and one failing fault (kube-proxy-stale by default), and
-prints connect+resolve, probe start, capture (starting and stopping tcpdump, decoding), probing
-and judging. Needs root. Targets: healthy under 5 s; a failing layer under its timeout (3 s) + 2 s;
-captures add under 2 s.
-Usage: python benchmarks/check_time.py [--fault NAME] [--runs N]
+Builds a lab per CNI dialect (--dialects: flannel-vxlan by default, `all` for the five the lab
+speaks), times the healthy shop and one failing fault (kube-proxy-stale by default: under Cilium its
+socket-level translation goes stale), and prints connect+resolve, probe start, capture (starting
+and stopping tcpdump, decoding), probing and judging. Needs root. Targets: healthy under 5 s; a
+failing layer under its timeout (3 s) + 2 s; captures add under 2 s.
+Usage: python benchmarks/check_time.py [--fault NAME] [--runs N] [--dialects all|D1,D2]
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from netdoctor.model import CaptureMode, Evidence
 from netdoctor.check.target import parse_target
 
 PHASES = ("connect+resolve", "probe start", "capture", "probing", "judging", "total")
+DIALECTS = {"flannel-vxlan": ("flannel", "vxlan"), "flannel-routed": ("flannel", "routed"),
+            "calico-vxlan": ("calico", "vxlan"), "calico-routed": ("calico", "routed"),
+            "cilium-vxlan": ("cilium", "vxlan")}
 
 
 def one_check(kubeconfig: str, capture: CaptureMode) -> dict[str, float]:
@@ -48,28 +52,39 @@ def one_check(kubeconfig: str, capture: CaptureMode) -> dict[str, float]:
 
 def show(label: str, samples: list[dict[str, float]]) -> None:
     cells = "  ".join(f"{p} {statistics.median(s[p] for s in samples):.2f}s" for p in PHASES)
-    print(f"{label:<34} {cells}")
+    print(f"{label:<50} {cells}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fault", default="kube-proxy-stale")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dialects", default="flannel-vxlan", help="all, or a comma-separated list of " +
+                        ", ".join(DIALECTS))
     args = parser.parse_args()
+    chosen = list(DIALECTS) if args.dialects == "all" else args.dialects.split(",")
+    if set(chosen) - set(DIALECTS):
+        parser.error(f"unknown dialect(s): {', '.join(sorted(set(chosen) - set(DIALECTS)))}")
+    for dialect in chosen:
+        per_dialect(dialect, args.fault, args.runs)
+    print("(medians; the CLI adds ~0.3 s of Python start-up and ~0.4 s of kubernetes import on top)")
+
+
+def per_dialect(dialect: str, fault: str, runs: int) -> None:
+    cni, overlay = DIALECTS[dialect]
     name = "c" + secrets.token_hex(3)
-    result = lifecycle.up(LabConfig(name))
+    result = lifecycle.up(LabConfig(name, cni=cni, overlay=overlay).validate())
     try:
         kubeconfig = str(result.kubeconfig)
         one_check(kubeconfig, CaptureMode.AUTO)  # warm-up: imports, TLS session
         for mode in (CaptureMode.OFF, CaptureMode.AUTO):
-            show(f"healthy, capture {mode.value}", [one_check(kubeconfig, mode) for _ in range(args.runs)])
-        lifecycle.break_fault(name, args.fault, None)
+            show(f"{dialect}: healthy, capture {mode.value}", [one_check(kubeconfig, mode) for _ in range(runs)])
+        lifecycle.break_fault(name, fault, None)
         time.sleep(1)
         for mode in (CaptureMode.OFF, CaptureMode.AUTO):
-            show(f"{args.fault}, capture {mode.value}", [one_check(kubeconfig, mode) for _ in range(args.runs)])
+            show(f"{dialect}: {fault}, capture {mode.value}", [one_check(kubeconfig, mode) for _ in range(runs)])
     finally:
         lifecycle.down(name)
-    print("(medians; the CLI adds ~0.3 s of Python start-up and ~0.4 s of kubernetes import on top)")
 
 
 if __name__ == "__main__":
