@@ -5,6 +5,7 @@ complete -c netdoctor -n '__fish_use_subcommand' -a cleanup -d 'Remove the probe
 complete -c netdoctor -n '__fish_use_subcommand' -a completion -d 'Print the shell completion script (also shipped in completions/).'
 complete -c netdoctor -n '__fish_use_subcommand' -a lab -d 'A disposable cluster made of real Linux networking.'
 complete -c netdoctor -n '__fish_use_subcommand' -a policy -d 'Who may talk to whom under the NetworkPolicies, and why.'
+complete -c netdoctor -n '__fish_use_subcommand' -a schema -d 'Print the JSON Schema of a `-o json` document (shipped in netdoctor/schemas/).'
 complete -c netdoctor -n '__fish_use_subcommand' -l help
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -s n -l namespace -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l all
@@ -99,3 +100,5 @@ complete -c netdoctor -n '__fish_seen_subcommand_from policy; and __fish_seen_su
 complete -c netdoctor -n '__fish_seen_subcommand_from policy; and __fish_seen_subcommand_from matrix' -l kubeconfig -r -F
 complete -c netdoctor -n '__fish_seen_subcommand_from policy; and __fish_seen_subcommand_from matrix' -l context -r
 complete -c netdoctor -n '__fish_seen_subcommand_from policy; and __fish_seen_subcommand_from matrix' -l help
+complete -c netdoctor -n '__fish_seen_subcommand_from schema' -l help
+complete -c netdoctor -n '__fish_seen_subcommand_from schema' -a 'check matrix'

@@ -10,6 +10,7 @@ _netdoctor() {
       root:completion) path=completion ;;
       root:lab) path=lab ;;
       root:policy) path=policy ;;
+      root:schema) path=schema ;;
       lab:apply) path=lab_apply ;;
       lab:break) path=lab_break ;;
       lab:demo) path=lab_demo ;;
@@ -34,7 +35,7 @@ _netdoctor() {
     *:--kubeconfig|*:-f|*:--filename|*:--scenario) COMPREPLY=($(compgen -f -- "$cur")); return ;;
   esac
   case "$path" in
-    root) words="check cleanup completion lab policy --help" ;;
+    root) words="check cleanup completion lab policy schema --help" ;;
     check) words="-n --namespace --all -A --all-namespaces -l --selector --context --kubeconfig --from --from-namespace --port --timeout -o --output --image --nodes --max-nodes --keep --capture --capture-namespace --pcap --plan --request-timeout -v --verbose --help" ;;
     cleanup) words="-n --namespace -A --all-namespaces --context --kubeconfig --run --force --dry-run --request-timeout --help" ;;
     completion) words="bash zsh fish --help" ;;
@@ -51,6 +52,7 @@ _netdoctor() {
     policy) words="explain matrix --help" ;;
     policy_explain) words="--from --to --port -f --filename --kubeconfig --context --help" ;;
     policy_matrix) words="-f --filename --port -n --namespace -A --all-namespaces -o --output --kubeconfig --context --help" ;;
+    schema) words="check matrix --help" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }

@@ -20,6 +20,7 @@ import typer
 import typer.core
 from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click and re-exports only some of it
 
+from netdoctor import __version__
 from netdoctor.check import command as check_command
 from netdoctor.environment import Environment
 from netdoctor.errors import Interrupted, NetdoctorError, UsageError
@@ -79,7 +80,7 @@ class _Root(typer.core.TyperGroup):
 app = typer.Typer(
     name="netdoctor",
     cls=_Root,
-    help="Find where a Kubernetes packet is lost, and why.",
+    help="Find where a Kubernetes packet is lost, and why. Every command also takes --version.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -87,6 +88,23 @@ app = typer.Typer(
 )
 app.command("check")(check_command.check)
 app.command("cleanup")(check_command.cleanup)
+
+# The commands whose `-o json` prints a document, and its schema: their errors print one too.
+JSON_DOCUMENTS = {("check",): "netdoctor.check/v1", ("policy", "matrix"): "netdoctor.matrix/v1"}
+
+
+@app.command()
+def schema(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The document: check, matrix, …", metavar="check|matrix|…"),
+) -> int:
+    """Print the JSON Schema of a `-o json` document (shipped in netdoctor/schemas/)."""
+    from netdoctor import schemas
+
+    if name not in schemas.schema_names():
+        raise UsageError(f"no schema named {name!r}; use one of {', '.join(schemas.schema_names())}")
+    ctx.obj.stdout.write(schemas.schema_file(name).read_text())
+    return ExitCode.OK
 
 
 @app.command()
@@ -105,7 +123,7 @@ def completion(
 
 def completion_tree():
     """The app's commands with the values worth completing."""
-    from netdoctor import completions
+    from netdoctor import completions, schemas
     from netdoctor.lab.faults import CATALOG
     from netdoctor.lab.state import Cni, PolicyMode, ProxyMode
 
@@ -120,6 +138,7 @@ def completion_tree():
         ("lab", "fix"): {"": faults},
         ("lab", "demo"): {"--fault": faults},
         ("completion",): {"": completions.SHELLS},
+        ("schema",): {"": schemas.schema_names()},
     }
     return completions.command_tree(typer.main.get_command(app).loaded(), values)
 
@@ -130,6 +149,9 @@ def prog_name(argv0: str) -> str:
 
 
 def program(argv: Sequence[str], env: Environment, name: str = "netdoctor") -> int:
+    if "--version" in argv[: argv.index("--") if "--" in argv else None]:  # any command, before its arguments' checks
+        env.stdout.write(f"netdoctor {__version__}\n")
+        return ExitCode.OK
     command = typer.main.get_command(app)
     result = command.main(args=list(argv), prog_name=name, standalone_mode=False, obj=env)
     if result == ExitCode.INTERRUPTED:  # typer returns Ctrl-C as exit code 130, after the cleanups ran
@@ -146,10 +168,11 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     name = prog_name(sys.argv[0])
     args = sys.argv[1:] if argv is None else list(argv)
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    document = _json_document(args)
     try:
         return program(args, env, name)
     except NetdoctorError as exc:
-        return _fail(env, exc.message, exc.exit_code, exc.hint)
+        return _fail(env, exc.message, exc.exit_code, exc.hint, document, exc.partial)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.TyperException as exc:  # click's usage errors, vendored by typer
@@ -158,14 +181,30 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
             return ExitCode.USAGE
         ctx = getattr(exc, "ctx", None)
         where = ctx.command_path if ctx else name
-        return _fail(env, exc.format_message(), ExitCode.USAGE, f"see '{where} --help'")
+        return _fail(env, exc.format_message(), ExitCode.USAGE, f"see '{where} --help'", document)
     except (KeyboardInterrupt, typer.Abort):
-        return _fail(env, "interrupted", ExitCode.INTERRUPTED)
+        return _fail(env, "interrupted", ExitCode.INTERRUPTED, None, document)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _fail(env: Environment, message: str, code: int, hint: str | None = None) -> int:
+def _json_document(args: Sequence[str]) -> str | None:
+    """The schema of the document `args` ask for with `-o json`, if any: a command that fails
+    (even on its own arguments) still prints one, with the error."""
+    words = tuple(a for a in args[:2] if not a.startswith("-"))
+    schema = next((v for k, v in JSON_DOCUMENTS.items() if words[: len(k)] == k), None)
+    pairs = zip(args, [*args[1:], ""])
+    wants_json = any((a in ("-o", "--output") and b == "json") or a in ("-ojson", "--output=json") for a, b in pairs)
+    return schema if wants_json else None
+
+
+def _fail(env: Environment, message: str, code: int, hint: str | None = None, document: str | None = None,
+          partial: dict | None = None) -> int:
+    if document is not None:
+        from netdoctor import schemas
+
+        env.stdout.write(schemas.dump(schemas.error_document(document, code, message, hint, partial)))
+        env.stdout.flush()
     env.stderr.write(f"error: {message}\n")
     if hint:
         env.stderr.write(f"hint: {hint}\n")

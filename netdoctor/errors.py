@@ -10,10 +10,11 @@ from netdoctor.exitcodes import ExitCode
 class NetdoctorError(Exception):
     exit_code: ExitCode = ExitCode.USAGE
 
-    def __init__(self, message: str, *, hint: str | None = None):
+    def __init__(self, message: str, *, hint: str | None = None, partial: dict | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.partial = partial  # with -o json: what the command could still tell, printed with the error
 
 
 class UsageError(NetdoctorError):

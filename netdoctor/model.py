@@ -8,6 +8,7 @@ objects (netdoctor.cluster.objects) and probe results (netdoctor.observations) a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Mapping, Union
 
@@ -263,6 +264,7 @@ class Observation:
     result: ProbeResult | None
     error: str | None = None
     log: tuple[str, ...] = ()
+    seconds: float = 0.0  # wall time the step took (its rounds added up)
 
 
 @dataclass(frozen=True)
@@ -406,6 +408,7 @@ class CheckResult:
     log: tuple[str, ...] = ()
     title: str = ""  # from the catalog, filled by the judge
     explained_by: str | None = None  # "ND-POL-001:ingress-denied": this failure is that root cause's consequence
+    duration_s: float = 0.0  # wall time of its steps (0 for a check judged from the API objects alone)
 
 
 @dataclass(frozen=True)
@@ -520,6 +523,7 @@ class Report:
     paths: tuple[HopPath, ...] = ()
     capture: CaptureStatus = CaptureStatus(CaptureMode.OFF)
     cluster: ClusterKind | None = None  # the CNI and Service proxy, refined from the node devices
+    started_at: datetime | None = None  # when the check started (UTC), for CI reports
 
     @property
     def state(self) -> State:

@@ -24,6 +24,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional
 
@@ -166,6 +167,7 @@ def check(
             runner_options=dict(timeout=timeout, image=image, keep=keep))
     request = requests[0]
     started = time.monotonic()
+    started_at = datetime.now(timezone.utc)
     facts = resolve.resolve(kube, request)
     _check_nodes(facts, choice)
     if capture_namespace is not None:
@@ -178,8 +180,8 @@ def check(
     if pcap is not None:
         _pcap_directory(pcap)
     with _execs_end_on_interrupt(kube):
-        report, result = _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started, output,
-                                          verbose)
+        report, result = _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started,
+                                          started_at, output, verbose)
     from netdoctor.report.render import render
 
     render(report, output, env, verbose)
@@ -349,7 +351,7 @@ def _pcap_directory(directory: Path) -> Path:
     return directory
 
 
-def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started, output, verbose):
+def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started, started_at, output, verbose):
     """Probe and judge. When the probes cannot run, the layers that need none (from the API
     objects) are still reported before the error, which ends the command with its exit code."""
     from netdoctor.probe import runner
@@ -373,14 +375,19 @@ def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, s
         except (ProbeLaunchError, Forbidden) as exc:
             failure = exc if isinstance(exc, ProbeLaunchError) else _refused(exc, the_plan)
             observations = runner.observe_without_probes(kube, the_plan, facts, options, failure.message)
-            partial = judge(Evidence(facts, the_plan, observations), checks, time.monotonic() - started)
+            partial = judge(Evidence(facts, the_plan, observations), checks, time.monotonic() - started, started_at)
             status.stop()
-            from netdoctor.report.render import render
+            if output == "json":  # one document: the report goes out with the error, in cli.main
+                from netdoctor.report.json import document
 
-            render(partial, output, env, verbose)
+                failure.partial = document(partial)
+            else:
+                from netdoctor.report.render import render
+
+                render(partial, output, env, verbose)
             raise failure from None
     evidence = Evidence(facts, the_plan, result.observations, result.captures, result.probes)
-    return judge(evidence, checks, time.monotonic() - started), result
+    return judge(evidence, checks, time.monotonic() - started, started_at), result
 
 
 def _probe_deadline(env: Environment) -> int | None:

@@ -8,6 +8,7 @@ and `diagnose` names the first broken layer, the most likely cause and the next 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 from netdoctor.catalog import Catalog
 from netdoctor.judge import dns, endpoints, hops, paths, policy, target
@@ -40,7 +41,7 @@ CHECK_IDS = {
 }
 
 
-def judge(evidence: Evidence, catalog: Catalog, duration_s: float = 0.0) -> Report:
+def judge(evidence: Evidence, catalog: Catalog, duration_s: float = 0.0, started_at: datetime | None = None) -> Report:
     layers: list[LayerResult] = []
     for definition in catalog.layers:
         broken = [r.layer for r in layers if r.layer in definition.requires and r.state is State.FAIL]
@@ -50,7 +51,7 @@ def judge(evidence: Evidence, catalog: Catalog, duration_s: float = 0.0) -> Repo
             checks = tuple(skip(i, reason) for i in CHECK_IDS[definition.layer])
             layers.append(LayerResult(definition.layer, title, State.SKIP, _titled(checks, catalog), reason))
             continue
-        checks = _titled(_run(definition.layer, evidence), catalog)
+        checks = _timed(_titled(_run(definition.layer, evidence), catalog), evidence)
         layers.append(LayerResult(definition.layer, title, _layer_state(checks), checks, _skip_reason(checks)))
     facts = evidence.facts
     found = _rendered(hops.paths(evidence), catalog, evidence)
@@ -67,6 +68,7 @@ def judge(evidence: Evidence, catalog: Catalog, duration_s: float = 0.0) -> Repo
         paths=found,
         capture=_capture_status(evidence),
         cluster=from_captures(facts.cluster, evidence.captures),
+        started_at=started_at,
     )
 
 
@@ -113,6 +115,11 @@ def _run(layer: Layer, evidence: Evidence) -> tuple[CheckResult, ...]:
         return tuple(LAYER_JUDGES[layer](evidence))
     except Exception as exc:  # noqa: BLE001 - reported as ERROR with the exception text
         return (CheckResult(CHECK_IDS[layer][0], State.ERROR, message=f"judging failed: {type(exc).__name__}: {exc}"),)
+
+
+def _timed(checks: tuple[CheckResult, ...], evidence: Evidence) -> tuple[CheckResult, ...]:
+    """Each result with the wall time its steps took."""
+    return tuple(replace(c, duration_s=sum(o.seconds for _, o in evidence.runs(c.check_id) if o)) for c in checks)
 
 
 def _titled(checks: tuple[CheckResult, ...], catalog: Catalog) -> tuple[CheckResult, ...]:

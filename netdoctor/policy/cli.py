@@ -9,12 +9,12 @@ to policy/render.py and returns the exit code: matrix 0; explain 0 when the flow
 from __future__ import annotations
 
 import ipaddress
-import json
 from enum import Enum
 from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
+from netdoctor import schemas
 from netdoctor.environment import Environment
 from netdoctor.errors import UsageError
 from netdoctor.exitcodes import ExitCode
@@ -73,7 +73,7 @@ def matrix_command(
         world = world_from_objects(sources.live_objects(kube, None if scope is None else [scope]))
     matrix = compute_matrix(world, [p for p in world.pods if scope in (None, p.namespace)], queries)
     if output is Output.JSON:
-        env.stdout.write(json.dumps(matrix_json(matrix), indent=1) + "\n")
+        env.stdout.write(schemas.dump(matrix_json(matrix)))
     else:
         render_matrix(env.console(), matrix)
     return ExitCode.OK

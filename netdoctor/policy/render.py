@@ -13,6 +13,7 @@ from netdoctor.policy.engine import DirectionState, DirectionVerdict, FlowVerdic
 from netdoctor.policy.matrix import Matrix, Outcome
 from netdoctor.policy.model import Direction, PolicyProblem
 
+MATRIX_SCHEMA = "netdoctor.matrix/v1"  # netdoctor/schemas/matrix.schema.json
 _STATE_WORDS = {
     DirectionState.NOT_ISOLATED: "allowed: no policy isolates it",
     DirectionState.ALLOWED: "allowed",
@@ -68,7 +69,7 @@ def matrix_json(matrix: Matrix) -> dict:
         }
         for cell in matrix.cells()
     ]
-    return {"cells": cells, "problems": [problem_json(p) for p in matrix.problems]}
+    return {"schema": MATRIX_SCHEMA, "cells": cells, "problems": [problem_json(p) for p in matrix.problems]}
 
 
 def problem_json(problem: PolicyProblem) -> dict:

@@ -250,9 +250,10 @@ def _joined(first: _Round, extra: _Round, why: list[tuple[Step, str]]) -> _Round
 def _more_results(first: Observation, extra: Observation, why: str) -> Observation:
     """An errored round adds its error to the log, never results: the first round's stand alone."""
     log = (*first.log, f"one more round ({why}):", *extra.log)
+    seconds = first.seconds + extra.seconds
     if extra.error is not None or first.error is not None:
-        return replace(first, log=log)
-    return Observation(first.step_key, (*first.result, *extra.result), None, log)
+        return replace(first, log=log, seconds=seconds)
+    return Observation(first.step_key, (*first.result, *extra.result), None, log, seconds)
 
 
 def _more_packets(first: Capture, extra: Capture) -> Capture:
@@ -367,13 +368,14 @@ class _Executor:
 
     def observe(self, step: Step) -> Observation:
         log: list[str] = []
+        started = time.monotonic()
         try:
             result = self._execute(step, log)
         except (NetdoctorError, OSError, ValueError) as exc:
             log.append(f"{type(exc).__name__}: {exc}")
-            return Observation(step.key, None, str(exc), tuple(log))
+            return Observation(step.key, None, str(exc), tuple(log), time.monotonic() - started)
         log.append(f"{step.title or step.key}: {_summary(result)}")
-        return Observation(step.key, result, None, tuple(log))
+        return Observation(step.key, result, None, tuple(log), time.monotonic() - started)
 
     def _execute(self, step: Step, log: list[str]):
         action, facts = step.action, self.facts[step.key]

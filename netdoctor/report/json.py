@@ -1,9 +1,11 @@
-"""`-o json`: the Report as a documented, versioned document (schema "netdoctor.check/v1").
+"""`-o json`: the Report as a documented, versioned document (schema "netdoctor.check/v1"),
+described by the JSON Schema netdoctor/schemas/check.schema.json (`netdoctor schema check`).
 
-Keys: schema, target, namespace, source, state, duration_s, notes, diagnosis{state, layer,
+Keys: schema, netdoctor_version, target, namespace, source, state, started_at (ISO 8601, UTC),
+duration_s, notes, diagnosis{state, layer,
 first_broken, check_id, cause, headline, remediation, commands, consequences, path},
 layers[{id, title, state, reason, explained_by, checks[{id, title, state, cause, message, evidence,
-log, explained_by}]}], capture{mode, points, blind},
+log, explained_by, duration_s}]}], capture{mode, points, blind},
 cluster{cni{name, overlay, confidence, evidence}, proxy{name, mode, confidence, evidence}} or null,
 paths[PATH]. A PATH is {step, flow, outcome, cause, summary, params, at, connections, same_outcome,
 backends{"ip:port": n}, refusal, hops[{label, node, pod, interface, kind, request, reply, note, blind}]};
@@ -19,14 +21,15 @@ of the failed checks that cause explains; each of them has `explained_by` = "CHE
 antrea/weave/unknown, overlay vxlan/geneve/ipip/routed/unknown; proxy.name kube-proxy/cilium/calico/
 kube-router/unknown, mode iptables/nftables/ipvs/ebpf/unknown; confidence high/medium/low; evidence
 the lines it was decided from (for unknown: what was seen). null when the API was not read.
+A command that ends in error (exit 2-5, 130) prints {schema, netdoctor_version, state: "error",
+error{exit_code, message, hint}}, or the report it could still make with that `error` key.
 States are pass/warn/fail/error/skip; outcomes delivered/refused (the pod's reset)/rejected (a
 node's reject)/icmp-error/dropped/reply-lost/unknown; replies answer/rst/icmp or null. New keys may be added within v1; none is removed or renamed.
 """
 
 from __future__ import annotations
 
-import json
-
+from netdoctor import schemas
 from netdoctor.model import CheckResult, ClusterKind, Hop, HopPath, LayerResult, Report, State
 from netdoctor.observations import Refusal
 
@@ -41,6 +44,7 @@ def document(report: Report) -> dict:
         "namespace": report.namespace,
         "source": report.source,
         "state": report.state.value,
+        "started_at": report.started_at.isoformat(timespec="seconds") if report.started_at else None,
         "duration_s": round(report.duration_s, 3),
         "notes": list(report.notes),
         "diagnosis": {
@@ -94,8 +98,9 @@ def _layer(layer: LayerResult) -> dict:
 
 def _check(c: CheckResult) -> dict:
     return {"id": c.check_id, "title": c.title, "state": c.state.value, "cause": c.cause, "message": c.message,
-            "evidence": list(c.evidence), "log": list(c.log), "explained_by": c.explained_by}
+            "evidence": list(c.evidence), "log": list(c.log), "explained_by": c.explained_by,
+            "duration_s": round(c.duration_s, 3)}
 
 
 def render(report: Report) -> str:
-    return json.dumps(document(report), indent=2) + "\n"
+    return schemas.dump(document(report))

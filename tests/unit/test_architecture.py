@@ -18,7 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "netdoctor"
 # The rooms of the house, lowest first. A module may import its own room and any room below it.
 # The most specific prefix names a module's room.
 ROOMS: tuple[tuple[str, ...], ...] = (
-    ("netdoctor", "netdoctor.__init__", "netdoctor.exitcodes", "netdoctor.environment", "netdoctor.labels"),
+    ("netdoctor", "netdoctor.__init__", "netdoctor.exitcodes", "netdoctor.environment", "netdoctor.labels",
+     "netdoctor.schemas"),  # the JSON documents and their schemas
     ("netdoctor.errors", "netdoctor.observations"),
     ("netdoctor.cluster", "netdoctor.manifests"),  # the only door to the API; YAML input files
     ("netdoctor.policy",),  # the NetworkPolicy engine, used by resolve and its own commands
