@@ -22,12 +22,13 @@ complete -c netdoctor -n '__fish_seen_subcommand_from check' -l image -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l nodes -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l max-nodes -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l keep
-complete -c netdoctor -n '__fish_seen_subcommand_from check' -l capture -r
+complete -c netdoctor -n '__fish_seen_subcommand_from check' -l capture -x -a 'auto strict off'
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l capture-namespace -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l pcap -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l plan
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l request-timeout -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -s v -l verbose
+complete -c netdoctor -n '__fish_seen_subcommand_from check' -l progress -x -a 'auto plain none'
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l help
 complete -c netdoctor -n '__fish_seen_subcommand_from cleanup' -s n -l namespace -r
 complete -c netdoctor -n '__fish_seen_subcommand_from cleanup' -s A -l all-namespaces

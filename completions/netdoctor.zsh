@@ -25,6 +25,8 @@ _netdoctor() {
     esac
   done
   case "$path:$prev" in
+    check:--capture) COMPREPLY=($(compgen -W "auto strict off" -- "$cur")); return ;;
+    check:--progress) COMPREPLY=($(compgen -W "auto plain none" -- "$cur")); return ;;
     check:-o|check:--output) COMPREPLY=($(compgen -W "text json markdown junit" -- "$cur")); return ;;
     lab_demo:--fault) COMPREPLY=($(compgen -W "dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked node-down" -- "$cur")); return ;;
     lab_up:--cni) COMPREPLY=($(compgen -W "flannel calico cilium" -- "$cur")); return ;;
@@ -36,7 +38,7 @@ _netdoctor() {
   esac
   case "$path" in
     root) words="check cleanup completion lab policy schema --help" ;;
-    check) words="-n --namespace --all -A --all-namespaces -l --selector --context --kubeconfig --from --from-namespace --port --timeout -o --output --image --nodes --max-nodes --keep --capture --capture-namespace --pcap --plan --request-timeout -v --verbose --help" ;;
+    check) words="-n --namespace --all -A --all-namespaces -l --selector --context --kubeconfig --from --from-namespace --port --timeout -o --output --image --nodes --max-nodes --keep --capture --capture-namespace --pcap --plan --request-timeout -v --verbose --progress --help" ;;
     cleanup) words="-n --namespace -A --all-namespaces --context --kubeconfig --run --force --dry-run --request-timeout --help" ;;
     completion) words="bash zsh fish --help" ;;
     lab) words="apply break demo down faults fix kubeconfig status up --help" ;;

@@ -147,7 +147,10 @@ def _flatten(documents: Iterable, origin: str) -> Iterator[dict]:
 
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+        found = sorted(p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+        if not found:
+            raise InputFileError(f"{path}: no manifests in this directory (*.yaml, *.yml, *.json)")
+        return found
     if not path.exists():
         raise InputFileError(f"{path}: no such file or directory")
     return [path]

@@ -127,6 +127,9 @@ def check(
     request_timeout: str = typer.Option(f"{REQUEST_TIMEOUT:g}s", "--request-timeout", metavar="SECONDS",
                                         help=REQUEST_TIMEOUT_HELP),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show every check's evidence and log"),
+    progress: str = typer.Option("auto", "--progress", metavar="auto|plain|none",
+                                 help="Progress on stderr: live on a terminal (auto), one line per finished layer "
+                                      "(plain: auto's choice off a terminal), or none"),
 ) -> int:
     """Find where a packet from the source to TARGET is lost, layer by layer, and why. Several
     targets (or --all) run on one shared set of probes and end with a summary table."""
@@ -138,6 +141,7 @@ def check(
     if output not in FORMATS:
         raise UsageError(f"unknown output format {output!r}; use one of {', '.join(FORMATS)}")
     mode = _capture_mode(capture)
+    progress_mode = _progress_mode(progress)
     if pcap is not None and mode is CaptureMode.OFF:
         raise UsageError("--pcap needs packet capture; drop --capture off")
     _check_timeout(timeout)
@@ -181,7 +185,7 @@ def check(
         _pcap_directory(pcap)
     with _execs_end_on_interrupt(kube):
         report, result = _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started,
-                                          started_at, output, verbose)
+                                          started_at, output, verbose, progress_mode)
     from netdoctor.report.render import render
 
     render(report, output, env, verbose)
@@ -260,6 +264,15 @@ def _capture_mode(value: str) -> CaptureMode:
         return CaptureMode(value)
     except ValueError:
         raise UsageError(f"unknown capture mode {value!r}; use auto, strict or off") from None
+
+
+def _progress_mode(value: str):
+    from netdoctor.report.progress import ProgressMode
+
+    try:
+        return ProgressMode(value)
+    except ValueError:
+        raise UsageError(f"unknown progress mode {value!r}; use auto, plain or none") from None
 
 
 def _write_pcaps(env: Environment, directory: Path, captures) -> None:
@@ -351,7 +364,8 @@ def _pcap_directory(directory: Path) -> Path:
     return directory
 
 
-def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started, started_at, output, verbose):
+def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started, started_at, output, verbose,
+                     progress_mode):
     """Probe and judge. When the probes cannot run, the layers that need none (from the API
     objects) are still reported before the error, which ends the command with its exit code."""
     from netdoctor.probe import runner
@@ -360,23 +374,18 @@ def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, s
     from netdoctor.model import Evidence
     from netdoctor.cluster.kube import Forbidden
     from netdoctor.probe.fleet import ProbeLaunchError
+    from netdoctor.report.progress import Progress
 
     options = runner.RunOptions(timeout=timeout, keep=keep, deadline=_probe_deadline(env),
                                 **({"image": image} if image else {}))
-    with env.error_console().status("probing…") as status:
-        done = []
-
-        def progress(step, observation):
-            done.append(step)
-            status.update(f"probing… {len(done)}/{len(the_plan.steps)} {step.title}")
-
+    with Progress(env, progress_mode, the_plan.steps) as progress:
         try:
-            result = runner.run(kube, the_plan, facts, options, progress, coverage.uncovered)
+            result = runner.run(kube, the_plan, facts, options, progress.step_done, coverage.uncovered)
         except (ProbeLaunchError, Forbidden) as exc:
             failure = exc if isinstance(exc, ProbeLaunchError) else _refused(exc, the_plan)
             observations = runner.observe_without_probes(kube, the_plan, facts, options, failure.message)
             partial = judge(Evidence(facts, the_plan, observations), checks, time.monotonic() - started, started_at)
-            status.stop()
+            progress.stop()
             if output == "json":  # one document: the report goes out with the error, in cli.main
                 from netdoctor.report.json import document
 

@@ -3,7 +3,8 @@
 Mounted by netdoctor/cli.py as `netdoctor policy`. Reads objects from files (-f, via
 netdoctor.manifests) or the cluster (policy/sources.py), asks the engine, hands the finished result
 to policy/render.py and returns the exit code: matrix 0; explain 0 when the flow is allowed,
-1 when it is denied; 2 for bad input.
+1 when it is denied; 2 for bad input, which for matrix includes a policy the API server would
+refuse and input without objects. Warnings about the policies go to stderr.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import typer
 
 from netdoctor import schemas
 from netdoctor.environment import Environment
-from netdoctor.errors import UsageError
+from netdoctor.errors import InputFileError, UsageError
 from netdoctor.exitcodes import ExitCode
 from netdoctor.manifests import load_paths
 from netdoctor.policy import sources
@@ -61,16 +62,18 @@ def matrix_command(
         raise UsageError("use either -n/--namespace or -A/--all-namespaces, not both")
     from netdoctor.policy.matrix import compute_matrix, parse_port
     from netdoctor.policy.model import world_from_objects
-    from netdoctor.policy.render import matrix_json, render_matrix
+    from netdoctor.policy.render import matrix_json, render_matrix, render_problems
 
     queries = [parse_port(p) for p in ports] if ports else None
     if files:
         scope = namespace
-        world = world_from_objects(load_paths(files))
+        world = world_from_objects(_objects(files))
     else:
         kube = sources.connect(kubeconfig, context, env.environ)
         scope = None if all_namespaces else namespace or kube.namespace
         world = world_from_objects(sources.live_objects(kube, None if scope is None else [scope]))
+    render_problems(env.error_console(), world.problems)
+    _refuse_invalid(world.problems)
     matrix = compute_matrix(world, [p for p in world.pods if scope in (None, p.namespace)], queries)
     if output is Output.JSON:
         env.stdout.write(schemas.dump(matrix_json(matrix)))
@@ -94,7 +97,7 @@ def explain_command(
     from netdoctor.policy.engine import decide
     from netdoctor.policy.matrix import parse_port
     from netdoctor.policy.model import DEFAULT_NAMESPACE, world_from_objects
-    from netdoctor.policy.render import render_explain
+    from netdoctor.policy.render import render_explain, render_problems
 
     query = parse_port(port)
     if files:
@@ -108,8 +111,32 @@ def explain_command(
     src = _endpoint(world, source, default_namespace)
     dst = _endpoint(world, destination, default_namespace)
     verdict = decide(world, src, dst, query.protocol, _port_number(query, dst))
-    render_explain(env.console(), verdict, world.problems)
+    render_problems(env.error_console(), world.problems)
+    render_explain(env.console(), verdict)
     return ExitCode.OK if verdict.allowed else ExitCode.CHECK_FAILED
+
+
+def _objects(files: list[str]) -> list[dict]:
+    """The objects of the -f files; none at all (an empty file, a directory without YAML) is bad input."""
+    objects = load_paths(files)
+    if not objects:
+        raise InputFileError(f"no Kubernetes objects in {', '.join(files)}")
+    return objects
+
+
+def _refuse_invalid(problems) -> None:
+    """Policies the API server would refuse (a bad CIDR, port 0, endPort below port) are bad
+    input: the matrix would silently leave them out. Each was listed as a warning already."""
+    from netdoctor.policy.model import ProblemKind
+    from netdoctor.policy.render import MATRIX_SCHEMA, problem_json
+
+    invalid = [p for p in problems if p.kind is ProblemKind.INVALID]
+    if invalid:
+        first = invalid[0]
+        raise InputFileError(f"{len(invalid)} invalid NetworkPolicy field(s), first: {first.policy} {first.field}: "
+                             f"{first.message}", hint="fix the policies listed above; the API server would refuse them",
+                             partial={"schema": MATRIX_SCHEMA, "state": "error",
+                                      "problems": [problem_json(p) for p in problems]})
 
 
 def _namespace_of(ref: str, default_namespace: str) -> str | None:

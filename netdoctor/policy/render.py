@@ -28,15 +28,15 @@ def render_problems(console: Console, problems: tuple[PolicyProblem, ...]) -> No
 
 
 def render_matrix(console: Console, matrix: Matrix) -> None:
-    """A grid: one row per source, one column per destination, one line per port in each cell."""
-    render_problems(console, matrix.problems)
+    """A grid: one row per source, one column per destination, one line per port in each cell.
+    Names are never cut: a column too narrow for its name folds it onto more lines."""
     if not matrix.pods:
         console.print("no pods in scope")
         return
     table = Table(show_lines=True, title="from (rows) → to (columns)")
-    table.add_column("from \\ to", no_wrap=True)
+    table.add_column("from \\ to", overflow="fold")
     for pod in matrix.pods:
-        table.add_column(pod.key)
+        table.add_column(pod.key, overflow="fold")
     for s, source in enumerate(matrix.pods):
         table.add_row(source.key, *(_cell(matrix.between(s, d)) for d in range(len(matrix.pods))))
     console.print(table)
@@ -76,8 +76,7 @@ def problem_json(problem: PolicyProblem) -> dict:
     return {"policy": problem.policy, "field": problem.field, "message": problem.message, "kind": problem.kind.value}
 
 
-def render_explain(console: Console, verdict: FlowVerdict, problems: tuple[PolicyProblem, ...]) -> None:
-    render_problems(console, problems)
+def render_explain(console: Console, verdict: FlowVerdict) -> None:
     word, style = ("ALLOWED", "bold green") if verdict.allowed else ("DENIED", "bold red")
     flow = f"{verdict.source.key} → {verdict.destination.key} {verdict.protocol.value}/{verdict.port}: "
     console.print(Text(flow) + Text(word, style=style), soft_wrap=True)

@@ -16,8 +16,10 @@ from netdoctor.policy import sources
 
 POLICIES = [
     netpol("a/to-api", {"podSelector": {"matchLabels": {"app": "api"}}, "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "frontend"}}}], "ports": [{"port": "http"}]}]}),
-    netpol("a/broken", {"podSelector": {}, "ingress": [{"ports": [{"port": "http", "endPort": 9000}]}]}),
+    netpol("a/ignored-egress", {"podSelector": {"matchLabels": {"app": "none"}}, "policyTypes": ["Ingress"],
+                                "egress": [{}]}),  # selects no pod
 ]
+BROKEN = netpol("a/broken", {"podSelector": {}, "ingress": [{"ports": [{"port": "http", "endPort": 9000}]}]})
 
 
 @pytest.fixture
@@ -41,7 +43,7 @@ def test_matrix_json_has_the_fixed_keys(manifests):
     document = json.loads(out)
     cell = next(c for c in document["cells"] if (c["from"], c["to"], c["port"]) == ("a/web", "a/api", 8080))
     assert cell == {"from": "a/web", "to": "a/api", "protocol": "TCP", "port": 8080, "allowed": False, "egress": "not-isolated", "ingress": "denied"}
-    assert [p["policy"] for p in document["problems"]] == ["a/broken"]
+    assert [(p["policy"], p["kind"]) for p in document["problems"]] == [("a/ignored-egress", "ignored")]
     assert {c["to"] for c in document["cells"]} == {"a/web", "a/api"}  # only they declare ports
 
 
@@ -54,10 +56,11 @@ def test_matrix_namespace_and_ports(manifests):
     }
 
 
-def test_matrix_text_is_a_grid_with_warnings(manifests):
-    code, out, _ = run("policy", "matrix", "-f", manifests)
+def test_matrix_text_is_a_grid_with_warnings_on_stderr(manifests):
+    code, out, err = run("policy", "matrix", "-f", manifests)
     assert code == ExitCode.OK
-    assert "warning: NetworkPolicy a/broken: ignored: spec.ingress[0].ports[0].endPort" in out
+    assert err == "warning: NetworkPolicy a/ignored-egress: spec.egress: rules are ignored: policyTypes lacks Egress\n"
+    assert "warning" not in out
     row = next(line for line in out.splitlines() if line.startswith("│ a/web "))
     assert row.split("│")[2:4] == [" ✗ UDP/53    ", " ✓ TCP/80 "]  # to a/api (first of 3 ports), to a/web
     assert "✗ TCP/8080" in out and "✗ SCTP/9000" in out
@@ -153,3 +156,53 @@ def test_live_explain_reads_both_namespaces(live):
     code, out, _ = run("policy", "explain", "--from", "b/client", "--to", "api", "--port", "TCP/8080")
     assert code == ExitCode.CHECK_FAILED and "b/client → a/api" in out
     assert ("Pod", "a") in live.calls and ("Pod", "b") in live.calls
+
+
+@pytest.mark.parametrize("rule, field, message", [
+    ({"ports": [{"port": 8080, "endPort": 80}]}, "spec.ingress[0].ports[0]", "endPort 80 is below port 8080"),
+    ({"ports": [{"port": 0}]}, "spec.ingress[0].ports[0].port", "0 is not a port number"),
+    ({"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}, "spec.ingress[0].from[0].ipBlock.cidr", "is not a CIDR"),
+])
+def test_matrix_refuses_invalid_policies_with_exit_2(tmp_path, rule, field, message):
+    (tmp_path / "pods.yaml").write_text(yaml.safe_dump_all(base()))
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(netpol("a/bad", {"podSelector": {}, "ingress": [rule]})))
+    code, out, err = run("policy", "matrix", "-f", str(tmp_path))
+    assert code == ExitCode.USAGE and out == ""
+    warning, error, hint = err.splitlines()
+    assert warning.startswith(f"warning: NetworkPolicy a/bad: ignored: {field}") and message in warning
+    assert error.startswith("error: 1 invalid NetworkPolicy field(s), first: a/bad ") and message in error
+    assert hint.startswith("hint: ")
+    code, out, _ = run("policy", "matrix", "-f", str(tmp_path), "-o", "json")
+    document = json.loads(out)
+    assert code == ExitCode.USAGE and document["error"]["exit_code"] == 2
+    assert [(p["policy"], p["kind"]) for p in document["problems"]] == [("a/bad", "invalid")]
+
+
+def test_matrix_refuses_a_directory_without_manifests_and_empty_files(tmp_path):
+    (tmp_path / "notes.txt").write_text("no YAML here")
+    code, out, err = run("policy", "matrix", "-f", str(tmp_path))
+    assert code == ExitCode.USAGE and out == "" and err.startswith(f"error: {tmp_path}: no manifests in this directory")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("---\n# nothing\n")
+    code, _, err = run("policy", "matrix", "-f", str(empty))
+    assert code == ExitCode.USAGE and err.startswith(f"error: no Kubernetes objects in {empty}")
+
+
+def test_matrix_never_truncates_names_on_a_narrow_terminal(tmp_path):
+    long = "a-pod-with-a-name-far-longer-than-a-column-of-the-grid"
+    pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{long}-{i}", "namespace": "shop",
+                                                             "labels": {"app": "x"}},
+             "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 80}]}]}} for i in range(4)]
+    (tmp_path / "pods.yaml").write_text(yaml.safe_dump_all(pods))
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), environ={"NO_COLOR": "1"}, width=60)
+    assert main(["policy", "matrix", "-f", str(tmp_path)], env) == 0
+    out = env.stdout.getvalue()
+    assert "…" not in out
+    joined = "".join(cell.strip() for line in out.splitlines() for cell in line.split("│")[1:2])
+    assert all(f"shop/{long}-{i}" in joined for i in range(4))  # each name whole, folded onto lines
+
+
+def test_matrix_off_a_terminal_is_not_wrapped(manifests):
+    env = Environment(stdout=io.StringIO(), stderr=io.StringIO(), environ={"NO_COLOR": "1"})
+    assert main(["policy", "matrix", "-f", manifests], env) == 0
+    assert max(map(len, env.stdout.getvalue().splitlines())) > 80  # the grid as wide as it is
