@@ -168,7 +168,7 @@ def check(
     if len(requests) > 1:
         return _check_many(env, kube, requests, checks, choice, capture_namespace, plan.Options(
             nodes=choice, capture=mode, capture_namespace=capture_namespace), plan_only, pcap, output, verbose,
-            runner_options=dict(timeout=timeout, image=image, keep=keep))
+            runner_options=dict(timeout=timeout, image=image, keep=keep), progress_mode=progress_mode)
     request = requests[0]
     started = time.monotonic()
     started_at = datetime.now(timezone.utc)
@@ -211,11 +211,12 @@ def _check_target_choice(targets: list[str], namespace, all_services: bool, all_
 
 
 def _check_many(env, kube, requests, checks, choice, capture_namespace, options, plan_only, pcap, output, verbose,
-                runner_options) -> int:
+                runner_options, progress_mode) -> int:
     """Several targets on shared probes: each target's report, then the summary; exit 1 when any
     target fails (else 4 when one could not be judged)."""
     from netdoctor.check import many, plan
     from netdoctor.probe import runner
+    from netdoctor.report.progress import Progress
     from netdoctor.report.render import render_many
 
     resolved = many.resolve_all(kube, requests)
@@ -233,15 +234,9 @@ def _check_many(env, kube, requests, checks, choice, capture_namespace, options,
         _pcap_directory(pcap)
     run_options = runner.RunOptions(deadline=_probe_deadline(env), workers=many.STEP_WORKERS,
                                     **{k: v for k, v in runner_options.items() if v is not None})
-    total = sum(len(t.plan.steps) for t in targets)
-    with _execs_end_on_interrupt(kube), env.error_console().status("probing…") as status:
-        done = []
-
-        def progress(step, observation):
-            done.append(step)
-            status.update(f"probing {len(targets)} targets… {len(done)}/{total} {step.title}")
-
-        reports, results = many.probe_and_judge(kube, targets, checks, run_options, progress)
+    steps = [step for t in targets for step in t.plan.steps]
+    with _execs_end_on_interrupt(kube), Progress(env, progress_mode, steps) as progress:
+        reports, results = many.probe_and_judge(kube, targets, checks, run_options, progress.step_done)
     render_many(reports, output, env, verbose)
     for line in results[0].kept if results else ():
         env.stderr.write(f"kept probe: {line}\n")

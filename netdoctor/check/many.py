@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from netdoctor.errors import ClusterError, UsageError
 from netdoctor.model import Facts, Kind, Plan, Ref, Report
@@ -74,5 +75,6 @@ def probe_and_judge(kube, targets: list[Target], checks, options, progress) -> t
     reports = []
     for target, result in zip(targets, results):
         evidence = Evidence(target.facts, target.plan, result.observations, result.captures, result.probes)
-        reports.append(judge(evidence, checks, time.monotonic() - target.started))
+        took = time.monotonic() - target.started
+        reports.append(judge(evidence, checks, took, datetime.now(timezone.utc) - timedelta(seconds=took)))
     return tuple(reports), results

@@ -2,15 +2,14 @@
 table (target, state, broken layer, cause, time). Called by report.render.render_many with finished
 Reports; the summary rows are derived from them alone.
 
-JSON (schema "netdoctor.checks/v1"): {schema, state, reports: [a netdoctor.check/v1 document per
-target], summary: [{target, namespace, state, layer, cause, duration_s}]}; `state` is the worst
-target's. JUnit: every target's testsuites in one <testsuites>.
+JSON (schema "netdoctor.checks/v1", described with the single target's in
+netdoctor/schemas/check.schema.json): {schema, netdoctor_version, state, reports: [a
+netdoctor.check/v1 document per target], summary: [{target, namespace, state, layer, cause,
+duration_s}]}; `state` is the worst target's. JUnit: a testsuite per target in one <testsuites>.
 """
 
 from __future__ import annotations
 
-import json
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from netdoctor.model import Report, State
@@ -50,15 +49,16 @@ def table_lines(reports: tuple[Report, ...]) -> list[str]:
 
 
 def to_json(reports: tuple[Report, ...]) -> str:
+    from netdoctor import schemas
     from netdoctor.report.json import document
 
-    return json.dumps({
+    return schemas.dump({
         "schema": SCHEMA,
         "state": worst(reports).value,
         "reports": [document(r) for r in reports],
         "summary": [{"target": r.target, "namespace": r.namespace, "state": r.state.value, "layer": r.layer or None,
                      "cause": r.cause or None, "duration_s": round(r.duration_s, 3)} for r in rows(reports)],
-    }, indent=2) + "\n"
+    })
 
 
 def to_markdown(reports: tuple[Report, ...]) -> str:
@@ -72,12 +72,7 @@ def to_markdown(reports: tuple[Report, ...]) -> str:
 
 
 def to_junit(reports: tuple[Report, ...]) -> str:
-    """Each target's own JUnit document, its testsuites gathered under one root."""
-    from netdoctor.report.junit import render
+    """Every target's testsuite in one file, with the totals over them."""
+    from netdoctor.report import junit
 
-    root = ET.Element("testsuites", name=f"netdoctor check ({len(reports)} targets)",
-                      time=f"{max((r.duration_s for r in reports), default=0.0):.3f}")
-    for report in reports:
-        root.extend(list(ET.fromstring(render(report).split("?>", 1)[-1])))
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return junit.document([junit.suite(r) for r in reports], f"netdoctor check ({len(reports)} targets)")

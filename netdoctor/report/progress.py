@@ -1,7 +1,7 @@
 """Progress of a check on stderr while it probes (`--progress auto|plain|none`).
 
 Used by check.command around the probe stage. `live` redraws one status line in place (a
-terminal); `plain` writes one line per finished layer (`progress: dns: 8/8 steps done in 2.1 s`),
+terminal); `plain` writes one line per finished layer (`progress: dns: 8 steps done in 2.1 s`),
 what a CI log can keep; `auto` is live on a terminal and plain otherwise. stdout stays the report's.
 """
 
@@ -32,7 +32,7 @@ class Progress:
         self.plain = mode is ProgressMode.PLAIN or (mode is ProgressMode.AUTO and not live_terminal)
         self.total = len(steps)
         self.left = Counter(step.layer for step in steps)
-        self.of_layer = dict(self.left)
+        self.ran: Counter = Counter()
         self.failed: Counter = Counter()
         self.done = 0
         self.started = time.monotonic()
@@ -44,8 +44,11 @@ class Progress:
             self._status.__enter__()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, *exc_info) -> None:
         self.stop()
+        if exc_type is None:  # steps shared by several targets ran once: their layers end here
+            for layer in [layer for layer, left in self.left.items() if left > 0 and self.ran[layer]]:
+                self._finished(layer)
 
     def stop(self) -> None:
         if self._status is not None:
@@ -61,10 +64,14 @@ class Progress:
     def step_done(self, step: Step, observation: Observation) -> None:
         self.done += 1
         self.left[step.layer] -= 1
+        self.ran[step.layer] += 1
         self.failed[step.layer] += observation.error is not None
         if self._status is not None:
             self._status.update(f"probing… {self.done}/{self.total} {step.title}")
         if self.left[step.layer] == 0:
-            errors = f", {self.failed[step.layer]} could not run" if self.failed[step.layer] else ""
-            self.line(f"{step.layer.value}: {self.of_layer[step.layer]}/{self.of_layer[step.layer]} steps done in "
-                      f"{time.monotonic() - self.started:.1f} s{errors}")
+            self._finished(step.layer)
+
+    def _finished(self, layer) -> None:
+        errors = f", {self.failed[layer]} could not run" if self.failed[layer] else ""
+        self.line(f"{layer.value}: {self.ran[layer]} steps done in {time.monotonic() - self.started:.1f} s{errors}")
+        self.left[layer] = 0

@@ -35,8 +35,12 @@ def schema_names() -> tuple[str, ...]:
     return tuple(sorted(p.name[: -len(SUFFIX)] for p in SCHEMAS.glob(f"*{SUFFIX}")))
 
 
+# Documents described in another's schema file: the reports of many targets with the single one's.
+SHARED = {"checks": "check"}
+
+
 def schema_file(name: str) -> Path:
     """The schema file of `name` (`check`) or of a document's schema field (`netdoctor.check/v1`)."""
     if name.startswith("netdoctor."):
         name = name.split(".", 1)[1].split("/", 1)[0]
-    return SCHEMAS / f"{name}{SUFFIX}"
+    return SCHEMAS / f"{SHARED.get(name, name)}{SUFFIX}"

@@ -150,6 +150,6 @@ def test_no_progress_codes_off_a_terminal(lab):
     code, out, err = run(lab, "check", "svc/api", "-n", "shop", environ={})
     assert code == ExitCode.OK, err
     assert "\x1b" not in err and "probing" not in err, repr(err[:500])  # no live display off a terminal
-    assert re.search(r"^progress: dns: (\d+)/\1 steps done in [\d.]+ s$", err, re.M), err  # a line per layer
+    assert re.search(r"^progress: dns: \d+ steps done in [\d.]+ s$", err, re.M), err  # a line per layer
     assert "\x1b" not in out
     assert "PASS" in out and "svc/api" in out

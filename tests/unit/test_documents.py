@@ -144,3 +144,13 @@ def test_exit_4_prints_the_partial_report_with_the_error():
     code, out, err = run("check", "svc/web", "-n", "demo", "-o", "json", "--capture", "off", kube=ReadOnly())
     doc = validate_document(out)
     assert code == 4 and doc["error"]["exit_code"] == 4 and doc["layers"] and doc["target"] == "svc/web"
+
+
+def test_several_targets_make_one_checks_document_described_by_the_check_schema():
+    from dataclasses import replace
+
+    from netdoctor.report.many import to_json
+
+    doc = validate_document(to_json((BROKEN, replace(BROKEN, target="svc/api", namespace="shop"))))
+    assert doc["schema"] == "netdoctor.checks/v1" and len(doc["reports"]) == 2
+    assert schemas.schema_file(doc["schema"]) == schemas.schema_file("check")

@@ -61,7 +61,17 @@ def test_plain_progress_is_one_line_per_finished_layer():
     assert len(lines) == len(layers) and env.stdout.getvalue() == ""
     dns = next(line for line in lines if line.startswith("progress: dns: "))
     count = sum(s.layer is Layer.DNS for s in all_steps)
-    assert re.fullmatch(rf"progress: dns: {count}/{count} steps done in [\d.]+ s, {count} could not run", dns)
+    assert re.fullmatch(rf"progress: dns: {count} steps done in [\d.]+ s, {count} could not run", dns)
+
+
+def test_layers_whose_shared_steps_ran_once_end_with_the_run():
+    env = Environment(stdout=StringIO(), stderr=StringIO(), environ={})
+    all_steps = steps()
+    with Progress(env, ProgressMode.PLAIN, all_steps + all_steps) as progress:  # two targets, steps shared
+        for step in all_steps:
+            progress.step_done(step, Observation(step.key, None))
+    lines = env.stderr.getvalue().splitlines()
+    assert len(lines) == len({s.layer for s in all_steps})
 
 
 @pytest.mark.parametrize("mode", [ProgressMode.NONE, ProgressMode.AUTO])
