@@ -448,6 +448,9 @@ def _egress(capture: Capture, node: str, inv: Inventory, node_ip: str | None, ds
         device if device and device.kind is not InterfaceKind.OVERLAY else None) or (
         inv.underlay(node_ip) if node_ip else None)
     places = [_hop(capture, node, overlay, HopKind.OVERLAY, "overlay")] if overlay else []
+    if overlay and overlay.overlay_port is None and under:  # IP-in-IP (Calico's tunl0), WireGuard: not UDP
+        why = f"{overlay.name} encapsulates without UDP (IP-in-IP or WireGuard): its packets are not decoded here"
+        return places + [_Place(Hop(node, under.name, HopKind.UNDERLAY, blind=why), capture)]
     return places + [_hop(capture, node, under, HopKind.UNDERLAY, "underlay")]
 
 

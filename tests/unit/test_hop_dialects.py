@@ -3,8 +3,8 @@ Cilium (lxc… veths without a bridge, `cilium_host` holding the router IP and n
 the other nodes' pods while the BPF programs send them into `cilium_vxlan`; Services translated at
 the socket, so the pod's own packets carry the backend's address), Calico (cali… veths with /32
 routes, `vxlan.calico`), and what the lab's kernel cannot build: kube-proxy's IPVS mode (the Service
-IPs bound on `kube-ipvs0`) and Geneve (Cilium's `cilium_geneve`, UDP 6081). The lab covers the
-others end to end (tests/lab/test_dialect_matrix.py)."""
+IPs bound on `kube-ipvs0`), Calico's IP-in-IP (`tunl0`) and Geneve (Cilium's `cilium_geneve`, UDP
+6081). The lab covers the others end to end (tests/lab/test_dialect_matrix.py)."""
 
 from __future__ import annotations
 
@@ -292,6 +292,35 @@ def test_calico_node_without_its_32_route_to_its_own_pod_is_named():
     assert path.outcome is PathOutcome.DROPPED and path.hops[path.at].node == "node-2"
     assert path.cause == "no-pod-route" and path.hops[path.at].label == "node-2 veth", path
     assert dict(path.params)["last"] == "node-2 vxlan.calico"
+
+
+def ipip_inventory(node: str) -> Inventory:
+    """A Calico node with IP-in-IP: tunl0 (no UDP port), the other node's /26 through it, onlink."""
+    inv = calico_inventory(node)
+    n = int(node[-1])
+    tunl0 = Interface(3, "tunl0", InterfaceKind.OVERLAY, 1480, addresses=(f"10.244.{n}.0/32",))
+    return replace(inv, interfaces=tuple(tunl0 if i.name == "vxlan.calico" else i for i in inv.interfaces),
+                   routes=tuple(replace(r, device="tunl0", via=node_ip(f"node-{3 - n}")) if r.device == "vxlan.calico"
+                                else r for r in inv.routes))
+
+
+def test_ip_in_ip_is_followed_on_tunl0_and_the_underlay_said_unobserved():
+    """Crafted only: the lab's kernel has no IP-in-IP, and the capture does not decode it on eth0."""
+    scene = Scene({"node-1": ipip_inventory("node-1"), "node-2": ipip_inventory("node-2")})
+    route = [("source", "eth0", False), ("node-1", CALI[SRC], False), ("node-1", "tunl0", False),
+             ("node-2", "tunl0", False), ("node-2", CALI[WEB1], False)]
+    step = tcp_step("pod:web-1", WEB1, 8080)
+    scene.flow(route, t=T0, key=40000, dst=WEB1, dport=8080)
+    path = path_of(evidence(scene, [step]), "pod:web-1")
+    assert path.outcome is PathOutcome.DELIVERED
+    assert [h.label for h in path.hops] == ["source eth0", f"node-1 {CALI[SRC]}", "node-1 tunl0", "node-1 eth0",
+                                            "node-2 eth0", "node-2 tunl0", f"node-2 {CALI[WEB1]}"]
+    assert [bool(h.blind) for h in path.hops] == [False, False, False, True, True, False, False]
+    assert "IP-in-IP" in path.hops[3].blind
+    scene.packets["node-2"].clear()
+    scene.flow(route, t=T0 + 5, key=40001, dst=WEB1, dport=8080, reach=3, reply=False)
+    lost = path_of(evidence(scene, [step]), "pod:web-1")
+    assert lost.outcome is PathOutcome.DROPPED and lost.cause == "blind" and lost.hops[lost.at].label == "node-1 eth0"
 
 
 # --- kube-proxy in IPVS mode (crafted only: the lab's kernel has no IPVS) -----------------------
