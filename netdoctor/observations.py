@@ -245,6 +245,7 @@ class Interface:
     link: str | None = None  # an overlay's underlay device (`dev eth0` of a vxlan)
     overlay_port: int | None = None  # a vxlan's/geneve's UDP port
     up: bool = True
+    tunnel: str | None = None  # an overlay's link kind: "vxlan", "geneve", "ipip", "wireguard", …
 
     def ips(self) -> set[str]:
         """The interface's IPv4 addresses without prefix."""

@@ -448,10 +448,13 @@ def _egress(capture: Capture, node: str, inv: Inventory, node_ip: str | None, ds
         device if device and device.kind is not InterfaceKind.OVERLAY else None) or (
         inv.underlay(node_ip) if node_ip else None)
     places = [_hop(capture, node, overlay, HopKind.OVERLAY, "overlay")] if overlay else []
-    if overlay and overlay.overlay_port is None and under:  # IP-in-IP (Calico's tunl0), WireGuard: not UDP
+    if overlay and overlay.tunnel not in (None, *_DECODED) and under:  # IP-in-IP (Calico's tunl0), WireGuard
         why = f"{overlay.name} encapsulates without UDP (IP-in-IP or WireGuard): its packets are not decoded here"
         return places + [_Place(Hop(node, under.name, HopKind.UNDERLAY, blind=why), capture)]
     return places + [_hop(capture, node, under, HopKind.UNDERLAY, "underlay")]
+
+
+_DECODED = ("vxlan", "geneve")  # the tunnels whose inner packets the capture follows on the underlay
 
 
 def _destination_node_places(ev: Evidence, capture: Capture | None, node: str | None, conn: Conn,

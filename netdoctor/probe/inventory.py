@@ -165,6 +165,7 @@ def _interface(entry: dict, addresses: dict[int, tuple[str, ...]]) -> Interface 
         link=_str(overlay.get("link")),
         overlay_port=_int(overlay.get("port")),  # none for a collect-metadata ("external") geneve
         up="UP" in flags,
+        tunnel=_str(info.get("info_kind")) if kind is InterfaceKind.OVERLAY else None,
     )
 
 

@@ -298,7 +298,7 @@ def ipip_inventory(node: str) -> Inventory:
     """A Calico node with IP-in-IP: tunl0 (no UDP port), the other node's /26 through it, onlink."""
     inv = calico_inventory(node)
     n = int(node[-1])
-    tunl0 = Interface(3, "tunl0", InterfaceKind.OVERLAY, 1480, addresses=(f"10.244.{n}.0/32",))
+    tunl0 = Interface(3, "tunl0", InterfaceKind.OVERLAY, 1480, addresses=(f"10.244.{n}.0/32",), tunnel="ipip")
     return replace(inv, interfaces=tuple(tunl0 if i.name == "vxlan.calico" else i for i in inv.interfaces),
                    routes=tuple(replace(r, device="tunl0", via=node_ip(f"node-{3 - n}")) if r.device == "vxlan.calico"
                                 else r for r in inv.routes))

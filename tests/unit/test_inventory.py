@@ -132,6 +132,7 @@ def test_lab_node_interfaces():
 def test_vxlan_port_and_underlay_device():
     vxlan = by_name(NODE)["flannel.1"]
     assert (vxlan.overlay_port, vxlan.link, vxlan.mtu) == (8472, "eth0", 1450)
+    assert vxlan.tunnel == "vxlan"
     calico = by_name(CALICO)["vxlan.calico"]
     assert (calico.overlay_port, calico.link) == (4789, "ens5")
 
@@ -157,6 +158,7 @@ def test_calico_kinds():
     ifs = by_name(CALICO)
     assert ifs["ens5"].kind is InterfaceKind.DEVICE and ifs["ens5"].mtu == 9001  # altnames are no kind
     assert ifs["tunl0"].kind is InterfaceKind.OVERLAY and ifs["tunl0"].overlay_port is None
+    assert ifs["tunl0"].tunnel == "ipip"
     assert ifs["cali5678"].kind is InterfaceKind.VETH
 
 
@@ -164,6 +166,7 @@ def test_geneve_wireguard_and_dummy():
     ifs = by_name(GENEVE)
     assert ifs["gnv0"].kind is InterfaceKind.OVERLAY and ifs["gnv0"].overlay_port == 6081
     assert ifs["cilium_geneve"].kind is InterfaceKind.OVERLAY and ifs["cilium_geneve"].overlay_port is None
+    assert ifs["cilium_geneve"].tunnel == "geneve"
     assert ifs["wg0"].kind is InterfaceKind.OVERLAY
     assert ifs["kube-ipvs0"].kind is InterfaceKind.DEVICE and ifs["kube-ipvs0"].up is False
 
