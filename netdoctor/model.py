@@ -524,6 +524,7 @@ class Report:
     capture: CaptureStatus = CaptureStatus(CaptureMode.OFF)
     cluster: ClusterKind | None = None  # the CNI and Service proxy, refined from the node devices
     started_at: datetime | None = None  # when the check started (UTC), for CI reports
+    sample: tuple[SampledNode, ...] = ()  # the nodes probed and why (Plan.sample)
 
     @property
     def state(self) -> State:

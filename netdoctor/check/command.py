@@ -416,10 +416,11 @@ def _refused(exc, the_plan: Plan) -> ProbeError:
 
 def _print_plan(env: Environment, the_plan: Plan) -> None:
     out = env.stdout
+    from netdoctor.report import sample
+
     out.write("nodes sampled:\n")
     for node in the_plan.sample:
-        reasons = "; ".join(_why_text(w) for w in node.why)
-        out.write(f"  {node.name}: {reasons}" + (f" (no probe: {node.excluded})" if node.excluded else "") + "\n")
+        out.write(f"  {sample.line(node)}\n")
     out.write("probes to create:\n")
     for p in the_plan.probes:
         who = f", impersonating {p.impersonates}" if p.impersonates else ""
@@ -431,14 +432,6 @@ def _print_plan(env: Environment, the_plan: Plan) -> None:
         out.write(f"  {s.check_id} [{s.layer.value}] {s.title or s.key}" + (" (expect: blocked)" if s.expect.value == "blocked" else "") + "\n")
     for note in the_plan.notes:
         out.write(f"note: {note}\n")
-
-
-_WHY = {"source": "the source's node", "backend": "hosts backend {}", "dns": "hosts DNS pod {}",
-        "group": "first of its kind: {}", "requested": "named by --nodes", "all": "--nodes all"}
-
-
-def _why_text(why) -> str:
-    return _WHY[why.reason.value].format(why.detail)
 
 
 def _exit_code(state: State) -> int:

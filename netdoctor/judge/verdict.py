@@ -64,6 +64,7 @@ def judge(evidence: Evidence, catalog: Catalog, duration_s: float = 0.0, started
         layers=layers,
         diagnosis=replace(diagnosis, path=_key_path(found, tuple(layers), diagnosis, evidence)),
         notes=evidence.plan.notes,
+        sample=evidence.plan.sample,
         duration_s=duration_s,
         paths=found,
         capture=_capture_status(evidence),

@@ -47,6 +47,8 @@ def document(report: Report) -> dict:
         "started_at": report.started_at.isoformat(timespec="seconds") if report.started_at else None,
         "duration_s": round(report.duration_s, 3),
         "notes": list(report.notes),
+        "sample": [{"node": n.name, "reasons": [{"reason": w.reason.value, "detail": w.detail} for w in n.why],
+                    "excluded": n.excluded} for n in report.sample],
         "diagnosis": {
             "state": d.state.value, "layer": d.layer.value if d.layer else None,
             "first_broken": _first_broken(report),

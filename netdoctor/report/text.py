@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from netdoctor.model import CheckResult, HopPath, Report, State
-from netdoctor.report import cluster, marks
+from netdoctor.report import cluster, marks, sample
 
 STYLE = {State.PASS: "green", State.WARN: "yellow", State.FAIL: "bold red", State.ERROR: "magenta", State.SKIP: "dim"}
 
@@ -30,6 +30,8 @@ def render(report: Report, console: Console, verbose: bool = False) -> None:
         for check in layer.checks:
             _check(branch, check, verbose)
     console.print(tree)
+    if report.sample:
+        console.print(f"[dim]probed from: {escape(sample.summary(report.sample))}[/]")
     for note in report.notes:
         console.print(f"[dim]note: {escape(note)}[/]")
     for blind in report.capture.blind:

@@ -41,3 +41,11 @@ def test_junit_failures_match_failed_checks():
     root = ET.fromstring(output("junit"))
     failures = root.findall(".//failure")
     assert failures and any("ND-DNS-002" in case.get("name") for case in root.iter("testcase") if case.find("failure") is not None)
+
+
+def test_the_report_says_which_nodes_were_probed_and_why():
+    doc = json.loads(output("json"))
+    sample = {n["node"]: n for n in doc["sample"]}
+    assert sample["node-a"]["reasons"][0] == {"reason": "source", "detail": ""}
+    assert {"reason": "backend", "detail": "web-1"} in sample["node-b"]["reasons"] and not sample["node-b"]["excluded"]
+    assert "probed from: node-a (source, backend, DNS), node-b (backend, DNS)" in output("text")
