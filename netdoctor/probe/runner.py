@@ -140,7 +140,7 @@ class _Shared:
             role_map = {p.role: _shared_probe(probes, p).role for p in job.plan.probes}
             key_map = {}
             for step in job.plan.steps:
-                mine = replace(step, probe=role_map.get(step.probe, step.probe))
+                mine = replace(step, probe=role_map.get(step.probe, step.probe), action=_shared_action(step.action, role_map))
                 same = (mine.probe, mine.action)
                 earlier = by_action.get(same)
                 key = earlier[0] if earlier and earlier[1] != i else \
@@ -183,10 +183,19 @@ class _Shared:
         return tuple(found)
 
 
+def _shared_action(action, roles: dict[str, str]):
+    """A ping to another probe names it by role: the shared one."""
+    if isinstance(action, Ping) and action.to_probe:
+        return replace(action, to_probe=roles.get(action.to_probe, action.to_probe))
+    return action
+
+
 def _shared_probe(probes: dict[tuple, PlannedProbe], p: PlannedProbe) -> PlannedProbe:
-    """The shared probe for `p`: one per namespace, labels, node, purpose and capture; a new one is
-    named after p's role, made unique."""
-    key = (p.namespace, p.copy_labels, p.node, p.purpose, p.capture)
+    """The shared probe for `p`: a traffic probe per namespace, labels, node and capture, a node
+    capture probe per node (it sees the whole node, whichever namespace it runs in: the first plan's);
+    a new one is named after p's role, made unique."""
+    key = (None, (), p.node, p.purpose, False) if p.purpose is ProbePurpose.NODE_CAPTURE else \
+        (p.namespace, p.copy_labels, p.node, p.purpose, p.capture)
     if key not in probes:
         taken = {q.role for q in probes.values()}
         role = p.role if p.role not in taken else next(f"{p.role[:36]}-{n}" for n in range(2, 999)

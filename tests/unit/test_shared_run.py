@@ -9,8 +9,8 @@ from netdoctor.cli import main
 from netdoctor.cluster.objects import Pod, Service, ServicePort
 from netdoctor.environment import Environment
 from netdoctor.model import (
-    CaptureMode, Capture, Facts, Kind, Layer, Observation, Plan, PlannedProbe, ProbePurpose, Ref, RunningProbe, Step,
-    TcpConnect,
+    CaptureMode, Capture, Facts, Kind, Layer, Observation, Ping, Plan, PlannedProbe, ProbePurpose, Ref, RunningProbe,
+    Step, TcpConnect,
 )
 from netdoctor.probe import runner
 
@@ -28,7 +28,8 @@ def plan(labels=(), backend_ip="10.244.1.5", service_ip="10.96.0.20") -> Plan:
               PlannedProbe("capture-node-b", "node-b", "demo", purpose=ProbePurpose.NODE_CAPTURE))
     steps = (Step("pod:web-1", "ND-POD-001", Layer.POD, "source", TcpConnect(backend_ip, 8080)),
              Step("svc:clusterip", "ND-SVC-001", Layer.SERVICE, "source", TcpConnect(service_ip, 80, 3)),
-             Step("node:node-b->web-1", "ND-NODE-002", Layer.NODE, "node-node-b", TcpConnect(backend_ip, 8080)))
+             Step("node:node-b->web-1", "ND-NODE-002", Layer.NODE, "node-node-b", TcpConnect(backend_ip, 8080)),
+             Step("mtu:source->node-b", "ND-NODE-004", Layer.NODE, "source", Ping(None, 1422, True, "node-node-b")))
     return Plan(probes, steps, capture=CaptureMode.AUTO)
 
 
@@ -49,11 +50,19 @@ def test_another_identity_gets_its_own_probes_under_unique_roles_and_shares_the_
 def test_a_step_two_plans_share_runs_once_and_each_gets_its_result_under_its_own_key():
     shared = runner._Shared.of((runner.Job(plan(), facts("a")), runner.Job(plan(service_ip="10.96.0.21"), facts("b"))))
     keys = [s.key for s in shared.plan.steps]
-    assert keys == ["pod:web-1", "svc:clusterip", "node:node-b->web-1", "svc:clusterip#1"]
+    assert keys == ["pod:web-1", "svc:clusterip", "node:node-b->web-1", "mtu:source->node-b", "svc:clusterip#1"]
     observed = tuple(Observation(k, (), None, (k,)) for k in keys)
     mine = shared.observations_of(1, observed)
     assert [(o.step_key, o.log) for o in mine] == [("pod:web-1", ("pod:web-1",)), ("svc:clusterip", ("svc:clusterip#1",)),
-                                                   ("node:node-b->web-1", ("node:node-b->web-1",))]
+                                                   ("node:node-b->web-1", ("node:node-b->web-1",)),
+                                                   ("mtu:source->node-b", ("mtu:source->node-b",))]
+
+
+def test_a_ping_to_another_probe_goes_to_the_shared_probe_of_its_own_identity():
+    shared = runner._Shared.of((runner.Job(plan(), facts("a")),
+                                runner.Job(plan(labels=(("app", "x"),)), facts("b"))))
+    pings = [s for s in shared.plan.steps if isinstance(s.action, Ping)]
+    assert [(s.probe, s.action.to_probe) for s in pings] == [("source", "node-node-b"), ("source-2", "node-node-b-2")]
 
 
 def test_each_plan_sees_its_own_probes_and_captures_under_its_own_roles():
