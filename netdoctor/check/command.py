@@ -130,6 +130,8 @@ def check(
     progress: str = typer.Option("auto", "--progress", metavar="auto|plain|none",
                                  help="Progress on stderr: live on a terminal (auto), one line per finished layer "
                                       "(plain: auto's choice off a terminal), or none"),
+    bundle: Optional[Path] = typer.Option(None, "--bundle", help="Write FILE.tar.gz for the incident channel: the "
+                                          "reports, pcaps, node inventories, conntrack and API objects", dir_okay=False),
 ) -> int:
     """Find where a packet from the source to TARGET is lost, layer by layer, and why. Several
     targets (or --all) run on one shared set of probes and end with a summary table."""
@@ -146,6 +148,8 @@ def check(
         raise UsageError("--pcap needs packet capture; drop --capture off")
     _check_timeout(timeout)
     _check_target_choice(targets or [], namespace, all_services, all_namespaces, selector)
+    if bundle is not None:
+        _bundle_path(bundle)
     requests = [_request(t, namespace, source, source_namespace, port) for t in targets or []]
     choice = _node_choice(nodes, max_nodes)
     requests = [replace(r, nodes=choice) for r in requests]
@@ -168,7 +172,7 @@ def check(
     if len(requests) > 1:
         return _check_many(env, kube, requests, checks, choice, capture_namespace, plan.Options(
             nodes=choice, capture=mode, capture_namespace=capture_namespace), plan_only, pcap, output, verbose,
-            runner_options=dict(timeout=timeout, image=image, keep=keep), progress_mode=progress_mode)
+            runner_options=dict(timeout=timeout, image=image, keep=keep), progress_mode=progress_mode, bundle=bundle)
     request = requests[0]
     started = time.monotonic()
     started_at = datetime.now(timezone.utc)
@@ -195,7 +199,37 @@ def check(
         env.stderr.write(f"note: {fallback}\n")
     if pcap is not None:
         _write_pcaps(env, pcap, result.captures)
+    if bundle is not None:
+        _write_bundle(env, kube, bundle, [(report, facts, result.captures)])
     return _exit_code(report.state)
+
+
+def _bundle_path(path: Path) -> None:
+    """--bundle FILE.tar.gz: a gzipped tar in a directory that exists and can be written, checked
+    before anything is created."""
+    import os
+
+    if not path.name.endswith((".tar.gz", ".tgz")):
+        raise UsageError(f"--bundle {path}: name the file FILE.tar.gz (a gzipped tar)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise UsageError(f"--bundle {path}: cannot write in {parent}")
+
+
+def _write_bundle(env: Environment, kube, path: Path, judged, summary: str = "") -> None:
+    """The reports, captures and API objects of each target, in one file (report.bundle)."""
+    from netdoctor.check import bundle as api_objects
+    from netdoctor.report import bundle
+
+    parts = []
+    for report, facts, captures in judged:
+        found, unread = api_objects.objects(kube, facts)
+        parts.append(bundle.Part(report, tuple(captures), tuple(found), tuple(unread)))
+    try:
+        count = bundle.write(path, parts, summary)
+    except OSError as exc:
+        raise UsageError(f"--bundle {path}: cannot write: {exc.strerror or exc}") from None
+    env.stderr.write(f"bundle: {path} ({count} files)\n")
 
 
 def _check_target_choice(targets: list[str], namespace, all_services: bool, all_namespaces: bool, selector) -> None:
@@ -211,7 +245,7 @@ def _check_target_choice(targets: list[str], namespace, all_services: bool, all_
 
 
 def _check_many(env, kube, requests, checks, choice, capture_namespace, options, plan_only, pcap, output, verbose,
-                runner_options, progress_mode) -> int:
+                runner_options, progress_mode, bundle=None) -> int:
     """Several targets on shared probes: each target's report, then the summary; exit 1 when any
     target fails (else 4 when one could not be judged)."""
     from netdoctor.check import many, plan
@@ -246,6 +280,11 @@ def _check_many(env, kube, requests, checks, choice, capture_namespace, options,
         for t, result in zip(targets, results):
             _write_pcaps(env, _pcap_directory(pcap / f"{t.facts.namespace}_{t.facts.target.kind.value}_"
                                               f"{t.facts.target.name}"), result.captures)
+    if bundle is not None:
+        from netdoctor.report import many as summary
+
+        _write_bundle(env, kube, bundle, [(r, t.facts, result.captures) for r, t, result in zip(reports, targets, results)],
+                      "\n".join(summary.table_lines(reports)) + "\n")
     from netdoctor.model import State
 
     states = {r.state for r in reports}
