@@ -6,6 +6,7 @@ complete -c netdoctor -n '__fish_use_subcommand' -a completion -d 'Print the she
 complete -c netdoctor -n '__fish_use_subcommand' -a lab -d 'A disposable cluster made of real Linux networking.'
 complete -c netdoctor -n '__fish_use_subcommand' -a policy -d 'Who may talk to whom under the NetworkPolicies, and why.'
 complete -c netdoctor -n '__fish_use_subcommand' -a schema -d 'Print the JSON Schema of a `-o json` document (shipped in netdoctor/schemas/).'
+complete -c netdoctor -n '__fish_use_subcommand' -a smoke -d 'Check a file of expectations in one run: Services that must be healthy, flows that must be'
 complete -c netdoctor -n '__fish_use_subcommand' -l help
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -s n -l namespace -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l all
@@ -29,6 +30,7 @@ complete -c netdoctor -n '__fish_seen_subcommand_from check' -l plan
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l request-timeout -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -s v -l verbose
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l progress -x -a 'auto plain none'
+complete -c netdoctor -n '__fish_seen_subcommand_from check' -l bundle -r
 complete -c netdoctor -n '__fish_seen_subcommand_from check' -l help
 complete -c netdoctor -n '__fish_seen_subcommand_from cleanup' -s n -l namespace -r
 complete -c netdoctor -n '__fish_seen_subcommand_from cleanup' -s A -l all-namespaces
@@ -102,4 +104,16 @@ complete -c netdoctor -n '__fish_seen_subcommand_from policy; and __fish_seen_su
 complete -c netdoctor -n '__fish_seen_subcommand_from policy; and __fish_seen_subcommand_from matrix' -l context -r
 complete -c netdoctor -n '__fish_seen_subcommand_from policy; and __fish_seen_subcommand_from matrix' -l help
 complete -c netdoctor -n '__fish_seen_subcommand_from schema' -l help
-complete -c netdoctor -n '__fish_seen_subcommand_from schema' -a 'check matrix'
+complete -c netdoctor -n '__fish_seen_subcommand_from schema' -a 'check matrix smoke smoke-file'
+complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -s f -l file -r -F
+complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -l schema
+complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -l context -r
+complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -l kubeconfig -r -F
+complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -l timeout -r
+complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -s o -l output -x -a 'text json markdown junit'
+complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -l image -r
+complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -l capture -x -a 'auto strict off'
+complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -l capture-namespace -r
+complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -l request-timeout -r
+complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -s v -l verbose
+complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -l help

@@ -11,6 +11,7 @@ _netdoctor() {
       root:lab) path=lab ;;
       root:policy) path=policy ;;
       root:schema) path=schema ;;
+      root:smoke) path=smoke ;;
       lab:apply) path=lab_apply ;;
       lab:break) path=lab_break ;;
       lab:demo) path=lab_demo ;;
@@ -34,11 +35,13 @@ _netdoctor() {
     lab_up:--policy) COMPREPLY=($(compgen -W "drop reject off" -- "$cur")); return ;;
     lab_up:--proxy) COMPREPLY=($(compgen -W "nftables iptables none" -- "$cur")); return ;;
     policy_matrix:-o|policy_matrix:--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+    smoke:--capture) COMPREPLY=($(compgen -W "auto strict off" -- "$cur")); return ;;
+    smoke:-o|smoke:--output) COMPREPLY=($(compgen -W "text json markdown junit" -- "$cur")); return ;;
     *:--kubeconfig|*:-f|*:--filename|*:--scenario) COMPREPLY=($(compgen -f -- "$cur")); return ;;
   esac
   case "$path" in
-    root) words="check cleanup completion lab policy schema --help" ;;
-    check) words="-n --namespace --all -A --all-namespaces -l --selector --context --kubeconfig --from --from-namespace --port --timeout -o --output --image --nodes --max-nodes --keep --capture --capture-namespace --pcap --plan --request-timeout -v --verbose --progress --help" ;;
+    root) words="check cleanup completion lab policy schema smoke --help" ;;
+    check) words="-n --namespace --all -A --all-namespaces -l --selector --context --kubeconfig --from --from-namespace --port --timeout -o --output --image --nodes --max-nodes --keep --capture --capture-namespace --pcap --plan --request-timeout -v --verbose --progress --bundle --help" ;;
     cleanup) words="-n --namespace -A --all-namespaces --context --kubeconfig --run --force --dry-run --request-timeout --help" ;;
     completion) words="bash zsh fish --help" ;;
     lab) words="apply break demo down faults fix kubeconfig status up --help" ;;
@@ -54,7 +57,8 @@ _netdoctor() {
     policy) words="explain matrix --help" ;;
     policy_explain) words="--from --to --port -f --filename --kubeconfig --context --help" ;;
     policy_matrix) words="-f --filename --port -n --namespace -A --all-namespaces -o --output --kubeconfig --context --help" ;;
-    schema) words="check matrix --help" ;;
+    schema) words="check matrix smoke smoke-file --help" ;;
+    smoke) words="-f --file --schema --context --kubeconfig --timeout -o --output --image --capture --capture-namespace --request-timeout -v --verbose --help" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }

@@ -22,6 +22,7 @@ from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click and
 
 from netdoctor import __version__
 from netdoctor.check import command as check_command
+from netdoctor.check import smoke_command
 from netdoctor.environment import Environment
 from netdoctor.errors import Interrupted, NetdoctorError, UsageError
 from netdoctor.exitcodes import ExitCode
@@ -88,9 +89,11 @@ app = typer.Typer(
 )
 app.command("check")(check_command.check)
 app.command("cleanup")(check_command.cleanup)
+app.command("smoke")(smoke_command.smoke)
 
 # The commands whose `-o json` prints a document, and its schema: their errors print one too.
-JSON_DOCUMENTS = {("check",): "netdoctor.check/v1", ("policy", "matrix"): "netdoctor.matrix/v1"}
+JSON_DOCUMENTS = {("check",): "netdoctor.check/v1", ("policy", "matrix"): "netdoctor.matrix/v1",
+                  ("smoke",): "netdoctor.smoke/v1"}
 
 
 @app.command()
@@ -131,6 +134,7 @@ def completion_tree():
     formats = ("text", "json", "markdown", "junit")
     values = {
         ("check",): {"-o": formats, "--capture": ("auto", "strict", "off"), "--progress": ("auto", "plain", "none")},
+        ("smoke",): {"-o": formats, "--capture": ("auto", "strict", "off")},
         ("policy", "matrix"): {"-o": ("text", "json")},
         ("lab", "up"): {"--overlay": ("vxlan", "routed"), "--policy": tuple(m.value for m in PolicyMode),
                         "--cni": tuple(c.value for c in Cni), "--proxy": tuple(m.value for m in ProxyMode)},

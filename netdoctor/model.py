@@ -602,3 +602,50 @@ class ClusterKind:
 
     cni: CniKind
     proxy: ProxyKind
+
+
+# --- a smoke file's expectations and their results (check.smoke → judge.smoke → report.smoke) ---
+
+
+class ExpectKind(Enum):
+    HEALTHY = "healthy"  # a Service whose check must pass
+    ALLOW = "allow"  # a flow that must get through
+    DENY = "deny"  # a flow that must not
+    RESOLVE = "resolve"  # a name that must resolve
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One line of a smoke file, as the results name it: `where` is "flows[2]", `line` its line."""
+
+    kind: ExpectKind
+    where: str
+    line: int
+    title: str  # "ops/deploy/toolbox → shop/svc/db TCP/5432"
+    name: str = ""  # the file's own name for it, if any
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    """Whether an expectation held, on what evidence, and, when it did not, the check's diagnosis
+    (its report: layer, cause, hop). `confirmed`: the capture that proves a denial (or why none does)."""
+
+    expectation: Expectation
+    state: State
+    message: str
+    evidence: tuple[str, ...] = ()
+    confirmed: str | None = None
+    reports: tuple[Report, ...] = ()  # the check (or the flow's, per destination) it was judged from
+    diagnosis: Diagnosis | None = None  # why it failed, when it did
+
+
+@dataclass(frozen=True)
+class SmokeReport:
+    file: str
+    results: tuple[ExpectationResult, ...]
+    duration_s: float = 0.0
+    probes: int = 0  # probe pods the run created
+
+    @property
+    def state(self) -> State:
+        return max((r.state for r in self.results), key=lambda s: s.rank, default=State.SKIP)

@@ -42,11 +42,15 @@ class Request:
     source: Ref | None  # its namespace None: the target's
     port: PortArg | None
     nodes: NodeChoice = NodeChoice()
+    anonymous_in: str | None = None  # no --from: an anonymous probe in this namespace, never impersonating
+    pods_only: bool = False  # a smoke flow to a workload's pods: their own ports, not a Service's
 
 
 def resolve(kube: Kube, req: Request) -> Facts:
     ns = req.namespace or kube.namespace
     service, backends = _target(kube, ns, req.target)
+    if req.pods_only:
+        service = None
     sp = _service_port(service, req.port)
     target_port, problems = _target_port(service, sp, backends, req.port)
     unread: list[Unread] = []
@@ -63,10 +67,10 @@ def resolve(kube: Kube, req: Request) -> Facts:
                             "nodes", Layer.NODE, "no probe on the other nodes (the cross-node layer) and the "
                             "source's node is left to the scheduler") or ())
     policy = _policy(kube, ns, source_pod, backends, target_port, sp.protocol if sp else "TCP",
-                     unread if dns_backends is not None else None)
+                     unread if dns_backends is not None else None, req.anonymous_in)
     node = source_pod.node_name if source_pod else _default_node(nodes, backends)
-    who = f"pod/{source_pod.name}" if source_pod else "a probe"
-    source_ns = source_pod.namespace if source_pod else ns
+    who = f"pod/{source_pod.name}" if source_pod else f"a probe in {req.anonymous_in}" if req.anonymous_in else "a probe"
+    source_ns = source_pod.namespace if source_pod else req.anonymous_in or ns
     return Facts(
         namespace=ns, target=req.target, source=f"{who} on {node or 'any node'}", source_node=node,
         source_pod=source_pod.name if source_pod else None, source_namespace=source_ns,
@@ -245,6 +249,11 @@ def _has(key: str, labels: dict) -> str:
     return f"{key}={labels[key]}" if key in labels else f"no label {key}"
 
 
+def source_pod(kube: Kube, ns: str, ref: Ref) -> Pod:
+    """The pod a --from names (a Deployment's first Running one): the smoke file's sources."""
+    return _source(kube, ns, ref)[0]
+
+
 def _source(kube: Kube, ns: str, ref: Ref) -> tuple[Pod, Mapping]:
     """The --from pod (a Deployment's first Running one) and its spec."""
     if ref.kind is Kind.POD:
@@ -302,7 +311,7 @@ class _PolicyView:
 
 
 def _policy(kube: Kube, ns: str, source: Pod | None, backends, port, protocol: str,
-            unread: list[Unread] | None) -> _PolicyView:
+            unread: list[Unread] | None, anonymous_in: str | None = None) -> _PolicyView:
     """The labels the probes carry and the policies' verdicts for them (imports the engine only here).
     A policy selects pods of its own namespace: only the source's and the target's policies decide
     the flow, and kube-system's the DNS flows (`unread` None: the DNS pods could not be read, the
@@ -312,7 +321,7 @@ def _policy(kube: Kube, ns: str, source: Pod | None, backends, port, protocol: s
 
     own = tuple(source.labels) if source else PROBE_LABELS
     who = f"pod/{source.name}" if source else None
-    namespace = source.namespace if source else ns
+    namespace = source.namespace if source else anonymous_in or ns
     try:
         involved = sorted({ns, namespace})
         objects = [o for n in involved for o in kube.list_objects("NetworkPolicy", n)]
@@ -339,7 +348,7 @@ def _policy(kube: Kube, ns: str, source: Pod | None, backends, port, protocol: s
         return _PolicyView(tuple(labels), whom, flows, None, icmp_allowed(world, src, peer), dns_flows)
 
     mine = view(own, who)
-    if source or all(f.verdict.allowed for f in mine.flows):
+    if source or anonymous_in or all(f.verdict.allowed for f in mine.flows):
         return mine
     for candidate in (p for p in world.pods if p.namespace == ns and p.origin == "Pod"):
         trial = view(tuple(sorted(candidate.labels.items())), f"pod/{candidate.name}")

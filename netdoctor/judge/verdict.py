@@ -41,11 +41,18 @@ CHECK_IDS = {
 }
 
 
-def judge(evidence: Evidence, catalog: Catalog, duration_s: float = 0.0, started_at: datetime | None = None) -> Report:
+def judge(evidence: Evidence, catalog: Catalog, duration_s: float = 0.0, started_at: datetime | None = None,
+          only: tuple[Layer, ...] | None = None) -> Report:
+    """`only`: the layers the plan is about (a smoke file's flow); the others are SKIP."""
     layers: list[LayerResult] = []
     for definition in catalog.layers:
         broken = [r.layer for r in layers if r.layer in definition.requires and r.state is State.FAIL]
         title = definition.title
+        if only is not None and definition.layer not in only:
+            reason = "not part of this flow"
+            checks = tuple(skip(i, reason) for i in CHECK_IDS[definition.layer])
+            layers.append(LayerResult(definition.layer, title, State.SKIP, _titled(checks, catalog), reason))
+            continue
         if broken:
             reason = f"prerequisite layer failed: {catalog.layer(broken[0]).title}"
             checks = tuple(skip(i, reason) for i in CHECK_IDS[definition.layer])
