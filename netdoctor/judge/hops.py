@@ -28,7 +28,8 @@ from netdoctor.model import (
     TcpConnect, UdpExchange,
 )
 from netdoctor.observations import (
-    Interface, InterfaceKind, Inventory, NatEntry, Packet, Refusal, RefusalKind, TcpOutcome, TcpResult,
+    Interface, InterfaceKind, Inventory, NatEntry, Packet, PingOutcome, PingResult, Refusal, RefusalKind, TcpOutcome,
+    TcpResult,
 )
 
 WINDOW = 15.0  # seconds after a connection's first packet during which its packets count
@@ -620,8 +621,13 @@ def _step_path(ev: Evidence, step: Step) -> HopPath | None:
         return None
     conns = _conns(ev, step)
     if not conns:
+        what = {"what": step.title or step.key}
+        kept = _kept_by_sender(ev, step)
+        if kept:  # a DF ping larger than the pod's own route MTU (Cilium's 1450 route on a 1500 eth0)
+            return HopPath(step.key, step.title or step.key, (), PathOutcome.UNKNOWN, "mtu-known",
+                           params=_params_text(what | {"size": str(kept)}))
         return HopPath(step.key, step.title or step.key, (), PathOutcome.UNKNOWN, "not-seen",
-                       params=_params_text({"what": step.title or step.key}))
+                       params=_params_text(what))
     followed = [_follow(ev, step, c) for c in conns]
     longest = max(followed, key=lambda p: sum(1 for h in p.hops if h.request))  # a cross-node one, if any
     failed = [p for p in followed if p.outcome is not PathOutcome.DELIVERED]
@@ -629,6 +635,15 @@ def _step_path(ev: Evidence, step: Step) -> HopPath | None:
                 default=longest)
     same = sum(1 for p in followed if p.cause == worst.cause)
     return replace(worst, connections=len(followed), same_outcome=same, backends=_spread(ev, conns))
+
+
+def _kept_by_sender(ev: Evidence, step: Step) -> int | None:
+    """The MTU a DF ping's own kernel refused it for (nothing sent: it knows the path MTU), else None."""
+    observation = ev.observed(step.key)
+    result = observation.result if observation else None
+    if isinstance(step.action, Ping) and isinstance(result, PingResult) and result.outcome is PingOutcome.FRAG_NEEDED:
+        return result.mtu or step.action.size + 28
+    return None
 
 
 # --- who turned it away ---------------------------------------------------------------------
@@ -817,7 +832,7 @@ def _drop_cause(ev: Evidence, step: Step, conn: Conn, hops, at, last, params) ->
     if step.expect is Expect.DROPPED:
         return "local-policy-drop", params | {"node": src_node or "?"}
     if _untranslated(ev, conn, hops):
-        proxy = _socket_proxy(ev, src_node)
+        proxy = socket_proxy(ev, src_node)
         params |= {"node": src_node or "?"}
         return ("service-map-stale", params | {"proxy": proxy}) if proxy else ("untranslated", params)
     if hop.blind and hop.kind is HopKind.VETH and hop.node != src_node and _no_route(ev, hop.node, params["dst"]):
@@ -850,7 +865,7 @@ def _untranslated(ev: Evidence, conn: Conn, hops: tuple[Hop, ...]) -> bool:
     return left or (entry is not None and not entry.translated)
 
 
-def _socket_proxy(ev: Evidence, node: str | None) -> str | None:
+def socket_proxy(ev: Evidence, node: str | None) -> str | None:
     """Who translates Service IPs at the socket, when no kube-proxy does: Cilium's kube-proxy
     replacement, Calico's eBPF data plane (the API's answer, else the node's devices: a Cilium node
     without kube-proxy's DaemonSet)."""
@@ -865,14 +880,25 @@ def _socket_proxy(ev: Evidence, node: str | None) -> str | None:
 
 def _no_route(ev: Evidence, node: str | None, dst: str) -> bool:
     """The node has no route to a pod IP: none at all, or only its default route while it has an
-    overlay device (a tunnelling CNI routes pod CIDRs through it)."""
+    overlay device (a tunnelling CNI routes pod CIDRs through it) or while the pod's node routes
+    pods to this node by its node IP (routed CNIs: flannel's host-gw, Calico's BGP routes; a cloud
+    that routes pod IPs itself, as the AWS VPC CNI, has no such route)."""
     capture = _node_captures(ev).get(node)
     if not (capture and capture.inventory) or "route" in capture.inventory.unread:
         return False  # an unread route table is no missing route
     inv = capture.inventory
     route = inv.route_to(dst)
     tunnelling = any(i.kind is InterfaceKind.OVERLAY for i in inv.interfaces)
-    return route is None or route.device is None or (route.destination == "default" and tunnelling)
+    defaulted = route is not None and route.destination == "default"
+    return route is None or route.device is None or (defaulted and (tunnelling or _routed_by_peer(ev, node, dst)))
+
+
+def _routed_by_peer(ev: Evidence, node: str | None, dst: str) -> bool:
+    """`dst`'s node routes some pod network to `node` through `node`'s IP: pod routes are per peer."""
+    peer = _node_captures(ev).get(_node_of(ev, dst))
+    node_ip = _node_ip(ev, node)
+    return bool(peer and peer.inventory and node_ip and peer.node != node and any(
+        r.via == node_ip and r.destination != "default" for r in peer.inventory.routes))
 
 
 def _policy_denial(ev: Evidence, dst: str) -> str | None:

@@ -240,12 +240,23 @@ def _cluster_ip(ev: Evidence) -> CheckResult:
                       log=logs(ev, "ND-SVC-001"))
     good = sorted({x.node for x in _node_service(ev) if x.connected and x.node != a.node})
     if good and a.node and _reaches_every_backend(ev, a.node):
-        params |= {"node": a.node, "good_nodes": ", ".join(good)}
+        params |= {"node": a.node, "good_nodes": ", ".join(good), **_proxy_words(ev, a.node)}
         return failed("ND-SVC-001", "node-only", f"fails from {a.node}, works from {', '.join(good)}", lines, params)
     pod_ok = any(x.outcome is TcpOutcome.CONNECTED for x in attempts(ev, "ND-POD-001")[0])
     cause = "all-fail" if pod_ok else "backends-fail"
     return failed("ND-SVC-001", cause, f"0/{a.tries} connections ({a.outcome.value})", lines, params,
                   log=logs(ev, "ND-SVC-001"))
+
+
+def _proxy_words(ev: Evidence, node: str) -> dict[str, str]:
+    """Who translates the Service IP on `node`, for node-only's words: kube-proxy, or the CNI that
+    translates at the socket in its place (Cilium's service map)."""
+    socket = hops.socket_proxy(ev, node)
+    if socket == "Cilium":
+        return {"proxy": "Cilium's service map (its agent)", "proxy_label": "k8s-app=cilium"}
+    if socket:
+        return {"proxy": f"{socket}'s service map (its agent)", "proxy_label": "k8s-app=calico-node"}
+    return {"proxy": "kube-proxy", "proxy_label": "k8s-app=kube-proxy"}
 
 
 def _dropped_by_design(a: Attempt, lines: list[str], params: dict[str, str]) -> CheckResult:

@@ -88,7 +88,7 @@ def _rendered(found: tuple[HopPath, ...], catalog: Catalog, ev: Evidence) -> tup
                  for p in found)
 
 
-_UNINFORMATIVE = ("not-seen", "blind")
+_UNINFORMATIVE = ("not-seen", "blind", "mtu-known")
 
 
 def _key_path(found: tuple[HopPath, ...], layers: tuple[LayerResult, ...], d: Diagnosis, ev: Evidence) -> HopPath | None:

@@ -348,3 +348,43 @@ def test_ipvs_translation_is_followed_and_kube_ipvs0_is_no_hop():
     assert "kube-ipvs0" not in [h.interface for h in path.hops]
     assert path.hops[2].note.startswith(f"DNAT → {WEB1}:8080")
     assert spread(ev, step) == ((f"{WEB1}:8080", 1),)
+
+
+def test_a_df_ping_the_senders_own_route_refuses_is_no_loss():
+    """Cilium's pod: eth0 at 1500, its routes at 1450. ping -M do -s 1472 fails locally (frag needed):
+    nothing on the wire, and the sender knows the path MTU."""
+    from netdoctor.model import Ping
+    from netdoctor.observations import PingOutcome, PingResult
+
+    scene = Scene({"node-1": cilium_inventory("node-1"), "node-2": cilium_inventory("node-2")})
+    step = Step("ping:big", "ND-NODE-004", Layer.NODE, "source", Ping(WEB1, 1472, True), title="ping 1472B DF")
+    ev = evidence(scene, [step], [Observation(step.key, PingResult(WEB1, 1472, PingOutcome.FRAG_NEEDED, mtu=1450))])
+    path = path_of(ev, "ping:big")
+    assert (path.outcome, path.cause, path.hops, dict(path.params)["size"]) == (PathOutcome.UNKNOWN, "mtu-known", (), "1450")
+    lost = path_of(evidence(scene, [step], [Observation(step.key, PingResult(WEB1, 1472, PingOutcome.TIMEOUT))]),
+                   "ping:big")
+    assert lost.cause == "not-seen"
+
+
+def bgp_inventory(node: str, peer_routes: bool = True) -> Inventory:
+    """A Calico node with BGP routes (no tunnel): the other node's /26 via its node IP, proto bird."""
+    inv = calico_inventory(node)
+    n = int(node[-1])
+    routes = tuple(r for r in inv.routes if r.device != "vxlan.calico")
+    peer = (Route(f"10.244.{3 - n}.0/26", "eth0", node_ip(f"node-{3 - n}")),) if peer_routes else ()
+    return replace(inv, interfaces=tuple(i for i in inv.interfaces if i.name != "vxlan.calico"), routes=routes + peer)
+
+
+def test_a_routed_node_without_its_route_to_the_peers_pods_is_no_route_not_the_fabric():
+    """Calico BGP: node-1 lost its route to node-2's /26 and sends by its default route, while
+    node-2 still routes node-1's pods via node-1's IP."""
+    scene = Scene({"node-1": bgp_inventory("node-1", peer_routes=False), "node-2": bgp_inventory("node-2")})
+    route = [("source", "eth0", False), ("node-1", CALI[SRC], False), ("node-1", "eth0", False),
+             ("node-2", "eth0", False), ("node-2", CALI[WEB1], False)]
+    step = tcp_step("pod:web-1", WEB1, 8080)
+    scene.flow(route, t=T0, key=40000, dst=WEB1, dport=8080, reach=3, reply=False)
+    path = path_of(evidence(scene, [step]), "pod:web-1")
+    assert path.cause == "no-route" and dict(path.params)["node"] == "node-1", path
+    # A cloud that routes pod IPs itself (no per-peer route anywhere): the fabric, not a missing route.
+    scene.inventories["node-2"] = bgp_inventory("node-2", peer_routes=False)
+    assert path_of(evidence(scene, [step]), "pod:web-1").cause == "fabric-drop"
