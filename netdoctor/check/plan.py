@@ -51,7 +51,7 @@ class Options:
 
 def build(f: Facts, options: Options = Options()) -> Plan:
     chosen = sample(f, options.nodes)
-    probes = _probes(f, options, [n.name for n in chosen if n.excluded is None])
+    probes = _probes(f, options, [n for n in chosen if n.excluded is None])
     traffic = [p for p in probes if p.purpose is ProbePurpose.TRAFFIC]
     steps = [*_listener_steps(f), *_dns_steps(f, options), *_pod_steps(f), *_service_steps(f, options, traffic),
              *_node_steps(f, traffic)]
@@ -110,17 +110,19 @@ def role_name(prefix: str, node: str) -> str:
     return f"{prefix}-{label}"[:40].rstrip("-")
 
 
-def _probes(f: Facts, options: Options, nodes: list[str]) -> list[PlannedProbe]:
-    """The source probe, a traffic probe on each other sampled node, and with capture a
-    hostNetwork capture probe on each sampled node."""
+def _probes(f: Facts, options: Options, nodes: list[SampledNode]) -> list[PlannedProbe]:
+    """The source probe, a traffic probe on each other sampled node that sends the check's
+    traffic (a node sampled only for its DNS pods does not: the DNS queries come from the
+    source), and with capture a hostNetwork capture probe on each sampled node."""
     labels, who = f.source_labels, f.impersonates
     capture = options.capture is not CaptureMode.OFF
     source = PlannedProbe(SOURCE, f.source_node, f.source_namespace, labels, who, capture=capture)
+    senders = [n.name for n in nodes if any(w.reason is not NodeReason.DNS for w in n.why)]
     others = [PlannedProbe(role_name("node", n), n, f.source_namespace, labels, who, capture=capture)
-              for n in nodes if n != f.source_node]
+              for n in senders if n != f.source_node]
     traffic = [source, *others] if f.backends and f.target_port else [source]
     namespace = options.capture_namespace or f.source_namespace
-    captures = [PlannedProbe(role_name("capture", n), n, namespace, purpose=ProbePurpose.NODE_CAPTURE)
+    captures = [PlannedProbe(role_name("capture", n.name), n.name, namespace, purpose=ProbePurpose.NODE_CAPTURE)
                 for n in nodes] if capture else []
     return traffic + captures
 

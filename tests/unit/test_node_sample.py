@@ -199,3 +199,10 @@ def test_nodes_all_lists_every_node_and_named_nodes_are_read_by_name():
 def test_an_unknown_node_name_is_refused_with_the_names_there_are():
     with pytest.raises(UsageError, match=r"no node named 'n9' \(nodes: n1, n2\)"):
         node_reads.read(Nodes([node("n1"), node("n2")]), NodeChoice(names=("n9",)), [], set())
+
+
+def test_a_node_sampled_for_its_dns_pods_only_gets_a_capture_probe_not_a_traffic_probe():
+    f = facts([node("n1"), node("n2"), node("n3")], [pod("web-1", "n2")], dns=[pod("coredns-1", "n3", "kube-system")])
+    probes = {(p.node, p.purpose) for p in build(f, Options(capture=CaptureMode.AUTO)).probes}
+    assert (("n3", ProbePurpose.NODE_CAPTURE) in probes) and (("n3", ProbePurpose.TRAFFIC) not in probes)
+    assert ("n2", ProbePurpose.TRAFFIC) in probes
