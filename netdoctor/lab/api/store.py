@@ -119,7 +119,8 @@ class Store:
         else:
             match = self.matcher(resource, label_selector, field_selector)
             with self._lock:
-                items = [o for _, o in sorted(self._candidates(resource, namespace), key=lambda kv: kv[0]) if match(o)]
+                items = [o for _, o in sorted(((k, o) for k, o in self._candidates(resource, namespace) if match(o)),
+                                              key=lambda kv: kv[0])]
                 version = self._version
         shown, rest = (items[:limit], items[limit:]) if limit else (items, [])
         meta: dict = {"resourceVersion": str(version)}
