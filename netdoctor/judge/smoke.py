@@ -33,9 +33,11 @@ _THROUGH = (TcpOutcome.CONNECTED,)
 
 def healthy(exp: Expectation, report: Report) -> ExpectationResult:
     state = report.state if report.state is not State.SKIP else State.ERROR
-    where = f" at {report.diagnosis.layer.value}" if report.diagnosis.layer and state is not State.PASS else ""
-    return ExpectationResult(exp, state, f"{state.value.upper()}{where}: {report.diagnosis.headline}",
-                             reports=(report,), diagnosis=report.diagnosis if state is not State.PASS else None)
+    if state is State.PASS:
+        return ExpectationResult(exp, state, report.diagnosis.headline, reports=(report,))
+    where = f" at {report.diagnosis.layer.value}" if report.diagnosis.layer else ""
+    return ExpectationResult(exp, state, f"the check is {state.value.upper()}{where}", reports=(report,),
+                             diagnosis=report.diagnosis)
 
 
 def flow(exp: Expectation, judged: list[tuple[Evidence, Report]]) -> ExpectationResult:
@@ -78,13 +80,13 @@ def _allow(exp: Expectation, ev: Evidence, report: Report) -> ExpectationResult:
         return ExpectationResult(exp, State.ERROR, "nothing to connect to (no backend pod)", lines,
                                  reports=(report,), diagnosis=report.diagnosis)
     if through == made and not errored:
-        return ExpectationResult(exp, State.PASS, f"allowed: {through} of {made} connections got through", lines,
+        return ExpectationResult(exp, State.PASS, f"allowed: {through} of {_n(made)} got through", lines,
                                  reports=(report,))
     blocked = sum(1 for _, r in steps if r for t in r if t.outcome not in (*_THROUGH, TcpOutcome.ERROR))
     if not blocked:  # only errors besides what got through: an error is no evidence of a block
         return ExpectationResult(exp, State.ERROR, "the probes failed: no evidence either way", lines,
                                  reports=(report,), diagnosis=report.diagnosis)
-    return ExpectationResult(exp, State.FAIL, f"blocked: {through} of {made} connections got through", lines,
+    return ExpectationResult(exp, State.FAIL, f"blocked: {through} of {_n(made)} got through", lines,
                              reports=(report,), diagnosis=_failed_diagnosis(report))
 
 
@@ -97,7 +99,7 @@ def _deny(exp: Expectation, ev: Evidence, report: Report) -> ExpectationResult:
     reached = [s for s, r in steps if r and any(t.outcome is TcpOutcome.REFUSED for t in r)
                and hops.refusal(ev, s).kind is RefusalKind.POD]
     if through or reached:
-        what = f"{through} of {made} connections got through" if through else \
+        what = f"{through} of {_n(made)} got through" if through else \
             f"the pod itself refused {len(reached)} connection(s): the packets reached it"
         return ExpectationResult(exp, State.FAIL, f"allowed: {what}", lines + _engine(ev), reports=(report,),
                                  diagnosis=_leak_diagnosis(ev, report))
@@ -108,10 +110,14 @@ def _deny(exp: Expectation, ev: Evidence, report: Report) -> ExpectationResult:
     engine = _engine(ev)
     denied_by_policy = bool(ev.facts.policy) and not any(f.verdict.allowed for f in ev.facts.policy)
     if ev.facts.policy and not denied_by_policy:
-        return ExpectationResult(exp, State.WARN, f"blocked, but no NetworkPolicy denies it: {made} connection(s) "
-                                 "got no answer", lines + engine, confirmed, (report,), _failed_diagnosis(report))
-    return ExpectationResult(exp, State.PASS, f"denied: none of {made} connections got through", lines + engine,
+        return ExpectationResult(exp, State.WARN, f"blocked, but no NetworkPolicy denies it: {_n(made)} got no "
+                                 "answer", lines + engine, confirmed, (report,), _failed_diagnosis(report))
+    return ExpectationResult(exp, State.PASS, f"denied: none of {_n(made)} got through", lines + engine,
                              confirmed, (report,))
+
+
+def _n(count: int) -> str:
+    return f"{count} connection" + ("" if count == 1 else "s")
 
 
 def _lines(steps) -> tuple[str, ...]:
@@ -203,7 +209,7 @@ def cidr(exp: Expectation, ev: Evidence, catalog: Catalog) -> ExpectationResult:
     where = f" ({path.summary})" if path else ""
     if exp.kind is ExpectKind.ALLOW:
         if through:
-            return ExpectationResult(exp, State.PASS, f"allowed: {through} of {made} connections got through", lines)
+            return ExpectationResult(exp, State.PASS, f"allowed: {through} of {_n(made)} got through", lines)
         return ExpectationResult(exp, State.FAIL, f"blocked{where}", lines, diagnosis=Diagnosis(
             State.FAIL, Layer.POD, "ND-POD-001", path.cause if path else None, f"blocked{where}", path=path))
     if answered:
@@ -212,7 +218,7 @@ def cidr(exp: Expectation, ev: Evidence, catalog: Catalog) -> ExpectationResult:
             commands=(f"kubectl -n {ev.facts.source_namespace} get networkpolicy",)))
     confirmed = f"confirmed by capture: {path.summary}" if path and path.cause in POLICY_CAUSES else \
         f"not confirmed by capture: {path.summary if path else 'no packet of it seen'}"
-    return ExpectationResult(exp, State.PASS, f"denied: none of {made} connections got through", lines, confirmed)
+    return ExpectationResult(exp, State.PASS, f"denied: none of {_n(made)} got through", lines, confirmed)
 
 
 def _path(ev: Evidence, catalog: Catalog) -> HopPath | None:
