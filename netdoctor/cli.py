@@ -25,7 +25,7 @@ from netdoctor.check import command as check_command
 from netdoctor.check import smoke_command
 from netdoctor.environment import Environment
 from netdoctor.errors import Interrupted, NetdoctorError, UsageError
-from netdoctor.exitcodes import ExitCode
+from netdoctor.exitcodes import ExitCode, epilog
 
 # Command groups imported on first use: name -> (module with a Typer `app`, its help).
 _GROUPS = {
@@ -61,6 +61,7 @@ class _Root(typer.core.TyperGroup):
         if isinstance(command, _Stub):
             command = typer.main.get_group(importlib.import_module(_GROUPS[cmd_name][0]).app)
             command.name, command.help = cmd_name, _GROUPS[cmd_name][1]
+            readable_metavars(command)
             self.commands[cmd_name] = command
         return command
 
@@ -78,18 +79,53 @@ class _Root(typer.core.TyperGroup):
         return self
 
 
+def readable_metavars(command) -> None:
+    """Help says what an option takes (NAMESPACE, SECONDS, text|json), never its Python type
+    (typer's <str>, <float>)."""
+    for param in command.params:
+        if not param.opts[0].startswith("-"):  # an argument: its name says it all
+            param.display_type = lambda ctx: ""
+        if param.metavar is not None or getattr(param, "is_flag", False) or getattr(param, "count", False):
+            continue
+        choices = _enum_values(getattr(getattr(param, "type_descriptor", None), "annotation", None))
+        name = max(param.opts, key=len).lstrip("-") if param.opts[0].startswith("-") else param.name
+        param.metavar = "|".join(choices) if choices else name.upper().replace("-", "_")
+    for sub in (getattr(command, "commands", None) or {}).values():
+        if not isinstance(sub, _Stub):
+            readable_metavars(sub)
+
+
+def _enum_values(annotation) -> tuple[str, ...]:
+    """The values of an Enum annotation (also inside Optional[…]), else ()."""
+    import enum
+    import typing
+
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, enum.Enum):
+            return tuple(str(member.value) for member in candidate)
+    return ()
+
+
 app = typer.Typer(
     name="netdoctor",
     cls=_Root,
     help="Find where a Kubernetes packet is lost, and why. Every command also takes --version.",
+    epilog=epilog("netdoctor check svc/api -n shop", "netdoctor policy matrix -f manifests/",
+                  "netdoctor lab demo", "netdoctor schema check > netdoctor-check.schema.json"),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-app.command("check")(check_command.check)
-app.command("cleanup")(check_command.cleanup)
-app.command("smoke")(smoke_command.smoke)
+app.command("check", epilog=epilog(
+    "netdoctor check svc/api -n shop",
+    "kubectl netdoctor check api -n shop --from deploy/frontend",
+    "netdoctor check --all -n shop -o junit > netdoctor-junit.xml",
+    "netdoctor check svc/api -n shop -o json --progress plain | jq .diagnosis"))(check_command.check)
+app.command("cleanup", epilog=epilog("netdoctor cleanup -n shop --dry-run",
+                                     "netdoctor cleanup -A --force"))(check_command.cleanup)
+app.command("smoke", epilog=epilog("netdoctor smoke -f examples/shop-smoke.yaml",
+                                   "netdoctor smoke -f smoke.yaml -o junit > netdoctor-junit.xml"))(smoke_command.smoke)
 
 # The commands whose `-o json` prints a document, and its schema: their errors print one too.
 JSON_DOCUMENTS = {("check",): "netdoctor.check/v1", ("policy", "matrix"): "netdoctor.matrix/v1",
@@ -113,7 +149,7 @@ def schema(
 @app.command()
 def completion(
     ctx: typer.Context,
-    shell: str = typer.Argument(..., help="bash, zsh or fish"),
+    shell: str = typer.Argument(..., help="bash, zsh or fish", metavar="bash|zsh|fish"),
 ) -> int:
     """Print the shell completion script (also shipped in completions/)."""
     from netdoctor import completions
@@ -147,6 +183,24 @@ def completion_tree():
     return completions.command_tree(typer.main.get_command(app).loaded(), values)
 
 
+def kubectl_complete(argv: Sequence[str] | None = None, env: Environment | None = None) -> int:
+    """`kubectl_complete-netdoctor ARG… WORD`: what kubectl offers for `kubectl netdoctor ARG…
+    WORD<TAB>`. Quiet: a cluster that cannot be read offers nothing."""
+    from netdoctor import completions
+    from netdoctor.cluster import names
+
+    env = env or Environment()
+    args = sys.argv[1:] if argv is None else list(argv)
+    words, current = args[:-1], (args[-1] if args else "")
+    lister = completions.Lister(lambda kubeconfig: names.contexts(kubeconfig, env.environ),
+                                lambda kind, namespace, kubeconfig, context: names.names(
+                                    kind, namespace, kubeconfig, context, env.environ))
+    found, directive = completions.complete(completion_tree(), words, current, lister)
+    env.stdout.write("".join(f"{candidate}\n" for candidate in found) + f":{directive}\n")
+    env.stdout.flush()
+    return ExitCode.OK
+
+
 def prog_name(argv0: str) -> str:
     """`kubectl netdoctor` when run as the kubectl plugin, else `netdoctor`."""
     return "kubectl netdoctor" if os.path.basename(argv0).startswith("kubectl-") else "netdoctor"
@@ -157,6 +211,7 @@ def program(argv: Sequence[str], env: Environment, name: str = "netdoctor") -> i
         env.stdout.write(f"netdoctor {__version__}\n")
         return ExitCode.OK
     command = typer.main.get_command(app)
+    readable_metavars(command)
     result = command.main(args=list(argv), prog_name=name, standalone_mode=False, obj=env)
     if result == ExitCode.INTERRUPTED:  # typer returns Ctrl-C as exit code 130, after the cleanups ran
         raise Interrupted("interrupted")

@@ -1,12 +1,18 @@
-"""Shell completion scripts (bash, zsh, fish) generated from the app's own command tree.
+"""Shell completion: static scripts (bash, zsh, fish) generated from the app's own command tree,
+and `kubectl_complete-netdoctor`, which completes with names from the cluster.
 
-Called by `netdoctor completion SHELL`; the scripts in completions/ are its output, and a test
-fails when they are stale. The scripts are static: completing never runs netdoctor.
+`render()` is called by `netdoctor completion SHELL`; the scripts in completions/ are its output,
+and a test fails when they are stale; they complete commands, options and fixed choices without
+running netdoctor. `complete()` is called by `cli.kubectl_complete`, the program kubectl runs on
+`kubectl netdoctor …<TAB>` (cobra's protocol: a candidate per line, then `:DIRECTIVE`): it also
+offers namespaces, contexts, Services, deployments, pods and nodes, read through
+netdoctor.cluster.names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 SHELLS = ("bash", "zsh", "fish")
 FILE_OPTIONS = ("--kubeconfig", "-f", "--filename", "--scenario")
@@ -120,3 +126,101 @@ def _fish_condition(c: Command, tree: list[Command]) -> str:
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "\\'") + "'"
+
+
+# --- `kubectl_complete-netdoctor`: completion with names from the cluster ------------------------
+
+NO_SPACE, NO_FILES = 2, 4  # cobra's ShellCompDirective bits, as kubectl reads them
+TARGET_KINDS = {"svc/": "Service", "deploy/": "Deployment", "pod/": "Pod"}
+SOURCE_KINDS = {"pod/": "Pod", "deploy/": "Deployment"}
+NAMESPACE_OPTIONS = ("--namespace", "--from-namespace", "--capture-namespace")
+
+
+@dataclass(frozen=True)
+class Lister:
+    """Where names come from: netdoctor.cluster.names (tests pass their own)."""
+
+    contexts: Callable[[str | None], list[str]]  # kubeconfig -> context names
+    names: Callable[[str, str | None, str | None, str | None], list[str]]  # kind, namespace, kubeconfig, context
+
+
+def complete(tree: list[Command], words: list[str], current: str, lister: Lister) -> tuple[list[str], int]:
+    """What to offer for `current`, the word under the cursor, after `words` (the command line
+    after the program's name): candidates and cobra's directive."""
+    command, given, pending = _parse(tree, words)
+    if pending:
+        return _values(command, pending, current, given, lister)
+    if current.startswith("--") and "=" in current:
+        flag, _, value = current.partition("=")
+        found, directive = _values(command, _canonical(command, flag), value, given, lister)
+        return [f"{flag}={v}" for v in found], directive
+    if current.startswith("-"):
+        return _starting(current, [flag for option in command.options for flag in option]), NO_FILES
+    if command.subcommands:
+        return _starting(current, command.subcommands), NO_FILES
+    if dict(command.values).get(""):
+        return _starting(current, dict(command.values)[""]), NO_FILES
+    if command.path == ("check",):
+        return _workloads(current, TARGET_KINDS, given.get("--namespace"), given, lister)
+    return [], NO_FILES
+
+
+def _parse(tree: list[Command], words: list[str]) -> tuple[Command, dict[str, str], str | None]:
+    """The command the words reach, the options given (by long name) and the option still waiting
+    for its value."""
+    by_path = {c.path: c for c in tree}
+    command, given, pending = by_path[()], {}, None
+    for word in words:
+        if pending:
+            given[pending], pending = word, None
+        elif word.startswith("-"):
+            flag, equals, value = word.partition("=")
+            name = _canonical(command, flag)
+            if equals:
+                given[name] = value
+            elif flag in command.takes_value:
+                pending = name
+        elif word in command.subcommands:
+            command = by_path[command.path + (word,)]
+    return command, given, pending
+
+
+def _canonical(command: Command, flag: str) -> str:
+    """An option's long name (`--namespace` for `-n`)."""
+    return max(next((option for option in command.options if flag in option), (flag,)), key=len)
+
+
+def _values(command: Command, option: str, current: str, given: dict[str, str], lister: Lister) -> tuple[list[str], int]:
+    choices = next((v for k, v in command.values if k and _canonical(command, k) == option), None)
+    if choices:
+        return _starting(current, choices), NO_FILES
+    if option in FILE_OPTIONS:
+        return [], 0  # the shell completes file names
+    kubeconfig, context = given.get("--kubeconfig"), given.get("--context")
+    if option in NAMESPACE_OPTIONS:
+        return _starting(current, lister.names("Namespace", None, kubeconfig, context)), NO_FILES
+    if option == "--context":
+        return _starting(current, lister.contexts(kubeconfig)), NO_FILES
+    if option == "--nodes":
+        done, _, last = current.rpartition(",")
+        taken = done.split(",") if done else []
+        nodes = [n for n in lister.names("Node", None, kubeconfig, context) if n not in taken]
+        return [",".join([*taken, n]) for n in _starting(last, nodes)], NO_FILES | NO_SPACE
+    if option == "--from":
+        return _workloads(current, SOURCE_KINDS, given.get("--from-namespace") or given.get("--namespace"), given,
+                          lister)
+    return [], NO_FILES
+
+
+def _workloads(current: str, kinds: dict[str, str], namespace: str | None, given: dict[str, str],
+               lister: Lister) -> tuple[list[str], int]:
+    """`svc/<TAB>`: the Services of the namespace; before a kind is typed, the kinds."""
+    for prefix, kind in kinds.items():
+        if current.startswith(prefix):
+            found = lister.names(kind, namespace, given.get("--kubeconfig"), given.get("--context"))
+            return _starting(current, [prefix + name for name in found]), NO_FILES
+    return _starting(current, tuple(kinds)), NO_FILES | NO_SPACE
+
+
+def _starting(current: str, candidates) -> list[str]:
+    return [c for c in candidates if c.startswith(current)]

@@ -14,3 +14,20 @@ class ExitCode(IntEnum):
     PROBES = 4  # probe pods could not run (image, PodSecurity, quota, ...)
     ENVIRONMENT = 5  # this machine can't do it (lab: not root, missing tool or kernel feature)
     INTERRUPTED = 130  # Ctrl-C or SIGTERM; everything created was cleaned up
+
+
+MEANING = {
+    ExitCode.OK: "every layer passed (warnings allowed)",
+    ExitCode.CHECK_FAILED: "a layer failed (policy explain: the flow is denied)",
+    ExitCode.USAGE: "bad arguments or input, refused before anything is created",
+    ExitCode.CLUSTER: "cluster unreachable or forbidden, or the target does not exist",
+    ExitCode.PROBES: "the probes could not run (PodSecurity, RBAC, image, quota)",
+    ExitCode.ENVIRONMENT: "this machine cannot run the lab (not root, missing tool)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM); what was created is removed",
+}
+
+
+def epilog(*examples: str) -> str:
+    """A command's help epilog: examples, then the exit codes (click keeps `\b` blocks as written)."""
+    lines = ["\b", "Examples:", *(f"  {example}" for example in examples), "", "\b", "Exit codes:"]
+    return "\n".join(lines + [f"  {int(code):<3}  {meaning}" for code, meaning in MEANING.items()])

@@ -101,27 +101,28 @@ def check(
     all_namespaces: bool = typer.Option(False, "-A", "--all-namespaces", help="With --all: every namespace"),
     selector: Optional[str] = typer.Option(None, "-l", "--selector", help="With --all: only Services with these labels"),
     context: Optional[str] = typer.Option(None, "--context", help="kubeconfig context"),
-    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="Path to the kubeconfig file"),
-    source: Optional[str] = typer.Option(None, "--from", help="pod/NAME or deploy/NAME, or NS/deploy/NAME in another "
+    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", metavar="FILE", help="Path to the kubeconfig file"),
+    source: Optional[str] = typer.Option(None, "--from", metavar="pod/NAME|deploy/NAME", help="pod/NAME or deploy/NAME, or NS/deploy/NAME in another "
                                          "namespace: the client whose view matters"),
     source_namespace: Optional[str] = typer.Option(None, "--from-namespace",
                                                    help="Namespace of --from (default: the target's)"),
     port: Optional[str] = typer.Option(None, "--port", help="Service port: number, name or PROTO/NUM (UDP/53); "
                                        "the container port for a target without a Service"),
-    timeout: float = typer.Option(3.0, "--timeout", help=f"Seconds per network probe ({MIN_TIMEOUT:g} to "
+    timeout: float = typer.Option(3.0, "--timeout", metavar="SECONDS", help=f"Seconds per network probe ({MIN_TIMEOUT:g} to "
                                   f"{MAX_TIMEOUT:g})"),
-    output: str = typer.Option("text", "-o", "--output", help="text, json, markdown or junit"),
+    output: str = typer.Option("text", "-o", "--output", metavar="text|json|markdown|junit",
+                               help="text, json, markdown or junit"),
     image: Optional[str] = typer.Option(None, "--image", help="Probe image (needs bash; netshoot by default)"),
     nodes: Optional[str] = typer.Option(None, "--nodes", help="Comma-separated nodes to probe from besides the source's, "
                                         "the backends' and the DNS pods', or 'all' (default: a sample, see --max-nodes)"),
     max_nodes: int = typer.Option(DEFAULT_MAX_NODES, "--max-nodes", help="Nodes in the default sample: the source's, "
                                   "the backends', the DNS pods', then one per distinct zone, pool, kernel and runtime"),
     keep: bool = typer.Option(False, "--keep", help="Leave the probes running and print how to exec into them"),
-    capture: str = typer.Option("auto", "--capture", help="Packet capture at every hop: auto (go on blind where "
+    capture: str = typer.Option("auto", "--capture", metavar="auto|strict|off", help="Packet capture at every hop: auto (go on blind where "
                                 "the cluster forbids it), strict (fail instead) or off"),
     capture_namespace: Optional[str] = typer.Option(None, "--capture-namespace",
                                                     help="Namespace for the hostNetwork capture probes (default: the source's)"),
-    pcap: Optional[Path] = typer.Option(None, "--pcap", help="Write a pcap per capture point into this directory",
+    pcap: Optional[Path] = typer.Option(None, "--pcap", metavar="DIR", help="Write a pcap per capture point into this directory",
                                         file_okay=False),
     plan_only: bool = typer.Option(False, "--plan", help="Print what would be created and run; create nothing"),
     request_timeout: str = typer.Option(f"{REQUEST_TIMEOUT:g}s", "--request-timeout", metavar="SECONDS",

@@ -18,7 +18,7 @@ import typer
 from netdoctor import schemas
 from netdoctor.environment import Environment
 from netdoctor.errors import InputFileError, UsageError
-from netdoctor.exitcodes import ExitCode
+from netdoctor.exitcodes import ExitCode, epilog
 from netdoctor.manifests import load_paths
 from netdoctor.policy import sources
 
@@ -41,7 +41,8 @@ KUBECONFIG = typer.Option(None, "--kubeconfig", help="Kubeconfig file (live mode
 CONTEXT = typer.Option(None, "--context", help="Kubeconfig context (live mode).")
 
 
-@app.command("matrix")
+@app.command("matrix", epilog=epilog("netdoctor policy matrix -f manifests/ --port TCP/8080",
+                                      "netdoctor policy matrix -n shop -o json"))
 def matrix_command(
     ctx: typer.Context,
     files: Optional[List[str]] = FILES,
@@ -82,7 +83,8 @@ def matrix_command(
     return ExitCode.OK
 
 
-@app.command("explain")
+@app.command("explain", epilog=epilog(
+    "netdoctor policy explain --from shop/frontend-x --to shop/api-y --port TCP/http -f manifests/"))
 def explain_command(
     ctx: typer.Context,
     source: str = typer.Option(..., "--from", help="NS/POD (or POD, or an IP address) the flow starts at."),
