@@ -120,7 +120,7 @@ def test_kubectl_completes_commands_and_options():
     assert kubectl("policy", "m")[0] == ["matrix"]
     assert "--namespace" in kubectl("check", "svc/api", "--n")[0]
     assert kubectl("lab", "break", "kube")[0] == ["kube-proxy-stale"]
-    assert kubectl("schema", "")[0] == ["check", "matrix"]
+    assert kubectl("schema", "m")[0] == ["matrix"]
 
 
 def test_kubectl_complete_prints_cobras_protocol_and_stays_quiet_without_a_cluster(tmp_path):
