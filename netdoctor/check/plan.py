@@ -375,18 +375,29 @@ def _ping_steps(probe: PlannedProbe, target: str, key: str, ip: str | None, to_p
             for size in sizes]
 
 
+def node_backends(f: Facts) -> list[Pod]:
+    """The backends the cross-node layer aims at: one per node (a ready one first) on the
+    backends' first MAX_BACKEND_NODES nodes, the sample's. Every probe tries the path to each
+    kind of backend node, and the steps do not grow with the replicas (the source still tries
+    every backend on its pod IP)."""
+    running = sorted(_reachable_backends(f), key=lambda p: not p.ready)
+    nodes = involved(running, MAX_BACKEND_NODES)
+    return [next(p for p in running if p.node_name == n) for n in nodes]
+
+
 def _node_steps(f: Facts, probes: list[PlannedProbe]) -> list[Step]:
-    """Each node's probe → each backend (TCP, and ping where the policies admit ICMP), → the
-    Service IP, and DF pings at the overlay sizes on the pairs the traffic crosses: to a backend
+    """Each node's probe → one backend per backend node (TCP, and ping where the policies admit
+    ICMP), → the Service IP, and DF pings at the overlay sizes on the pairs the traffic crosses: to a backend
     on another node, and to the probe on that node (the path MTU where ICMP to the backends is
     not admitted). A probe pings a backend on its own node with a small ping only."""
     if not _probing(f):
         return []
     steps = []
-    backend_nodes = {p.node_name for p in _reachable_backends(f)}
+    targets = node_backends(f)
+    backend_nodes = {p.node_name for p in targets}
     for probe in probes:
         where = probe.node or "?"
-        for p in _reachable_backends(f):
+        for p in targets:
             steps.append(_step(f"node:{probe.role}:{p.name}", "ND-NODE-002", Layer.NODE, probe.role,
                                _connect(f, p.ip, port_of(f, p)), f"{where} → {p.name} ({p.node_name})",
                                _expect(f, p.name)))

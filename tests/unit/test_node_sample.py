@@ -206,3 +206,17 @@ def test_a_node_sampled_for_its_dns_pods_only_gets_a_capture_probe_not_a_traffic
     probes = {(p.node, p.purpose) for p in build(f, Options(capture=CaptureMode.AUTO)).probes}
     assert (("n3", ProbePurpose.NODE_CAPTURE) in probes) and (("n3", ProbePurpose.TRAFFIC) not in probes)
     assert ("n2", ProbePurpose.TRAFFIC) in probes
+
+
+def test_the_cross_node_layer_aims_at_one_backend_per_backend_node_whatever_the_replicas():
+    def node_steps(replicas):
+        backends = [pod(f"web-{i}", f"n{2 + i % 2}", ready=i != 0) for i in range(replicas)]
+        the_plan = build(facts([node("n1"), node("n2"), node("n3")], backends), Options(capture=CaptureMode.OFF))
+        return [s for s in the_plan.steps if s.check_id in ("ND-NODE-002", "ND-NODE-004")], the_plan
+
+    few, _ = node_steps(2)
+    many, the_plan = node_steps(60)
+    assert len(many) == len(few)
+    aimed = {s.title.split(" → ")[1] for s in many if s.check_id == "ND-NODE-002"}
+    assert aimed == {"web-1 (n3)", "web-2 (n2)"}  # web-0 is not ready: web-2 stands for n2
+    assert sum(s.check_id == "ND-POD-001" for s in the_plan.steps) == 60  # the source tries each one
