@@ -38,9 +38,10 @@ def smoke(
     kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="Path to the kubeconfig file"),
     timeout: float = typer.Option(3.0, "--timeout", help=f"Seconds per network probe ({MIN_TIMEOUT:g} to "
                                   f"{MAX_TIMEOUT:g})"),
-    output: str = typer.Option("text", "-o", "--output", help="text, json, markdown or junit"),
+    output: str = typer.Option("text", "-o", "--output", metavar="text|json|markdown|junit",
+                               help="text, json, markdown or junit"),
     image: Optional[str] = typer.Option(None, "--image", help="Probe image (needs bash; netshoot by default)"),
-    capture: str = typer.Option("auto", "--capture", help="Packet capture at every hop: auto, strict or off"),
+    capture: str = typer.Option("auto", "--capture", metavar="auto|strict|off", help="Packet capture at every hop: auto, strict or off"),
     capture_namespace: Optional[str] = typer.Option(None, "--capture-namespace",
                                                     help="Namespace for the hostNetwork capture probes"),
     request_timeout: str = typer.Option(f"{REQUEST_TIMEOUT:g}s", "--request-timeout", metavar="SECONDS",

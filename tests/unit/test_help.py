@@ -51,3 +51,9 @@ def test_the_main_commands_show_examples_and_exit_codes(help_of, path):
 
 def test_enum_options_show_their_choices(help_of):
     assert "-o, --output text|json" in help_of(("policy", "matrix"))
+
+
+def test_smoke_help_shows_its_choices_examples_and_exit_codes(help_of):
+    text = help_of(("smoke",))
+    assert "-o, --output text|json|markdown|junit" in text and "--capture auto|strict|off" in text
+    assert "Examples:" in text and "Exit codes:" in text
