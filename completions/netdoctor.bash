@@ -34,6 +34,7 @@ _netdoctor() {
     lab_up:--proxy) COMPREPLY=($(compgen -W "nftables iptables none" -- "$cur")); return ;;
     policy_matrix:-o|policy_matrix:--output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
     smoke:--capture) COMPREPLY=($(compgen -W "auto strict off" -- "$cur")); return ;;
+    smoke:--progress) COMPREPLY=($(compgen -W "auto plain none" -- "$cur")); return ;;
     smoke:-o|smoke:--output) COMPREPLY=($(compgen -W "text json markdown junit" -- "$cur")); return ;;
     *:--kubeconfig|*:-f|*:--filename|*:--scenario) COMPREPLY=($(compgen -f -- "$cur")); return ;;
   esac
@@ -56,7 +57,7 @@ _netdoctor() {
     policy_explain) words="--from --to --port -f --filename --kubeconfig --context --help" ;;
     policy_matrix) words="-f --filename --port -n --namespace -A --all-namespaces -o --output --kubeconfig --context --help" ;;
     schema) words="check matrix smoke smoke-file --help" ;;
-    smoke) words="-f --file --schema --context --kubeconfig --timeout -o --output --image --capture --capture-namespace --request-timeout -v --verbose --help" ;;
+    smoke) words="-f --file --schema --context --kubeconfig --timeout -o --output --image --capture --capture-namespace --request-timeout -v --verbose --progress --help" ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }

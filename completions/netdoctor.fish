@@ -116,4 +116,5 @@ complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -l capture -x -a 'a
 complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -l capture-namespace -r
 complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -l request-timeout -r
 complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -s v -l verbose
+complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -l progress -x -a 'auto plain none'
 complete -c netdoctor -n '__fish_seen_subcommand_from smoke' -l help

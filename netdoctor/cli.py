@@ -170,7 +170,7 @@ def completion_tree():
     formats = ("text", "json", "markdown", "junit")
     values = {
         ("check",): {"-o": formats, "--capture": ("auto", "strict", "off"), "--progress": ("auto", "plain", "none")},
-        ("smoke",): {"-o": formats, "--capture": ("auto", "strict", "off")},
+        ("smoke",): {"-o": formats, "--capture": ("auto", "strict", "off"), "--progress": ("auto", "plain", "none")},
         ("policy", "matrix"): {"-o": ("text", "json")},
         ("lab", "up"): {"--overlay": ("vxlan", "routed"), "--policy": tuple(m.value for m in PolicyMode),
                         "--cni": tuple(c.value for c in Cni), "--proxy": tuple(m.value for m in ProxyMode)},

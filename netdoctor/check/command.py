@@ -269,7 +269,7 @@ def _check_many(env, kube, requests, checks, choice, capture_namespace, options,
         _pcap_directory(pcap)
     run_options = runner.RunOptions(deadline=_probe_deadline(env), workers=many.STEP_WORKERS,
                                     **{k: v for k, v in runner_options.items() if v is not None})
-    steps = [step for t in targets for step in t.plan.steps]
+    steps = runner.shared_steps(tuple(runner.Job(t.plan, t.facts) for t in targets))
     with _execs_end_on_interrupt(kube), Progress(env, progress_mode, steps) as progress:
         reports, results = many.probe_and_judge(kube, targets, checks, run_options, progress.step_done)
     render_many(reports, output, env, verbose)

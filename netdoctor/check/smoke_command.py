@@ -21,7 +21,7 @@ import typer
 
 from netdoctor.check.command import (
     MAX_TIMEOUT, MIN_TIMEOUT, REQUEST_TIMEOUT_HELP, _capture_mode, _check_namespace, _check_timeout, _connect,
-    _execs_end_on_interrupt, _exit_code, _probe_deadline,
+    _execs_end_on_interrupt, _exit_code, _probe_deadline, _progress_mode,
 )
 from netdoctor.cluster import REQUEST_TIMEOUT
 from netdoctor.environment import Environment
@@ -47,6 +47,9 @@ def smoke(
     request_timeout: str = typer.Option(f"{REQUEST_TIMEOUT:g}s", "--request-timeout", metavar="SECONDS",
                                         help=REQUEST_TIMEOUT_HELP),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show every expectation's evidence"),
+    progress: str = typer.Option("auto", "--progress", metavar="auto|plain|none",
+                                 help="Progress on stderr: live on a terminal (auto), one line per finished layer "
+                                      "(plain: auto's choice off a terminal), or none"),
 ) -> int:
     """Check a file of expectations in one run: Services that must be healthy, flows that must be
     allowed or denied, names that must resolve."""
@@ -64,6 +67,7 @@ def smoke(
     if output not in FORMATS:
         raise UsageError(f"unknown output format {output!r}; use one of {', '.join(FORMATS)}")
     mode = _capture_mode(capture)
+    progress_mode = _progress_mode(progress)
     _check_timeout(timeout)
     if capture_namespace is not None:
         parse_namespace(capture_namespace, "--capture-namespace")
@@ -77,7 +81,7 @@ def smoke(
     if capture_namespace is not None:
         _check_namespace(kube, capture_namespace, "--capture-namespace")
     units = spec.build(kube, smoke_file, plan.Options(capture=mode, capture_namespace=capture_namespace))
-    report = _run(env, kube, smoke_file, units, checks, timeout, image, started)
+    report = _run(env, kube, smoke_file, units, checks, timeout, image, started, progress_mode)
     from netdoctor.report import smoke as rendered
 
     rendered.render(report, output, env, verbose)
@@ -85,25 +89,19 @@ def smoke(
     return _exit_code(State.PASS if worst in (State.WARN, State.SKIP) else worst)
 
 
-def _run(env, kube, smoke_file, units, checks, timeout, image, started):
+def _run(env, kube, smoke_file, units, checks, timeout, image, started, progress_mode):
     from netdoctor.check.many import STEP_WORKERS
+    from netdoctor.judge import coverage
     from netdoctor.model import SmokeReport
     from netdoctor.probe import runner
+    from netdoctor.report.progress import Progress
 
     options = runner.RunOptions(timeout=timeout, deadline=_probe_deadline(env), workers=STEP_WORKERS,
                                 **({"image": image} if image else {}))
     jobs = tuple(runner.Job(u.plan, u.facts) for u in units)
-    total = sum(len(u.plan.steps) for u in units)
-    with _execs_end_on_interrupt(kube), env.error_console().status("probing…") as status:
-        done = []
-
-        def progress(step, observation):
-            done.append(step)
-            status.update(f"probing {len(smoke_file.items)} expectations… {len(done)}/{total} {step.title}")
-
-        from netdoctor.judge import coverage
-
-        results = runner.run_many(kube, jobs, options, progress, coverage.uncovered)
+    steps = runner.shared_steps(jobs)
+    with _execs_end_on_interrupt(kube), Progress(env, progress_mode, steps) as progress:
+        results = runner.run_many(kube, jobs, options, progress.step_done, coverage.uncovered)
     judged = judge_units(units, results, checks, started)
     for note in results[0].owner_fallbacks if results else ():
         env.stderr.write(f"note: {note}\n")

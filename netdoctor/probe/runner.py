@@ -118,6 +118,11 @@ def run_many(kube: Kube, jobs: tuple[Job, ...], options: RunOptions,
                            fleet.owner_fallbacks, pods_created) for i in range(len(jobs)))
 
 
+def shared_steps(jobs: tuple[Job, ...]) -> tuple[Step, ...]:
+    """The steps `run_many` runs for these jobs (a step they share once), for progress counts."""
+    return _Shared.of(jobs).plan.steps
+
+
 @dataclass(frozen=True)
 class _Shared:
     """Jobs merged into one plan: `roles[i]` maps job i's probe roles to the shared ones, `keys[i]`

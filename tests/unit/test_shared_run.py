@@ -123,3 +123,8 @@ def test_target_choice_is_refused_before_connecting():
 def test_an_unknown_target_among_several_is_exit_3_before_anything_is_created():
     code, _, err = run("check", "svc/web", "svc/nope", "-n", "demo")
     assert code == 3 and "nope" in err
+
+
+def test_progress_counts_the_steps_the_shared_run_runs():
+    jobs = (runner.Job(plan(), facts("a")), runner.Job(plan(service_ip="10.96.0.21"), facts("b")))
+    assert len(runner.shared_steps(jobs)) == 5 < sum(len(j.plan.steps) for j in jobs)
