@@ -442,7 +442,8 @@ def _egress(capture: Capture, node: str, inv: Inventory, node_ip: str | None, ds
     which its BPF programs bypass: such a packet leaves by the tunnel, else the underlay."""
     route = inv.route_to(dst)
     device = inv.by_name(route.device) if route else None
-    device = None if device and device.kind is InterfaceKind.VETH else device
+    host_device = device and device.kind is InterfaceKind.VETH and not (node_ip and node_ip in device.ips())
+    device = None if host_device else device
     overlay = device if device and device.kind is InterfaceKind.OVERLAY else (
         None if device else next((i for i in inv.interfaces if i.kind is InterfaceKind.OVERLAY), None))
     under = (inv.by_name(overlay.link) if overlay and overlay.link else None) or (
@@ -519,7 +520,8 @@ def _completed(ev: Evidence, conn: Conn, targets: frozenset[str], hops: tuple[Ho
             if name == "lo" or name in drawn:
                 continue
             interface = capture.inventory.by_name(name) if capture.inventory else None
-            kind = _HOP_KINDS.get(interface.kind, HopKind.UNDERLAY) if interface else HopKind.UNDERLAY
+            underlay = interface is None or _node_ip(ev, node) in interface.ips()  # a veth, in a netns lab
+            kind = HopKind.UNDERLAY if underlay else _HOP_KINDS.get(interface.kind, HopKind.UNDERLAY)
             found.insert(_slot(found, node, t, dict(crossed)), _seen(_Place(Hop(node, name, kind), capture), conn, targets))
     return tuple(found)
 

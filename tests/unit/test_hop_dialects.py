@@ -247,6 +247,7 @@ def test_a_stale_service_map_on_the_source_node_is_named_as_ciliums():
         assert path.outcome is PathOutcome.DROPPED and path.cause == expected, (kind, path)
         params = dict(path.params)
         assert params["node"] == "node-1"
+        assert [h.label for h in path.hops] == ["source eth0", f"node-1 {LXC[SRC]}", "node-1 eth0"], path.hops
         if expected == "service-map-stale":
             assert params["proxy"] == "Cilium"
 
@@ -388,3 +389,21 @@ def test_a_routed_node_without_its_route_to_the_peers_pods_is_no_route_not_the_f
     # A cloud that routes pod IPs itself (no per-peer route anywhere): the fabric, not a missing route.
     scene.inventories["node-2"] = bgp_inventory("node-2", peer_routes=False)
     assert path_of(evidence(scene, [step]), "pod:web-1").cause == "fabric-drop"
+
+
+def test_a_node_whose_underlay_is_a_veth_keeps_it_as_the_underlay():
+    """In a lab of network namespaces the node's eth0 is a veth too: holding the node IP, it is the
+    underlay, not a CNI's host device, for the routes through it and for the hops seen there."""
+    inventories = {}
+    for node in ("node-1", "node-2"):
+        inv = cilium_inventory(node)
+        inventories[node] = replace(inv, interfaces=tuple(
+            replace(i, kind=InterfaceKind.VETH) if i.name == "eth0" else i for i in inv.interfaces))
+    scene = Scene(inventories)
+    step = tcp_step("svc:web", CLUSTER_IP, 80)
+    route = [("source", "eth0", False), ("node-1", LXC[SRC], False), ("node-1", "eth0", False)]
+    scene.flow(route, t=T0, key=41000, dst=CLUSTER_IP, dport=80, reply=False, reach=3)
+    path = path_of(evidence(scene, [step]), "svc:web")
+    assert [(h.label, h.kind) for h in path.hops] == [
+        ("source eth0", HopKind.POD), (f"node-1 {LXC[SRC]}", HopKind.VETH), ("node-1 eth0", HopKind.UNDERLAY)]
+    assert path.cause == "service-map-stale"
