@@ -697,6 +697,8 @@ def _icmp_refusal(ev: Evidence, src_node: str | None, conn: Conn, hops: tuple[Ho
     how = f"ICMP {_icmp_text(error)}"
     if error.icmp_type != 3 or error.icmp_code == 4:
         return Refusal(RefusalKind.UNREACHABLE, sender or seen_as, node or hops[at].node, how)
+    if error.icmp_code in _PROHIBITED:  # a filter's answer, even in the pod's name (Cilium's "packet filtered")
+        return Refusal(RefusalKind.REJECT, sender, node or _origin(hops, at), how, seen_as)
     if sender == dst:
         return Refusal(RefusalKind.POD, sender, _node_of(ev, dst) or hops[at].node, how)
     if error.icmp_code in (0, 1):
@@ -704,6 +706,9 @@ def _icmp_refusal(ev: Evidence, src_node: str | None, conn: Conn, hops: tuple[Ho
     if service and _endpointless(ev, conn, errors, node, src_node, sender):
         return Refusal(RefusalKind.NO_ENDPOINTS, sender or conn.dst, node or src_node, how)
     return Refusal(RefusalKind.REJECT, sender, node or _origin(hops, at), how, seen_as)
+
+
+_PROHIBITED = (9, 10, 13)  # network, host, administratively prohibited: no stack refuses with those
 
 
 def _errors(ev: Evidence, conn: Conn, targets: frozenset[str]) -> list[Packet]:

@@ -407,3 +407,19 @@ def test_a_node_whose_underlay_is_a_veth_keeps_it_as_the_underlay():
     assert [(h.label, h.kind) for h in path.hops] == [
         ("source eth0", HopKind.POD), (f"node-1 {LXC[SRC]}", HopKind.VETH), ("node-1 eth0", HopKind.UNDERLAY)]
     assert path.cause == "service-map-stale"
+
+
+def test_ciliums_packet_filtered_in_the_pods_name_is_a_reject_on_the_source_node():
+    """Cilium rejects an egress deny with ICMP "administratively prohibited" (packet filtered) whose
+    source is the destination's own address: a filter's answer, no pod stack sends it."""
+    from netdoctor.observations import Quoted, RefusalKind
+
+    scene = Scene({"node-1": cilium_inventory("node-1"), "node-2": cilium_inventory("node-2")})
+    step = tcp_step("pod:web-1", WEB1, 8080)
+    scene.flow(cilium_route(WEB1), t=T0, key=40000, dst=WEB1, dport=8080, reach=2, reply=False)
+    for where, interface in (("node-1", LXC[SRC]), ("source", "eth0")):
+        scene.add(where, interface, T0 + 0.01, proto="icmp", src=WEB1, dst=SRC, icmp_type=3, icmp_code=13,
+                  quoted=Quoted("tcp", SRC, WEB1, 40000, 8080))
+    path = path_of(evidence(scene, [step]), "pod:web-1")
+    assert path.outcome is PathOutcome.REJECTED and path.refusal.kind is RefusalKind.REJECT, path
+    assert path.hops[path.at].label == f"node-1 {LXC[SRC]}" and path.cause == "firewall-reject"
