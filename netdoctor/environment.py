@@ -32,12 +32,12 @@ class Environment:
     def console(self) -> Console:
         from rich.console import Console
 
-        return Console(file=self.stdout, width=self._width(self.stdout), _environ=dict(self.environ))
+        return Console(file=self.stdout, width=self._width(self.stdout), emoji=False, _environ=dict(self.environ))
 
     def error_console(self) -> Console:
         from rich.console import Console
 
-        return Console(file=self.stderr, width=self._width(self.stderr), _environ=dict(self.environ))
+        return Console(file=self.stderr, width=self._width(self.stderr), emoji=False, _environ=dict(self.environ))
 
     def _width(self, stream: IO[str]) -> int | None:
         """A CI log is not wrapped (a verdict stays on the line `grep` finds), unless COLUMNS says how."""

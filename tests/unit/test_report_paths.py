@@ -264,3 +264,16 @@ def test_a_refusal_nobody_observed_says_so_and_the_pods_own_reset_adds_nothing()
     own = HopPath("pod:web-1", "f", DROPPED.hops, PathOutcome.REFUSED, "refused-by-pod", at=8,
                   refusal=Refusal(RefusalKind.POD, "10.244.2.20", "node-2", "TCP reset"))
     assert "f: refused\n" in as_text(report(path=own, paths=(own,))).replace(" \n", "\n")
+
+
+def test_text_keeps_step_keys_that_look_like_emoji_codes():
+    """rich turns `:repeat:` into 🔁 unless told not to: the step `dns:repeat` must print as typed."""
+    from dataclasses import replace
+
+    from netdoctor.environment import Environment
+
+    env = Environment(stdout=StringIO(), environ={"NO_COLOR": "1"})
+    console = env.console()
+    text.render(report(paths=(replace(DELIVERED, step_key="dns:repeat"),)), console, True)
+    out = env.stdout.getvalue()
+    assert "dns:repeat: " in out and "🔁" not in out
