@@ -1,7 +1,9 @@
 """Detection on the lab (issue 12 item 3): the lab's kube-system holds what a flannel cluster with
 kube-proxy in nftables mode holds, its API serves DaemonSets as a real one does, and
 `netdoctor check` reports flannel/vxlan (confirmed by the nodes' flannel.1) or flannel/routed,
-with kube-proxy in nftables mode."""
+with kube-proxy in nftables mode. The other dialects' detection (calico-vxlan, calico-routed,
+cilium-vxlan: Cilium replacing kube-proxy) is asserted by each lab's healthy cell in
+test_dialect_matrix.py, all of them in the default run."""
 
 from __future__ import annotations
 
