@@ -295,7 +295,9 @@ def source_dns(spec: Mapping, namespace: str, dns_ip: str | None, domain: str = 
 
 
 def _default_node(nodes, backends) -> str | None:
-    ready = [n.name for n in nodes if probe_excluded(n) is None]
+    """A node without a backend, else the first by name: the same node every run, whatever order
+    the nodes were read in (the node sample reads the backends' nodes first)."""
+    ready = sorted(n.name for n in nodes if probe_excluded(n) is None)
     hosting = {p.node_name for p in backends}
     return next((n for n in ready if n not in hosting), ready[0] if ready else None)
 

@@ -220,3 +220,11 @@ def test_the_cross_node_layer_aims_at_one_backend_per_backend_node_whatever_the_
     aimed = {s.title.split(" → ")[1] for s in many if s.check_id == "ND-NODE-002"}
     assert aimed == {"web-1 (n3)", "web-2 (n2)"}  # web-0 is not ready: web-2 stands for n2
     assert sum(s.check_id == "ND-POD-001" for s in the_plan.steps) == 60  # the source tries each one
+
+
+def test_the_default_source_node_does_not_depend_on_the_order_the_nodes_were_read_in():
+    from netdoctor.check.resolve import _default_node
+
+    backends = (pod("web-1", "n2"), pod("web-2", "n1"))
+    assert _default_node((node("n2"), node("n1")), backends) == _default_node((node("n1"), node("n2")), backends) == "n1"
+    assert _default_node((node("n2"), node("n3"), node("n1")), backends) == "n3"
