@@ -81,3 +81,15 @@ def test_a_missing_file_or_no_file_is_a_usage_error(tmp_path):
 def test_a_cidr_is_tried_on_its_only_or_first_address():
     assert smoke.cidr_address("203.0.113.7/32") == "203.0.113.7"
     assert smoke.cidr_address("10.244.2.0/24") == "10.244.2.1"
+
+
+def test_a_name_the_cluster_does_not_have_is_exit_3_before_anything_is_created(tmp_path):
+    from test_check_command import FakeKube
+
+    path = tmp_path / "smoke.yaml"
+    path.write_text(HEAD + "namespace: demo\nservices:\n  - service: web\n  - service: nope\n")
+    env = Environment(stdout=StringIO(), stderr=StringIO(), environ={"NO_COLOR": "1"},
+                      connect=lambda kubeconfig, context: FakeKube())  # it cannot create anything
+    code = main(["smoke", "-f", str(path), "-o", "json"], env=env)
+    assert code == 3 and "service 'nope' not found in namespace 'demo'" in env.stderr.getvalue()
+    assert json.loads(env.stdout.getvalue())["error"]["exit_code"] == 3  # the error document, per its schema
