@@ -25,7 +25,7 @@ def test_shipped_scripts_are_not_stale(shell):
         f"completions/netdoctor.{shell} is stale: run `netdoctor completion {shell} > completions/netdoctor.{shell}`")
 
 
-def complete(line: str) -> list[str]:
+def complete(line: str, env: dict | None = None) -> list[str]:
     """What bash offers for `line` (the cursor at its end), using the shipped script."""
     words = line.split(" ")
     script = (
@@ -33,7 +33,23 @@ def complete(line: str) -> list[str]:
         f"COMP_WORDS=({' '.join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}\n"
         "_netdoctor; printf '%s\\n' \"${COMPREPLY[@]}\"\n"
     )
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True,
+                          env=env).stdout.split()
+
+
+def test_bash_asks_the_cluster_completer_for_names(tmp_path):
+    """-n, --context and targets come from kubectl_complete-netdoctor, given the words typed."""
+    fake = tmp_path / "kubectl_complete-netdoctor"
+    fake.write_text('#!/bin/sh\necho "$*" > "$(dirname "$0")/asked"\nprintf "shop\\nstaging\\n:4\\n"\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    assert complete("netdoctor check svc/api -n s", env) == ["shop", "staging"]
+    assert (tmp_path / "asked").read_text() == "check svc/api -n s\n"
+    assert complete("netdoctor check svc/api --context ", env) == ["shop", "staging"]
+    assert complete("netdoctor check -n shop svc/", env) == ["shop", "staging"]
+    assert (tmp_path / "asked").read_text() == "check -n shop svc/\n"
+    assert complete("netdoctor check svc/api -o j", env) == ["json", "junit"]  # fixed choices stay local
+    assert complete("netdoctor check -n ", {"PATH": "/usr/bin:/bin"}) == []  # no completer: nothing, quietly
 
 
 def test_bash_completes_commands_options_and_values():
