@@ -10,7 +10,8 @@ Pods are deleted gracefully, as a real API server does: a pod bound to a node ge
 deletionTimestamp (now + its grace period) and stays, Terminating, until its kubelet has stopped
 its containers and deletes it with grace 0; an unscheduled or finished pod, a grace of 0, or a pod
 bound to a node that does not exist (the pod GC's orphans) goes at once.
-Every dict going in or out is a deep copy.
+Every dict going in or out is a deep copy, but for `page`'s (the API server's lists), which are the
+stored objects themselves: stored objects are replaced on change, never changed in place.
 """
 
 from __future__ import annotations
@@ -113,7 +114,9 @@ class Store:
         `token` continuing an earlier page. The first page of a limited list fixes the list at
         its resourceVersion (the objects as they were then), the pages after it come from there
         whatever changed meanwhile; a token older than PAGE_SECONDS, or evicted by MAX_LISTS newer
-        lists, is Expired (410), as a continue token is once etcd compacted its revision."""
+        lists, is Expired (410), as a continue token is once etcd compacted its revision. The items
+        are the stored objects themselves, not copies (a stored object is never changed in place:
+        see `_rewrite`): the server only serializes them, and must not change them."""
         if token:
             version, items = self._continued(token)
         else:
@@ -127,7 +130,7 @@ class Store:
         if rest:
             meta["continue"] = self._remember(version, rest)
             meta["remainingItemCount"] = len(rest)
-        return {"metadata": meta, "items": copy.deepcopy(shown)}
+        return {"metadata": meta, "items": shown}
 
     def add_ghosts(self, resource: str, objects: Iterable[dict]) -> int:
         """Objects with no data plane and no controller: served by the API (get, list, watch's
