@@ -628,6 +628,9 @@ def _step_path(ev: Evidence, step: Step) -> HopPath | None:
         if kept:  # a DF ping larger than the pod's own route MTU (Cilium's 1450 route on a 1500 eth0)
             return HopPath(step.key, step.title or step.key, (), PathOutcome.UNKNOWN, "mtu-known",
                            params=_params_text(what | {"size": str(kept)}))
+        refused = _refused_at_socket(ev, step)
+        if refused:
+            return refused
         return HopPath(step.key, step.title or step.key, (), PathOutcome.UNKNOWN, "not-seen",
                        params=_params_text(what))
     followed = [_follow(ev, step, c) for c in conns]
@@ -637,6 +640,36 @@ def _step_path(ev: Evidence, step: Step) -> HopPath | None:
                 default=longest)
     same = sum(1 for p in followed if p.cause == worst.cause)
     return replace(worst, connections=len(followed), same_outcome=same, backends=_spread(ev, conns))
+
+
+def _refused_at_socket(ev: Evidence, step: Step) -> HopPath | None:
+    """A Service without a ready backend where it is translated at the socket: Cilium's connect and
+    sendmsg hooks refuse it (EHOSTUNREACH) before any packet exists. Said at the source's own hop."""
+    action = step.action
+    service = action.server or (ev.facts.dns_service.cluster_ip if ev.facts.dns_service else None) \
+        if isinstance(action, DnsQuery) else action.ip if isinstance(action, TcpConnect) else None
+    node = ev.probes[step.probe].node
+    proxy = socket_proxy(ev, node)
+    if not (service and proxy and _is_service_ip(ev, service) and not _ready_backends(ev, service)):
+        return None
+    hop = Hop(node, "eth0", HopKind.POD, pod=step.probe, note=f"refused at the socket by {proxy}: nothing on the wire")
+    port = f":{action.port}" if isinstance(action, TcpConnect) else ":53"
+    what = f"{'SYN' if isinstance(action, TcpConnect) and not isinstance(action, UdpExchange) else 'datagram'} " \
+           f"to {service}{port}"
+    params = {"what": what, "dst": service, "hop": hop.label, "node": node or "?", "sender": f"{proxy} at the socket",
+              "icmp": "host unreachable (EHOSTUNREACH, no packet sent)"}
+    refusal = Refusal(RefusalKind.NO_ENDPOINTS, None, node, "host unreachable at the socket")
+    return HopPath(step.key, f"{ev.probes[step.probe].ip} → {service}{port}", (hop,), PathOutcome.REJECTED,
+                   "no-endpoints", 0, params=_params_text(params), refusal=refusal)
+
+
+def _ready_backends(ev: Evidence, ip: str) -> bool:
+    f = ev.facts
+    if f.service and f.service.cluster_ip == ip:
+        return not _no_ready_endpoints(ev, ip) and bool(f.backends)
+    if f.dns_service and f.dns_service.cluster_ip == ip:
+        return any(p.ready for p in f.dns_backends)
+    return True
 
 
 def _kept_by_sender(ev: Evidence, step: Step) -> int | None:

@@ -423,3 +423,20 @@ def test_ciliums_packet_filtered_in_the_pods_name_is_a_reject_on_the_source_node
     path = path_of(evidence(scene, [step]), "pod:web-1")
     assert path.outcome is PathOutcome.REJECTED and path.refusal.kind is RefusalKind.REJECT, path
     assert path.hops[path.at].label == f"node-1 {LXC[SRC]}" and path.cause == "firewall-reject"
+
+
+def test_a_service_without_backends_is_refused_at_the_socket_under_cilium():
+    """Cilium's connect hook refuses a Service with no backend (EHOSTUNREACH): nothing on the wire,
+    the source's own hop says who refused."""
+    scene = Scene({"node-1": cilium_inventory("node-1"), "node-2": cilium_inventory("node-2")})
+    step = tcp_step("svc:web", CLUSTER_IP, 80, attempts=3)
+    observed = Observation(step.key, tuple(TcpResult(CLUSTER_IP, 80, TcpOutcome.UNREACHABLE, 0.001) for _ in range(3)))
+    ev = evidence(scene, [step], [observed], cluster(Cni.CILIUM, ServiceProxy.CILIUM))
+    ev = replace(ev, facts=replace(ev.facts, backends=()))
+    path = path_of(ev, "svc:web")
+    assert (path.outcome, path.cause, path.at) == (PathOutcome.REJECTED, "no-endpoints", 0), path
+    assert path.hops[0].label == "source eth0" and path.hops[0].node == "node-1"
+    assert "refused at the socket by Cilium" in path.hops[0].note
+    # kube-proxy's cluster: nothing seen is nothing known
+    flannelish = replace(ev, facts=replace(ev.facts, cluster=cluster(Cni.CALICO, ServiceProxy.KUBE_PROXY)))
+    assert path_of(flannelish, "svc:web").cause == "not-seen"
