@@ -628,9 +628,12 @@ def _step_path(ev: Evidence, step: Step) -> HopPath | None:
         if kept:  # a DF ping larger than the pod's own route MTU (Cilium's 1450 route on a 1500 eth0)
             return HopPath(step.key, step.title or step.key, (), PathOutcome.UNKNOWN, "mtu-known",
                            params=_params_text(what | {"size": str(kept)}))
-        refused = _refused_at_socket(ev, step)
+        refused = _socket_refusal_cause(ev, step)
         if refused:
             return refused
+        gateway = _gateway_cause(ev, step)
+        if gateway:
+            return gateway
         return HopPath(step.key, step.title or step.key, (), PathOutcome.UNKNOWN, "not-seen",
                        params=_params_text(what))
     followed = [_follow(ev, step, c) for c in conns]
@@ -642,7 +645,7 @@ def _step_path(ev: Evidence, step: Step) -> HopPath | None:
     return replace(worst, connections=len(followed), same_outcome=same, backends=_spread(ev, conns))
 
 
-def _refused_at_socket(ev: Evidence, step: Step) -> HopPath | None:
+def _socket_refusal_cause(ev: Evidence, step: Step) -> HopPath | None:
     """A Service without a ready backend where it is translated at the socket: Cilium's connect and
     sendmsg hooks refuse it (EHOSTUNREACH) before any packet exists. Said at the source's own hop."""
     action = step.action
@@ -661,6 +664,30 @@ def _refused_at_socket(ev: Evidence, step: Step) -> HopPath | None:
     refusal = Refusal(RefusalKind.NO_ENDPOINTS, None, node, "host unreachable at the socket")
     return HopPath(step.key, f"{ev.probes[step.probe].ip} → {service}{port}", (hop,), PathOutcome.REJECTED,
                    "no-endpoints", 0, params=_params_text(params), refusal=refusal)
+
+
+CALICO_GATEWAY = "169.254.1.1"  # every Calico pod's default gateway, answered by proxy ARP on its cali veth
+
+
+def _gateway_cause(ev: Evidence, step: Step) -> HopPath | None:
+    """Nothing left a Calico pod and every try ended unreachable: the kernel never resolved the
+    pod's gateway, which the node answers by proxy ARP on the pod's cali veth (proxy_arp off there,
+    or the veth gone). ARP is not in the captures (IPv4 only): the silence and the error say it."""
+    node = ev.probes[step.probe].node
+    capture = _node_captures(ev).get(node)
+    observation = ev.observed(step.key)
+    results = observation.result if observation and isinstance(observation.result, tuple) else ()
+    tcp = [r for r in results if isinstance(r, TcpResult)]
+    if not (tcp and all(r.outcome is TcpOutcome.UNREACHABLE for r in tcp)) or \
+            cluster_kind.cni_of(capture.inventory if capture else None) is not Cni.CALICO:
+        return None
+    veth = capture.inventory.host_port_of(ev.probes[step.probe].ip or "")
+    hop = Hop(node, "eth0", HopKind.POD, pod=step.probe, note=f"no ARP answer for {CALICO_GATEWAY}")
+    params = {"what": f"{'datagram' if isinstance(step.action, UdpExchange) else 'SYN'} to {step.action.ip}:"
+                      f"{step.action.port}", "hop": hop.label, "node": node or "?",
+              "why": f"{node}'s {veth.name if veth else 'cali veth of the pod'}"}
+    return HopPath(step.key, f"{ev.probes[step.probe].ip} → {step.action.ip}:{step.action.port}", (hop,),
+                   PathOutcome.DROPPED, "gateway-unanswered", 0, params=_params_text(params))
 
 
 def _ready_backends(ev: Evidence, ip: str) -> bool:

@@ -440,3 +440,17 @@ def test_a_service_without_backends_is_refused_at_the_socket_under_cilium():
     # kube-proxy's cluster: nothing seen is nothing known
     flannelish = replace(ev, facts=replace(ev.facts, cluster=cluster(Cni.CALICO, ServiceProxy.KUBE_PROXY)))
     assert path_of(flannelish, "svc:web").cause == "not-seen"
+
+
+def test_a_calico_pod_whose_gateway_does_not_answer_is_said_so():
+    """proxy_arp off on the pod's cali veth: 169.254.1.1 never resolves, nothing leaves the pod and
+    every connect ends 'No route to host'."""
+    scene = Scene({"node-1": calico_inventory("node-1"), "node-2": calico_inventory("node-2")})
+    step = tcp_step("pod:web-1", WEB1, 8080)
+    observed = Observation(step.key, (TcpResult(WEB1, 8080, TcpOutcome.UNREACHABLE, 3.0, "No route to host"),))
+    path = path_of(evidence(scene, [step], [observed]), "pod:web-1")
+    assert (path.outcome, path.cause, path.at) == (PathOutcome.DROPPED, "gateway-unanswered", 0), path
+    assert dict(path.params)["why"] == f"node-1's {CALI[SRC]}"
+    # a timeout (the SYN was sent but not captured) says nothing about the gateway
+    timed_out = Observation(step.key, (TcpResult(WEB1, 8080, TcpOutcome.TIMEOUT, 3.0),))
+    assert path_of(evidence(scene, [step], [timed_out]), "pod:web-1").cause == "not-seen"
