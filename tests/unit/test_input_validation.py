@@ -202,6 +202,7 @@ LONG = "a" * 254
     (("--timeout", "301"), ("0.1 to 300",)),
     (("--nodes", "node-9"), ("'node-9'", "nodes: node-a, node-b")),
     (("--nodes", "node-a,,node-b"), ("node names separated by commas",)),
+    (("--max-nodes", "0"), ("--max-nodes 0: use a number from 1 to 100",)),
     (("--capture", "auto", "--capture-namespace", "nope"), ("'nope'", "demo, kube-system, ops")),
     (("--capture-namespace", "Bad_NS"), ("not a valid namespace name",)),
     (("--from", "deploy/" + LONG), ("at most 253 characters, this one has 254",)),
