@@ -48,14 +48,16 @@ class CreatedPods(threading.Thread):
         self.names: set[str] = set()
         self.done = threading.Event()
 
+    def listed(self) -> set[str]:
+        return {p.metadata.name for p in self.v1.list_pod_for_all_namespaces(label_selector=MANAGED).items}
+
     def run(self):
         while not self.done.is_set():
-            self.names.update(p.metadata.name for p in
-                              self.v1.list_pod_for_all_namespaces(label_selector=MANAGED).items)
+            self.names.update(self.listed() - self.before)
             self.done.wait(0.2)
 
     def __enter__(self):
-        assert not self.v1.list_pod_for_all_namespaces(label_selector=MANAGED).items
+        self.before = self.listed()  # an earlier run's probes still terminating
         self.start()
         return self
 
