@@ -4,8 +4,10 @@ capture off and on (`--capture auto`): the difference is what the hop-by-hop ver
 Builds a lab per CNI dialect (--dialects: flannel-vxlan by default, `all` for the five the lab
 speaks), times the healthy shop and one failing fault (kube-proxy-stale by default: under Cilium its
 socket-level translation goes stale), and prints connect+resolve, probe start, capture (starting
-and stopping tcpdump, decoding), probing and judging. Needs root. Targets: healthy under 5 s; a
-failing layer under its timeout (3 s) + 2 s; captures add under 2 s.
+and stopping tcpdump, decoding), probing and judging, then what capture adds: the total with
+capture on minus the total with it off, interleaved run by run, side by side. Needs root (hold
+/tmp/netdoctor-lab.lock). Targets: healthy under 5 s; a failing layer under its timeout (3 s) + 2 s;
+capture adds at most 0.5 s (issue 13).
 Usage: python benchmarks/check_time.py [--fault NAME] [--runs N] [--dialects all|D1,D2]
 """
 
@@ -50,15 +52,27 @@ def one_check(kubeconfig: str, capture: CaptureMode) -> dict[str, float]:
                              t3 - t2, t3 - t0)))
 
 
-def show(label: str, samples: list[dict[str, float]]) -> None:
+def show(label: str, samples: list[dict[str, float]]) -> float:
+    """Print the medians of each phase; return the median total."""
     cells = "  ".join(f"{p} {statistics.median(s[p] for s in samples):.2f}s" for p in PHASES)
     print(f"{label:<50} {cells}")
+    return statistics.median(s["total"] for s in samples)
+
+
+def compare(label: str, kubeconfig: str, runs: int) -> None:
+    """Capture off and on, interleaved run by run, then what capture adds."""
+    samples: dict[CaptureMode, list[dict[str, float]]] = {CaptureMode.OFF: [], CaptureMode.AUTO: []}
+    for _ in range(runs):
+        for mode, found in samples.items():
+            found.append(one_check(kubeconfig, mode))
+    off, on = (show(f"{label}, capture {mode.value}", found) for mode, found in samples.items())
+    print(f"{label + ', capture adds':<50} {on - off:+.2f}s (target ≤ 0.5 s)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fault", default="kube-proxy-stale")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--dialects", default="flannel-vxlan", help="all, or a comma-separated list of " +
                         ", ".join(DIALECTS))
     args = parser.parse_args()
@@ -77,12 +91,10 @@ def per_dialect(dialect: str, fault: str, runs: int) -> None:
     try:
         kubeconfig = str(result.kubeconfig)
         one_check(kubeconfig, CaptureMode.AUTO)  # warm-up: imports, TLS session
-        for mode in (CaptureMode.OFF, CaptureMode.AUTO):
-            show(f"{dialect}: healthy, capture {mode.value}", [one_check(kubeconfig, mode) for _ in range(runs)])
+        compare(f"{dialect}: healthy", kubeconfig, runs)
         lifecycle.break_fault(name, fault, None)
         time.sleep(1)
-        for mode in (CaptureMode.OFF, CaptureMode.AUTO):
-            show(f"{dialect}: {fault}, capture {mode.value}", [one_check(kubeconfig, mode) for _ in range(runs)])
+        compare(f"{dialect}: {fault}", kubeconfig, runs)
     finally:
         lifecycle.down(name)
 

@@ -164,6 +164,8 @@ def check(
 
     checks = catalog.load()
     kube = _connect(env, kubeconfig, context, request_timeout)
+    if mode is not CaptureMode.OFF and not plan_only:
+        _warm_up_capture()
     if all_services:
         from netdoctor.check.many import all_services as listed
 
@@ -290,6 +292,14 @@ def _check_many(env, kube, requests, checks, choice, capture_namespace, options,
 
     states = {r.state for r in reports}
     return _exit_code(State.FAIL if State.FAIL in states else State.ERROR if State.ERROR in states else State.PASS)
+
+
+def _warm_up_capture() -> None:
+    """Import scapy (a second of CPU) in the background while the API is read and the probes start:
+    the captures decode packets as they stream in, and would wait for it."""
+    from netdoctor.probe import pcap
+
+    threading.Thread(target=pcap.preload, name="scapy import", daemon=True).start()
 
 
 def _capture_mode(value: str) -> CaptureMode:

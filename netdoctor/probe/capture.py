@@ -2,9 +2,11 @@
 
 Called by the runner around the steps: `Sniffer.start()` runs tcpdump in the traffic probes (their
 own eth0) and in hostNetwork probes on the nodes (every interface, `-i any`), streamed back over
-exec, and returns once every tcpdump listens; `Sniffer.stop()` tells each tcpdump to stop through
-its stdin, reads the rest, lists the host's interfaces (netdoctor.probe.inventory) and decodes the pcap
-(netdoctor.probe.pcap). A capture point that could not capture comes back blind, with the reason.
+exec, and returns once every tcpdump has said it listens; each point's pcap is decoded
+(netdoctor.probe.pcap) in its own thread as it streams in, while the steps run. `Sniffer.stop()`
+tells every tcpdump at once to stop through its stdin; each point reads the rest, the host's
+interfaces (netdoctor.probe.inventory) that name the packets' interfaces, and its tracked
+connections. A capture point that could not capture comes back blind, with the reason.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ SNAPLEN = 512  # outer + inner headers of a tunnelled packet, and the DNS messag
 MAX_PACKETS = 20000  # a busy node must not flood the capture
 READY_TIMEOUT = 5.0  # seconds for tcpdump to start listening
 STOP_TIMEOUT = 3.0  # seconds for tcpdump to flush and end once told to stop
+POLL = 0.02  # seconds between looks at the stop flag while packets stream in
 OVERLAY_PORTS = (8472, 4789)  # VXLAN: Linux/flannel and IANA
 GENEVE_PORT = 6081
 READY_MARK = b"listening on"
@@ -74,9 +77,10 @@ class _Session(threading.Thread):
         self.point, self.command = point, command
         self.ready = threading.Event()
         self.stopping = threading.Event()
-        self.data = bytearray()
+        self.decoder = pcap.Decoder()
         self.failure: str | None = None
         self.stderr = b""
+        self.result: Capture | None = None
 
     def run(self) -> None:
         probe = self.point.probe
@@ -91,6 +95,7 @@ class _Session(threading.Thread):
             self.failure = self.failure or f"capture failed: {exc}"
         finally:
             self.ready.set()
+        self.result = self.capture()
 
     def _wait_listening(self, stream) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -98,18 +103,18 @@ class _Session(threading.Thread):
             if stream.closed or time.monotonic() > deadline or self.stopping.is_set():
                 self.failure = f"tcpdump did not start: {_last_line(stream.stderr) or 'no output'}"
                 return False
-            self.data += stream.read(0.05)
+            self.decoder.feed(stream.read(POLL))
         self.ready.set()
         return True
 
     def _drain_until_stopped(self, stream) -> None:
         while not self.stopping.is_set() and not stream.closed:
-            self.data += stream.read(0.1)
+            self.decoder.feed(stream.read(POLL))
         stream.write(b"\n")
         deadline = time.monotonic() + STOP_TIMEOUT
         while not stream.closed and time.monotonic() < deadline:
-            self.data += stream.read(0.1)
-        self.data += stream.read(0)
+            self.decoder.feed(stream.read(0.1))
+        self.decoder.feed(stream.read(0))
 
     def capture(self) -> Capture:
         point = self.point
@@ -119,12 +124,12 @@ class _Session(threading.Thread):
         listing = self.stderr[self.stderr.find(INVENTORY_MARK):] if INVENTORY_MARK in self.stderr else b""
         try:
             found = inventory.parse_inventory(listing)
-            packets = pcap.decode(bytes(self.data), found.names())
+            packets = self.decoder.packets(found.names())
         except ValueError as exc:
             return Capture(**base, blind=f"capture unreadable: {exc}")
         nat = inventory.parse_conntrack(listing.decode(errors="replace")) if point.traffic_role is None else ()
         return Capture(**base, packets=packets, inventory=found, nat=nat, truncated=len(packets) >= MAX_PACKETS,
-                       pcap=bytes(self.data))
+                       pcap=self.decoder.data)
 
 
 class Sniffer:
@@ -159,7 +164,7 @@ class Sniffer:
         for session in self._sessions:
             session.join(STOP_TIMEOUT + 1)
         self._preload.join()
-        return tuple(s.capture() if not s.is_alive() else _late(s) for s in self._sessions)
+        return tuple(s.result or s.capture() if not s.is_alive() else _late(s) for s in self._sessions)
 
 
 def _late(session: _Session) -> Capture:

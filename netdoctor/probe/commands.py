@@ -356,11 +356,14 @@ _PING_MTU = re.compile(r"mtu\s*=\s*(?P<mtu>\d+)", re.I)
 
 
 def ping_command(ip: str, size: int, dont_fragment: bool, timeout: float) -> list[str]:
-    """iputils ping (netshoot's): one echo, numeric, DF set or cleared explicitly."""
+    """iputils ping (netshoot's): one echo, numeric, DF set or cleared explicitly. `-i 0.2` (the
+    shortest interval iputils grants a user everywhere): a packet too big for the probe's own MTU
+    fails at once ("local error: message too long"), and ping would then sit out its default 1 s
+    interval before exiting."""
     if not 0 <= size <= 65507:
         raise ValueError(f"ping payload size out of range: {size}")
     pmtu = "do" if dont_fragment else "dont"
-    return ["ping", "-n", "-c1", "-W", _seconds(timeout), "-M", pmtu, "-s", str(int(size)), _ip(ip)]
+    return ["ping", "-n", "-c1", "-i", "0.2", "-W", _seconds(timeout), "-M", pmtu, "-s", str(int(size)), _ip(ip)]
 
 
 def parse_ping(ip: str, size: int, result: ExecResult) -> PingResult:

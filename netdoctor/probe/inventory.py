@@ -30,8 +30,11 @@ _COMMANDS = {
 # Each command's stderr is dropped: in the capture stream it would land inside the JSON ("Peer netns
 # reference is invalid" for a veth being deleted, "bridge: not found"). The `echo` after each ends the
 # line ip leaves open when the kernel cuts a dump short (an unclosed `[`), so the next marker stands alone.
-_SCRIPT = "; ".join(f"echo {marker}; {command} 2>/dev/null; echo" for marker, command in _COMMANDS.items()) \
-    + f"; echo {_END}"
+# The commands run at once (bash process substitutions, read in order from fds 3 on): the listing
+# costs one command's time, not five, when the capture stops.
+_SCRIPT = "exec " + " ".join(f"{fd}< <({command} 2>/dev/null)" for fd, command in enumerate(_COMMANDS.values(), 3)) \
+    + "; " + "; ".join(f"echo {marker}; cat <&{fd}; echo; exec {fd}<&-"
+                       for fd, marker in enumerate(_COMMANDS, 3)) + f"; echo {_END}"
 
 _KINDS = {
     "veth": InterfaceKind.VETH,
@@ -45,7 +48,7 @@ _KINDS = {
 
 
 def inventory_script() -> str:
-    """Shell snippet for `netdoctor.probe.capture` to run right after its capture ends: iproute2's JSON
+    """Bash snippet for `netdoctor.probe.capture` to run right after its capture ends: iproute2's JSON
     for links, IPv4 addresses, main-table routes, neighbours and the bridge FDB, each after an
     `@@name` line, then `@@end`. A command that fails (or `bridge` that is missing) leaves its
     section empty; the snippet itself always runs to its end."""
@@ -264,12 +267,13 @@ _PORTED = ("tcp", "udp")  # conntrack's XML gives ports for these; an ICMP flow 
 
 
 def conntrack_script(ips: list[str]) -> str:
-    """Shell snippet listing, as `conntrack -o xml`, the host's tracked connections whose original
+    """Bash snippet listing, as `conntrack -o xml`, the host's tracked connections whose original
     source is one of `ips` (needs NET_ADMIN; lists nothing without it), between `@@conntrack` and
-    `@@ctend` lines."""
-    sources = " ".join(str(ipaddress.IPv4Address(ip)) for ip in ips)
-    return (f"echo {_CONNTRACK}; for ip in {sources}; do conntrack -L -s \"$ip\" -o xml 2>/dev/null; done; "
-            f"echo; echo {_CONNTRACK_END}")
+    `@@ctend` lines: one listing per source, all at once, printed in order."""
+    sources = [str(ipaddress.IPv4Address(ip)) for ip in ips]
+    started = "".join(f"exec {fd}< <(conntrack -L -s {ip} -o xml 2>/dev/null); " for fd, ip in enumerate(sources, 3))
+    printed = "".join(f"cat <&{fd}; exec {fd}<&-; " for fd in range(3, 3 + len(sources)))
+    return f"echo {_CONNTRACK}; {started}{printed}echo; echo {_CONNTRACK_END}"
 
 
 def parse_conntrack(text: str) -> tuple[NatEntry, ...]:

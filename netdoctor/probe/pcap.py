@@ -1,12 +1,15 @@
 """Packet captures: classic pcap bytes in, `netdoctor.observations.Packet`s out.
 
-Called by the probe stage's capture code (`netdoctor.probe.capture`), which decodes the pcap streamed back
-from `tcpdump -i any -U --immediate-mode -w -` run in probe pods, and by `netdoctor.check.command`,
-which writes `--pcap DIR` files with `write_per_interface`. This is the only module that imports
-scapy, lazily (`preload` lets a background thread pay the import early); scapy types never leave
-it. The record framing and the link-layer headers are read here with `struct`, scapy dissects the
-IPv4 packets, and dnspython decodes DNS payloads. Checksums are never looked at: offload makes
-them wrong at every hop.
+Called by the probe stage's capture code (`netdoctor.probe.capture`), which feeds a `Decoder` the
+pcap streamed back from `tcpdump -i any -U --immediate-mode -w -` run in probe pods as it arrives
+(each record is decoded while the steps still run), and by `netdoctor.check.command`, which writes
+`--pcap DIR` files with `write_per_interface`. This is the only module that imports scapy, lazily
+(`preload` lets a background thread pay the import early); scapy types never leave it. The record
+framing and the link-layer headers are read here with `struct`; scapy dissects only the headers
+the judge reads, one layer at a time (IPv4, then TCP or UDP, the VXLAN header and the inner IPv4
+and transport headers of a tunnelled packet; ICMP with what its errors quote), never payloads;
+dnspython decodes DNS payloads. A packet seen again on another interface with the same bytes is
+dissected once. Checksums are never looked at: offload makes them wrong at every hop.
 """
 
 from __future__ import annotations
@@ -112,13 +115,72 @@ def decode(data: bytes, names: Mapping[int, str]) -> tuple[Packet, ...]:
 
     Empty or header-only data gives (); a truncated last record is dropped; data that is not a
     classic pcap of a supported link type raises ValueError."""
-    header = _header(data)
-    if header is None:
-        return ()
-    layers = _layers()
-    link = _LINKS[header.linktype]
-    packets = (_packet(record, link(record.frame), names, layers) for record in _records(data, header))
-    return tuple(packet for packet in packets if packet is not None)
+    decoder = Decoder()
+    decoder.feed(data)
+    return decoder.packets(names)
+
+
+class Decoder:
+    """A pcap as it streams in: `feed` decodes every record complete so far, `packets` names the
+    interfaces once the host's list is known. One thread at a time."""
+
+    def __init__(self):
+        self._data = bytearray()
+        self._header: _Header | None = None
+        self._offset, self._index = _HEADER_LEN, 0
+        self._decoded: list[tuple[_Record, _Frame, dict[str, Any]]] = []
+        self._seen: dict[bytes, dict[str, Any] | None] = {}  # IPv4 bytes → the Packet fields they give
+        self._failure: ValueError | None = None
+
+    @property
+    def data(self) -> bytes:
+        """Every byte fed, as captured."""
+        return bytes(self._data)
+
+    def feed(self, chunk: bytes) -> None:
+        """Take more of the stream and decode the records it completes, once scapy is imported
+        (`preload`): a capture's reader never waits for the import (a bad header is kept for
+        `packets` to raise)."""
+        self._data += chunk
+        if self._failure is not None or len(self._data) < _HEADER_LEN or _loaded is None:
+            return
+        try:
+            self._decode_complete()
+        except ValueError as exc:
+            self._failure = exc
+
+    def packets(self, names: Mapping[int, str]) -> tuple[Packet, ...]:
+        """Every IPv4 packet fed, in capture order, with its interface's name; ValueError for data
+        that is not a classic pcap of a supported link type."""
+        if self._failure is None and len(self._data) >= _HEADER_LEN:
+            try:
+                self._decode_complete()
+            except ValueError as exc:
+                self._failure = exc
+        if self._failure is not None:
+            raise self._failure
+        if self._header is None:
+            _header(bytes(self._data))  # raises for a header cut short; None for no data
+            return ()
+        return tuple(Packet(index=record.index, time=record.time, ifindex=frame.ifindex,
+                            interface=_interface_name(names, frame.ifindex), direction=frame.direction, **fields)
+                     for record, frame, fields in self._decoded)
+
+    def _decode_complete(self) -> None:
+        if self._header is None:
+            self._header = _header(bytes(self._data[:_HEADER_LEN]))
+        layers = _layers()
+        link = _LINKS[self._header.linktype]
+        for record in _records(self._data, self._header, self._offset, self._index):
+            self._offset += len(record.raw)
+            self._index = record.index + 1
+            frame = link(record.frame)
+            fields = self._fields(frame, layers)
+            if fields is not None:
+                self._decoded.append((record, frame, fields))
+
+    def _fields(self, frame: _Frame, layers: _Layers) -> dict[str, Any] | None:
+        return _ipv4_fields(frame.payload, layers, self._seen) if frame.ethertype == _ETH_P_IP else None
 
 
 def write_per_interface(data: bytes, names: Mapping[int, str], directory: Path, prefix: str) -> list[Path]:
@@ -191,10 +253,10 @@ def _header(data: bytes) -> _Header | None:
     return _Header(data[:_HEADER_LEN], struct.Struct(order + "IIII"), ticks, snaplen, linktype)
 
 
-def _records(data: bytes, header: _Header) -> Iterator[_Record]:
-    """Every complete record; a record cut short at the end of the data ends the iteration."""
+def _records(data: bytes | bytearray, header: _Header, offset: int = _HEADER_LEN, index: int = 0) -> Iterator[_Record]:
+    """Every complete record from `offset` (record `index`) on; a record cut short at the end of
+    the data ends the iteration."""
     limit = max(header.snaplen, _MAX_RECORD)
-    offset, index = _HEADER_LEN, 0
     while offset + _RECORD_HEADER_LEN <= len(data):
         seconds, fraction, captured, _ = header.record.unpack_from(data, offset)
         if captured > limit:
@@ -202,7 +264,7 @@ def _records(data: bytes, header: _Header) -> Iterator[_Record]:
         end = offset + _RECORD_HEADER_LEN + captured
         if end > len(data):
             return  # the capture stopped mid-record
-        yield _Record(index, seconds + fraction / header.ticks, data[offset:end])
+        yield _Record(index, seconds + fraction / header.ticks, bytes(data[offset:end]))
         offset, index = end, index + 1
 
 
@@ -245,61 +307,93 @@ _LINKS = {1: _ether, 12: _raw_ip, 14: _raw_ip, 113: _sll, 101: _raw_ip, 228: _ra
 # ---------------------------------------------------------------- IPv4 and above
 
 
-def _packet(record: _Record, frame: _Frame, names: Mapping[int, str], layers: _Layers) -> Packet | None:
-    payload = frame.payload
-    if frame.ethertype != _ETH_P_IP or len(payload) < 20 or payload[0] >> 4 != 4:
+def _ipv4_fields(payload: bytes, layers: _Layers, seen: dict[bytes, dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The Packet fields of an IPv4 packet (the inner one when tunnelled), or None for another
+    protocol or a packet too short for its header; `seen` holds those of the bytes met before."""
+    found = seen.get(payload, seen)
+    if found is seen:
+        found = seen[payload] = _dissect(payload, layers, seen)
+    return found
+
+
+def _dissect(payload: bytes, layers: _Layers, seen: dict[bytes, dict[str, Any] | None]) -> dict[str, Any] | None:
+    if len(payload) < 20 or payload[0] >> 4 != 4:
         return None
-    outer = layers.ip(payload)
-    ip, encap = _decapsulate(outer, layers) or (outer, None)
-    return Packet(
-        index=record.index,
-        time=record.time,
-        ifindex=frame.ifindex,
-        interface=_interface_name(names, frame.ifindex),
-        direction=frame.direction,
+    ip, l4 = _ipv4(payload, layers)
+    tunnel = _tunnel(ip, l4, layers)
+    inner = _ipv4_fields(tunnel[0], layers, seen) if tunnel else None
+    if tunnel and inner is not None:
+        return {**inner, "encap": tunnel[1]}
+    return dict(
         proto=_PROTOS.get(ip.proto, "ip"),
         src=ip.src,
         dst=ip.dst,
         length=ip.len,
         dont_fragment=bool(ip.flags.DF),
-        encap=encap,
-        **_transport(ip.payload, layers),
+        encap=None,
+        **_transport(ip, l4, layers),
     )
+
+
+def _ipv4(payload: bytes, layers: _Layers) -> tuple[Any, bytes]:
+    """The IPv4 header dissected, and the bytes it carries (up to its total length: no padding)."""
+    size = (payload[0] & 0x0F) * 4
+    ip = layers.ip(payload[:size])
+    return ip, payload[size:ip.len] if ip.len and ip.len > size else payload[size:]
 
 
 def _interface_name(names: Mapping[int, str], ifindex: int) -> str:
     return names.get(ifindex, f"if{ifindex}")
 
 
-def _decapsulate(outer: Any, layers: _Layers) -> tuple[Any, Encap] | None:
-    """(inner IPv4 layer, Encap) of a VXLAN or Geneve packet carrying IPv4, else None."""
-    udp = outer.payload
-    if not isinstance(udp, layers.udp):
+def _tunnel(outer: Any, l4: bytes, layers: _Layers) -> tuple[bytes, Encap] | None:
+    """(the inner IPv4 packet's bytes, Encap) of a VXLAN or Geneve packet carrying IPv4, else None."""
+    if outer.proto != 17 or outer.frag or len(l4) < 16:
         return None
-    tunnel = udp.payload
-    if udp.dport in _VXLAN_PORTS and isinstance(tunnel, layers.vxlan):
-        kind = "vxlan"
-    elif udp.dport == _GENEVE_PORT and layers.geneve is not None and isinstance(tunnel, layers.geneve):
-        kind = "geneve"
+    udp = layers.udp(l4[:8])
+    if udp.dport in _VXLAN_PORTS:
+        kind, size = "vxlan", 8
+    elif udp.dport == _GENEVE_PORT and layers.geneve is not None:
+        kind, size = "geneve", 8 + (l4[8] & 0x3F) * 4  # its options: opt_len 4-byte words
     else:
         return None
-    inner = tunnel.payload
-    if isinstance(inner, layers.ether):
-        inner = inner.payload
-    if not isinstance(inner, layers.ip):
+    if len(l4) < 8 + size:
+        return None
+    tunnel, inner = getattr(layers, kind)(l4[8:8 + size]), l4[8 + size:]
+    carried = tunnel.guess_payload_class(inner)
+    if carried is layers.ether:
+        if len(inner) < _ETHER_LEN or _ETHER.unpack_from(inner)[0] != _ETH_P_IP:
+            return None
+        inner = inner[_ETHER_LEN:]
+    elif carried is not layers.ip:
         return None
     return inner, Encap(kind, outer.src, outer.dst, udp.dport, tunnel.vni)
 
 
-def _transport(l4: Any, layers: _Layers) -> dict[str, Any]:
-    """The Packet fields of the layer above IP (none for a fragment or an unknown protocol)."""
-    if isinstance(l4, layers.tcp):
-        return {"sport": l4.sport, "dport": l4.dport, "tcp_flags": str(l4.flags)}
-    if isinstance(l4, layers.udp):
-        return {"sport": l4.sport, "dport": l4.dport, "dns": _dns(l4)}
-    if isinstance(l4, layers.icmp):
-        return _icmp(l4, layers)
+def _transport(ip: Any, l4: bytes, layers: _Layers) -> dict[str, Any]:
+    """The Packet fields of the header above IP (none for a later fragment, an unknown protocol or
+    a header cut short)."""
+    if ip.frag:
+        return {}
+    if ip.proto == 6 and len(l4) >= 20:
+        tcp = _header_of(layers.tcp, l4[:max(20, (l4[12] >> 4) * 4)])
+        return {"sport": tcp.sport, "dport": tcp.dport, "tcp_flags": str(tcp.flags)} if tcp else {}
+    if ip.proto == 17 and len(l4) >= 8:
+        udp = layers.udp(l4[:8])
+        return {"sport": udp.sport, "dport": udp.dport, "dns": _dns(udp, l4[8:udp.len] if udp.len >= 8 else l4[8:])}
+    if ip.proto == 1 and len(l4) >= 4:
+        icmp = _header_of(layers.icmp, l4)
+        return _icmp(icmp, layers) if icmp else {}
     return {}
+
+
+def _header_of(layer: Any, data: bytes) -> Any:
+    """scapy's dissection of a header, or None when the capture cut it too short to dissect (as
+    the payload of a whole packet, scapy would have left those bytes raw)."""
+    try:
+        return layer(data)
+    except (struct.error, IndexError, ValueError):
+        return None
 
 
 def _icmp(icmp: Any, layers: _Layers) -> dict[str, Any]:
@@ -324,12 +418,12 @@ def _quoted(error: Any, layers: _Layers) -> Quoted | None:
     return Quoted(proto, error.src, error.dst)
 
 
-def _dns(udp: Any) -> DnsInfo | None:
+def _dns(udp: Any, payload: bytes) -> DnsInfo | None:
     """The DNS message in a port-53 UDP payload; None when dnspython can't parse it (snaplen)."""
     if 53 not in (udp.sport, udp.dport):
         return None
     try:
-        message = dns.message.from_wire(udp.payload.original)
+        message = dns.message.from_wire(payload)
     except dns.exception.DNSException:
         return None  # documented: a truncated or non-DNS payload is not an error of the capture
     return DnsInfo(

@@ -354,3 +354,45 @@ def test_preload_from_several_threads():
     for thread in threads:
         thread.join()
     assert one(sll2() / IP() / TCP(flags="S")).tcp_flags == "S"
+
+
+# ---------------------------------------------------------------- streaming
+
+
+def mixed_capture() -> bytes:
+    query = dns_query().to_wire()
+    inner = IP(src="10.244.1.5", dst="10.244.2.7") / TCP(sport=40000, dport=8080, flags="S")
+    tunnelled = IP(src="172.18.0.2", dst="172.18.0.3") / UDP(sport=5555, dport=8472) / VXLAN(vni=1) / Ether() / inner
+    return capture(sll2(2) / inner, sll2(3) / tunnelled, sll2(2) / udp_dns(query), sll2(2, outgoing=True) / inner,
+                   sll2(4) / IPv6(), sll2(2) / IP(src="10.244.1.5", dst="10.244.2.7") / ICMP(type=8, id=7))
+
+
+@pytest.mark.parametrize("size", [1, 7, 24, 100, 10_000])
+def test_a_stream_fed_in_pieces_decodes_as_the_whole(size):
+    data = mixed_capture()
+    decoder = pcap.Decoder()
+    for start in range(0, len(data), size):
+        decoder.feed(data[start:start + size])
+    assert decoder.packets(NAMES) == pcap.decode(data, NAMES)
+    assert decoder.data == data
+    assert [p.encap.kind if p.encap else None for p in decoder.packets(NAMES)] == [None, "vxlan", None, None, None]
+
+
+def test_the_same_bytes_on_two_interfaces_are_two_packets():
+    first, _, _, again, _ = pcap.decode(mixed_capture(), NAMES)
+    assert (first.interface, again.interface, first.index, again.index) == ("eth0", "eth0", 0, 3)
+    assert (first.direction, again.direction) == (Direction.IN, Direction.OUT)
+    assert first.tcp_flags == again.tcp_flags == "S"
+
+
+def test_a_bad_stream_is_refused_when_its_packets_are_asked_for():
+    decoder = pcap.Decoder()
+    decoder.feed(b"\x00" * 40)
+    with pytest.raises(ValueError, match="not a pcap capture"):
+        decoder.packets(NAMES)
+
+
+def test_a_transport_header_cut_short_leaves_the_packet_without_its_fields():
+    whole = bytes(IP(src="10.244.1.5", dst="10.244.2.7") / ICMP(type=3, code=3) / IPerror() / UDPerror())
+    (packet,) = pcap.decode(capture(sll2() / Raw(whole[:25])), NAMES)
+    assert (packet.proto, packet.src, packet.icmp_type, packet.quoted) == ("icmp", "10.244.1.5", None, None)

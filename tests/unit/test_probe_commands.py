@@ -323,7 +323,8 @@ def test_parse_ping_shapes(code, out, err, outcome, mtu):
 def test_ping_missing_binary_and_command():
     missing = ExecResult(None, b"", b"", ExecError(ExecErrorKind.MISSING_BINARY, "not found", "ping"))
     assert pc.parse_ping("10.0.0.2", 56, missing).outcome is PingOutcome.ERROR
-    assert pc.ping_command("10.0.0.2", 1472, True, 2) == ["ping", "-n", "-c1", "-W", "2", "-M", "do", "-s", "1472", "10.0.0.2"]
+    assert pc.ping_command("10.0.0.2", 1472, True, 2) == ["ping", "-n", "-c1", "-i", "0.2", "-W", "2", "-M", "do", "-s", "1472",
+                                                               "10.0.0.2"]
 
 
 # ---------------------------------------------------------------- listeners
