@@ -1,6 +1,7 @@
 """Side by side, same lab, same run: `netdoctor check svc/api -n shop` (the full check, capture on
 and off) against the minimal runbook a person would script with the official Kubernetes client:
-read the Service and its pods, create a netshoot pod, wait until it runs, exec nslookup of the
+read the Service and its pods, create a netshoot pod (labelled as a client the NetworkPolicies
+admit, as netdoctor's probes impersonate one), wait until it runs, exec nslookup of the
 Service's name and curl to its ClusterIP and to each pod IP (its targetPort), delete the pod.
 
 Each is a fresh process (Python start-up and imports count for both), interleaved so the machine's
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "nicolaka/netshoot:v0.13"
 
 
-def runbook(kubeconfig: str, namespace: str, service: str) -> None:
+def runbook(kubeconfig: str, namespace: str, service: str, labels: dict[str, str]) -> None:
     """The minimal runbook with the official client; raises if a step fails."""
     from kubernetes import client, config, watch
     from kubernetes.stream import stream
@@ -39,7 +40,7 @@ def runbook(kubeconfig: str, namespace: str, service: str) -> None:
     port = svc.spec.ports[0]
     name = f"runbook-{secrets.token_hex(3)}"
     body = client.V1Pod(
-        metadata=client.V1ObjectMeta(name=name),
+        metadata=client.V1ObjectMeta(name=name, labels=labels),
         spec=client.V1PodSpec(restart_policy="Never", termination_grace_period_seconds=0,
                               containers=[client.V1Container(name="shell", image=IMAGE, command=["sleep", "300"])]))
     core.create_namespaced_pod(namespace, body)
@@ -103,9 +104,11 @@ def main() -> None:
     parser.add_argument("--runbook", metavar="KUBECONFIG", help="only run the runbook against this cluster")
     parser.add_argument("--namespace", default="shop")
     parser.add_argument("--service", default="api")
+    parser.add_argument("--labels", default="app=frontend,tier=web",
+                        help="the runbook pod's labels: a client the NetworkPolicies admit (the shop's frontend)")
     args = parser.parse_args()
     if args.runbook:
-        runbook(args.runbook, args.namespace, args.service)
+        runbook(args.runbook, args.namespace, args.service, dict(kv.split("=", 1) for kv in args.labels.split(",")))
         return
     sys.path.insert(0, str(ROOT))
     from netdoctor.lab import lifecycle
