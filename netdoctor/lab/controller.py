@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -57,6 +58,7 @@ class Controller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="controller", daemon=True)
         self._faults = FaultManager(cluster, paths)
+        self.passes = 0  # reconcile passes completed: a change seen now is programmed two passes later
         cluster.store.subscribe(lambda *_: self._wake.set())
 
     def start(self) -> None:
@@ -76,6 +78,17 @@ class Controller:
             except Exception:  # a bad object must not stop the cluster: log it, go on
                 self._log.write(traceback.format_exc())
                 self._log.flush()
+            self.passes += 1
+
+    def wait_programmed(self, timeout: float) -> bool:
+        """Wait for a whole pass that started after this call: what the store holds now (a pod just
+        Ready) is then in the EndpointSlices and the nodes' Service rules too."""
+        target = self.passes + 2
+        deadline = time.monotonic() + timeout
+        while self.passes < target and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.01)
+        return self.passes >= target
 
     def reconcile(self) -> None:
         cluster = self._cluster

@@ -137,7 +137,9 @@ class Lab:
         while time.monotonic() < deadline:
             pods = store.list("pods")
             if pods and all(_settled(p) for p in pods):
-                return
+                if self.controller.wait_programmed(max(deadline - time.monotonic(), 0.0)):
+                    return  # the Ready pods' endpoints and Service rules are programmed too
+                raise NetdoctorError(f"the nodes' Service rules not programmed after {READY_TIMEOUT:.0f}s")
             time.sleep(0.05)
         waiting = [p["metadata"]["name"] for p in store.list("pods") if not _settled(p)]
         raise NetdoctorError(f"pods not ready after {READY_TIMEOUT:.0f}s: {', '.join(waiting)}")
