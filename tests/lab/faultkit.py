@@ -75,6 +75,8 @@ def settle(lab, fault):
         lab.wait(lambda: all(p.metadata.name not in lab._before for p in lab.pods("shop", "app=api"))
                  and len([p for p in lab.pods("shop", "app=api") if p.status.phase == "Running"]) == 2,
                  timeout=15, what="api rollout")
+    if fault == "dns-down":  # scaled to zero: until its pods are deleted a terminating DNS pod stays on the path
+        time.sleep(2.0)
     time.sleep(0.7)  # endpoints, kube-proxy and DNS follow within a reconcile or two
 
 
