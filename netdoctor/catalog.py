@@ -75,7 +75,7 @@ class HopDef:
     causes: Mapping[str, Cause]
 
 
-HOP_PARAMS = frozenset({"what", "dst", "hop", "last", "node", "sender", "icmp", "size", "tunnel", "from", "why", "proxy"})
+HOP_PARAMS = frozenset({"what", "dst", "hop", "last", "node", "sender", "icmp", "answer", "size", "tunnel", "from", "why", "proxy"})
 
 
 @dataclass(frozen=True)

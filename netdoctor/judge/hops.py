@@ -659,8 +659,8 @@ def _socket_refusal_cause(ev: Evidence, step: Step) -> HopPath | None:
     port = f":{action.port}" if isinstance(action, TcpConnect) else ":53"
     what = f"{'SYN' if isinstance(action, TcpConnect) and not isinstance(action, UdpExchange) else 'datagram'} " \
            f"to {service}{port}"
-    params = {"what": what, "dst": service, "hop": hop.label, "node": node or "?", "sender": f"{proxy} at the socket",
-              "icmp": "host unreachable (EHOSTUNREACH, no packet sent)"}
+    params = {"what": what, "dst": service, "hop": hop.label, "node": node or "?",
+              "answer": f"host unreachable from {proxy} at the socket (EHOSTUNREACH, no packet sent)"}
     refusal = Refusal(RefusalKind.NO_ENDPOINTS, None, node, "host unreachable at the socket")
     return HopPath(step.key, f"{ev.probes[step.probe].ip} → {service}{port}", (hop,), PathOutcome.REJECTED,
                    "no-endpoints", 0, params=_params_text(params), refusal=refusal)
@@ -858,7 +858,7 @@ def _reject_cause(ev: Evidence, refusal: Refusal, params: dict[str, str]) -> tup
     enforcer rejects rather than drops (kube-router; Calico/Antrea Reject), or another reject rule."""
     params = params | {"node": refusal.node or "?"}
     if refusal.kind is RefusalKind.NO_ENDPOINTS:
-        return "no-endpoints", params
+        return "no-endpoints", params | {"answer": f"{refusal.how} from {_sender_text(refusal)}"}
     if refusal.how == RESET:
         return "refused-by-node", params
     denied = _policy_denial(ev, params["dst"])
@@ -902,12 +902,17 @@ def _drop_cause(ev: Evidence, step: Step, conn: Conn, hops, at, last, params) ->
         proxy = socket_proxy(ev, src_node)
         params |= {"node": src_node or "?"}
         return ("service-map-stale", params | {"proxy": proxy}) if proxy else ("untranslated", params)
+    if _endpointless_silence(ev, conn, hops, src_node):
+        return "no-endpoints", params | {"node": src_node or "?", "answer": SILENT_REJECT}
     if hop.blind and hop.kind is HopKind.VETH and hop.node != src_node and _no_route(ev, hop.node, params["dst"]):
         return "no-pod-route", params  # the destination node knows no way to its own pod (Calico's /32)
     if hop.blind:
         return ("node-not-ready" if "NotReady" in hop.blind else "blind"), params | {"why": hop.blind}
-    if last == len(hops) - 1 and hops[last].kind in (HopKind.VETH, HopKind.POD):
+    own_port = _source_port(hops, last, src_node)
+    if last == len(hops) - 1 and hops[last].kind in (HopKind.VETH, HopKind.POD) and not own_port:
         return "no-answer", params
+    if own_port and at == last:  # nothing beyond the source's veth: where the Service sent it is unknown
+        params |= {"hop": f"the backend {params['dst']} was translated to (no capture or conntrack entry says which)"}
     tunnel = next((h.note for h in hops if "VXLAN" in h.note or "GENEVE" in h.note), "")
     pod_ip = not _is_service_ip(ev, params["dst"])
     if pod_ip and hops[last].node == src_node and _no_route(ev, src_node, params["dst"]):
@@ -919,7 +924,26 @@ def _drop_cause(ev: Evidence, step: Step, conn: Conn, hops, at, last, params) ->
     denial = _policy_denial(ev, params["dst"])
     if denial:
         return denial, params
-    return ("destination-drop" if hop.node != src_node or at == len(hops) - 1 else "source-drop"), params
+    delivered_end = at == len(hops) - 1 and not own_port
+    return ("destination-drop" if hop.node != src_node or delivered_end else "source-drop"), params
+
+
+SILENT_REJECT = "no ICMP error came back: the kernel rate-limits them, a few per second to each client"
+
+
+def _source_port(hops: tuple[Hop, ...], i: int | None, src_node: str | None) -> bool:
+    """Hop `i` is the source pod's own veth on its node (the first veth of the path), not a destination's."""
+    veths = [j for j, h in enumerate(hops) if h.kind is HopKind.VETH and h.node == src_node]
+    return i is not None and bool(veths) and veths[0] == i
+
+
+def _endpointless_silence(ev: Evidence, conn: Conn, hops: tuple[Hop, ...], src_node: str | None) -> bool:
+    """A connection to a Service IP without a ready backend that vanished on the source's node,
+    untranslated: the node's Service rules reject it, and the kernel's ICMP rate limit ate this
+    connection's error (a burst of connections to such a Service gets a few errors, then silence)."""
+    if not _is_service_ip(ev, conn.dst) or _ready_backends(ev, conn.dst) or _translated(ev, conn):
+        return False
+    return not any(h.request and h.node != src_node for h in hops) and not _left_untranslated(ev, conn, src_node)
 
 
 def _untranslated(ev: Evidence, conn: Conn, hops: tuple[Hop, ...]) -> bool:

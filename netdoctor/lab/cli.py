@@ -119,6 +119,8 @@ def break_(
     """Inject a fault that reproduces a real failure."""
     applied = lifecycle.break_fault(lifecycle.pick(name), fault, target)
     ctx.obj.console().print(f"broke [bold]{applied.name}[/] on {applied.target}: {applied.summary}")
+    if not applied.settled:
+        ctx.obj.console().print("note: its effects are still settling (pods, endpoints, Service rules)")
     return 0
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TextIO
 
-from netdoctor.lab import jobs, net, workloads
+from netdoctor.lab import dnsserver, jobs, net, workloads
 from netdoctor.lab.api.status import ApiError
 from netdoctor.lab.dataplane import DataPlane
 from netdoctor.lab.endpoints import reconcile_endpoints
@@ -27,6 +27,7 @@ from netdoctor.lab.state import LabPaths, write_json_atomically
 from netdoctor.labels import Selector, from_match_labels
 
 TICK = 0.1
+SETTLE_TIMEOUT = 10.0  # a fault's effects that have not settled by then are reported as still settling
 
 
 @dataclass
@@ -73,12 +74,28 @@ class Controller:
         while not self._stop.is_set():
             self._wake.wait(TICK)
             self._wake.clear()
+            version = self._cluster.store.resource_version()
             try:
                 self.reconcile()
             except Exception:  # a bad object must not stop the cluster: log it, go on
                 self._log.write(traceback.format_exc())
                 self._log.flush()
             self.passes += 1
+            self._faults.report(lambda since: self._settled(version, since))
+
+    def _settled(self, version: int, since: float) -> bool:
+        """The pass that just ended found nothing to change, no pod is on its way out on a live
+        node, readiness was probed after `since` and the DNS servers reloaded their zone: what the
+        store holds is what the endpoints, the nodes' rules and DNS answer with, and a change made
+        at `since` is in it."""
+        cluster = self._cluster
+        if cluster.store.resource_version() != version or not cluster.kubelets.probed_since(since):
+            return False
+        if time.time() - cluster.dataplane.zone_written_at < 2 * dnsserver.POLL_SECONDS:
+            return False  # the DNS servers have not reloaded the zone yet
+        down = cluster.kubelets.down_nodes
+        return not any(p["metadata"].get("deletionTimestamp") and p["spec"].get("nodeName") not in down
+                       for p in cluster.store.list("pods"))
 
     def wait_programmed(self, timeout: float) -> bool:
         """Wait for a whole pass that started after this call: what the store holds now (a pod just
@@ -176,6 +193,19 @@ class FaultManager:
         self._paths = paths
         self._applied: dict[str, str] = {}
         self._seen: float | None = None
+        self._pending: tuple[dict, float] | None = None  # the record `lab break`/`fix` waits for, and since when
+
+    def report(self, settled) -> None:
+        """Tell `lab break`/`lab fix` their change is done once its effects settled (`settled(since)`,
+        asked after every pass): pods rolled out or gone, readiness probed, Service rules programmed;
+        after SETTLE_TIMEOUT as still settling."""
+        if self._pending is None:
+            return
+        record, since = self._pending
+        quiet = settled(since)
+        if quiet or time.time() - since > SETTLE_TIMEOUT:
+            write_json_atomically(self._paths.applied_faults, record | {"settled": quiet})
+            self._pending = None
 
     def reconcile(self) -> None:
         try:
@@ -192,8 +222,11 @@ class FaultManager:
         for name, target in desired.items():
             if name not in self._applied:
                 errors.update(self._run(name, target, revert=False))
-        write_json_atomically(self._paths.applied_faults, {"generation": mtime, "active": self._applied,
-                                                           "errors": errors})
+        record = {"generation": mtime, "active": dict(self._applied), "errors": errors}
+        if errors:
+            write_json_atomically(self._paths.applied_faults, record | {"settled": True})
+        else:
+            self._pending = (record, time.time())
 
     def _run(self, name: str, target: str, revert: bool) -> dict[str, str]:
         fault = CATALOG[name]

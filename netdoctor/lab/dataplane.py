@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -47,6 +48,7 @@ class DataPlane:
         self._sandbox_of = sandbox_of
         self._applied: dict[tuple[str, str], str] = {}
         self._zone_text = ""
+        self.zone_written_at = 0.0  # the DNS servers reload the zone file within their poll (dnsserver.POLL_SECONDS)
         self.stale_nodes: set[str] = set()
         self.dns_overrides: dict[str, list[str]] = {}
 
@@ -148,3 +150,4 @@ class DataPlane:
             tmp.write_text(text)
             os.replace(tmp, self._zone_file)
             self._zone_text = text
+            self.zone_written_at = time.time()

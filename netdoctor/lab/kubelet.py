@@ -48,6 +48,8 @@ class PodState:
     next_probe: float = 0.0
     finished: str | None = None  # "Succeeded", "Failed" or "DeadlineExceeded"
     kill_at: float | None = None  # set when a graceful stop began: when SIGKILL ends it
+    round_at: float = 0.0  # when the latest round of readiness probes began
+    probed_at: float = 0.0  # when the latest round whose every result is in `ready` began
 
 
 class Kubelets:
@@ -170,26 +172,37 @@ class Kubelets:
             state.finished = "DeadlineExceeded"
 
     # --- readiness ----------------------------------------------------------------------------
+    def probed_since(self, moment: float) -> bool:
+        """Every pod running on a live node has readiness results from probes begun after
+        `moment`: what a change made then did to readiness is in the pods' status."""
+        return all(state.probed_at >= moment for state in self._pods.values()
+                   if not state.finished and state.sandbox.node.name not in self.down_nodes)
+
     def _probe(self, pod: dict, state: PodState, node: net.NodeNet) -> None:
         for name, future in list(state.probes.items()):
             if future.done():
                 state.ready[name] = future.result()
                 del state.probes[name]
+        if not state.probes:
+            state.probed_at = state.round_at
         if node.name in self.down_nodes:
             state.ready = {c["name"]: False for c in pod["spec"]["containers"]}
             return
-        if time.time() < state.next_probe:
+        if time.time() < state.next_probe or state.probes:  # one round at a time
             return
         ready = bool(state.ready) and all(state.ready.values())
-        state.next_probe = time.time() + (PROBE_PERIOD if ready else STARTUP_PROBE_PERIOD)
+        state.round_at = time.time()
+        state.next_probe = state.round_at + (PROBE_PERIOD if ready else STARTUP_PROBE_PERIOD)
         started = self._runtime.started(state.uid)
         for container in pod["spec"]["containers"]:
             name, probe = container["name"], container.get("readinessProbe")
             alive = name in started and started[name].process.poll() is None
             if probe is None or not alive:
                 state.ready[name] = alive
-            elif name not in state.probes:
+            else:
                 state.probes[name] = self._executor.submit(self._run_probe, pod, container, probe, state)
+        if not state.probes:
+            state.probed_at = state.round_at
 
     def _run_probe(self, pod: dict, container: dict, probe: dict, state: PodState) -> bool:
         try:

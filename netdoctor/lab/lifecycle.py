@@ -27,7 +27,7 @@ from netdoctor.lab.state import LabConfig, LabPaths, ProxyMode, existing_labs, w
 
 UP_TIMEOUT = 30.0
 STOP_TIMEOUT = 3.0
-FAULT_TIMEOUT = 10.0
+FAULT_TIMEOUT = 20.0  # the daemon reports within its SETTLE_TIMEOUT (10 s)
 
 
 class LabError(NetdoctorError):
@@ -60,6 +60,7 @@ class AppliedFault:
     name: str
     target: str
     summary: str
+    settled: bool = True  # its effects (rollouts, endpoints, Service rules) were in place when `lab break` returned
 
 
 def up(config: LabConfig) -> UpResult:
@@ -200,8 +201,8 @@ def break_fault(name: str, fault: str, target: str | None) -> AppliedFault:
     desired = _desired(paths)
     if fault in desired:
         raise UsageError(f"{fault} is already broken in lab {name} (netdoctor lab fix {fault})")
-    _set_faults(paths, {**desired, fault: target or spec.default_target})
-    return AppliedFault(fault, target or spec.default_target, spec.summary)
+    settled = _set_faults(paths, {**desired, fault: target or spec.default_target})
+    return AppliedFault(fault, target or spec.default_target, spec.summary, settled)
 
 
 def fix_faults(name: str, fault: str | None) -> list[str]:
@@ -221,8 +222,9 @@ def _desired(paths: LabPaths) -> dict[str, str]:
         return {}
 
 
-def _set_faults(paths: LabPaths, faults: dict[str, str]) -> None:
-    """Write the desired faults and wait for the daemon to apply them; its errors are ours."""
+def _set_faults(paths: LabPaths, faults: dict[str, str]) -> bool:
+    """Write the desired faults and wait for the daemon to apply them and for their effects to
+    settle (False: still settling after the daemon's SETTLE_TIMEOUT); its errors are ours."""
     if not _alive(paths.daemon_pid()):
         raise LabError(f"lab {paths.name} is not running (netdoctor lab up --name {paths.name})")
     previous = _desired(paths)
@@ -240,7 +242,7 @@ def _set_faults(paths: LabPaths, faults: dict[str, str]) -> None:
                 errors = applied["errors"]
                 message = "; ".join(f"{name}: {e['message']}" for name, e in errors.items())
                 raise (UsageError if all(e["usage"] for e in errors.values()) else LabError)(message)
-            return
+            return applied.get("settled", True)
         time.sleep(0.02)
     write_json_atomically(paths.faults, previous)
     raise LabError(f"lab {paths.name} did not apply the change within {FAULT_TIMEOUT:.0f}s (log: {paths.log})")

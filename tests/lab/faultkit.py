@@ -4,8 +4,6 @@ test_dialect_matrix.py (every CNI dialect)."""
 
 from __future__ import annotations
 
-import time
-
 # fault -> (the report's broken layer: the root cause's, check ID, cause), for `check svc/api -n shop`
 # from the default source. The failures the cause explains (DNS through a stale node's ClusterIP,
 # pod IPs behind a deny policy) are its consequences, not the broken layer (runbooks.yaml).
@@ -70,14 +68,13 @@ def all_states(report: dict) -> set[str]:
 
 
 def settle(lab, fault):
-    """Faults that roll pods out need the new pods running before the check is meaningful."""
+    """`lab break` and `lab fix` return once the fault's effects settled (rollouts done, pods gone,
+    readiness probed, endpoints, Service rules and DNS programmed); the api rollout is checked here
+    as well, by what the API shows."""
     if fault == "app-bind-localhost":
         lab.wait(lambda: all(p.metadata.name not in lab._before for p in lab.pods("shop", "app=api"))
                  and len([p for p in lab.pods("shop", "app=api") if p.status.phase == "Running"]) == 2,
                  timeout=15, what="api rollout")
-    if fault == "dns-down":  # scaled to zero: until its pods are deleted a terminating DNS pod stays on the path
-        time.sleep(2.0)
-    time.sleep(0.7)  # endpoints, kube-proxy and DNS follow within a reconcile or two
 
 
 def healthy(lab) -> bool:

@@ -200,3 +200,18 @@ def test_node_down_cuts_the_node_and_marks_it_not_ready(shop):
     finally:
         lifecycle.fix_faults(shop.lab.name, "node-down")
     shop.lab.wait(lambda: shop.observe() == HEALTHY, timeout=8, what="node-down fixed")
+
+
+@pytest.mark.parametrize("fault", ["dns-down", "pod-not-ready"])
+def test_break_and_fix_return_once_the_effects_settled(shop, fault):
+    """A fault that goes through the control plane (pods scaled away, readiness failing, then the
+    endpoints, Service rules and DNS following) is in effect when `lab break` returns, and gone
+    when `lab fix` returns: the very first look sees it, with no waiting (a check run at once
+    must never meet a terminating pod or a stale rule)."""
+    applied = lifecycle.break_fault(shop.lab.name, fault, None)
+    try:
+        assert applied.settled
+        assert shop.observe() == EXPECTED[fault]
+    finally:
+        lifecycle.fix_faults(shop.lab.name, fault)
+    assert shop.observe() == HEALTHY

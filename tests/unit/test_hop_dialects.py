@@ -140,12 +140,13 @@ def cluster(cni: Cni, proxy: ServiceProxy) -> ClusterKind:
     return ClusterKind(CniKind(cni, Overlay.VXLAN, Confidence.HIGH), ProxyKind(proxy, mode, Confidence.HIGH))
 
 
-def evidence(scene: Scene, steps, observations=(), kind: ClusterKind | None = None) -> Evidence:
+def evidence(scene: Scene, steps, observations=(), kind: ClusterKind | None = None, **changes) -> Evidence:
     facts = Facts(namespace="demo", target=Ref(Kind.SERVICE, "web"), source="probe on node-1", source_node="node-1",
                   source_pod=None, source_namespace="demo", port=80, target_port=8080, service=SERVICE,
                   service_port=SERVICE.ports[0], backends=(pod("web-1", WEB1, "node-2"), pod("web-2", WEB2, "node-2")),
                   nodes=(Node("node-1", node_ip("node-1"), True), Node("node-2", node_ip("node-2"), True)),
                   policy=(), cluster=kind)
+    facts = replace(facts, **changes)
     plan = Plan((PlannedProbe("source", "node-1", "demo", capture=True),), tuple(steps))
     return Evidence(facts, plan, tuple(observations), scene.captures(),
                     {"source": RunningProbe("source", "nd-probe-source", SRC, "node-1")})
@@ -454,3 +455,62 @@ def test_a_calico_pod_whose_gateway_does_not_answer_is_said_so():
     # a timeout (the SYN was sent but not captured) says nothing about the gateway
     timed_out = Observation(step.key, (TcpResult(WEB1, 8080, TcpOutcome.TIMEOUT, 3.0),))
     assert path_of(evidence(scene, [step], [timed_out]), "pod:web-1").cause == "not-seen"
+
+
+# --- Calico without a bridge: what the source's own veth is not --------------------------------
+
+
+def calico_scene() -> Scene:
+    return Scene({"node-1": calico_inventory("node-1"), "node-2": calico_inventory("node-2")}, tunnel=("vxlan", 4789))
+
+
+SOURCE_SIDE = [("source", "eth0", False), ("node-1", CALI[SRC], False)]
+
+
+def test_a_service_syn_lost_right_after_the_sources_own_cali_veth_was_never_delivered():
+    """The DNAT chose a backend and the node's forwarding dropped the SYN (a dropped packet's
+    conntrack entry is never confirmed, so nothing says which backend): the last hop that saw it is
+    the source's own veth, which is no pod's door. Was 'delivered to the pod, never answered'."""
+    scene = calico_scene()
+    scene.flow(SOURCE_SIDE, t=T0, key=40100, dst=CLUSTER_IP, dport=80, reply=False)
+    path = path_of(evidence(scene, [tcp_step("svc:web", CLUSTER_IP, 80)]), "svc:web")
+    assert path.outcome is PathOutcome.DROPPED and path.at == 1
+    assert path.cause == "source-drop", path
+    assert "translated to" in dict(path.params)["hop"]
+
+
+def test_the_same_loss_with_every_backend_denied_ingress_is_the_policy():
+    from ipaddress import IPv4Address
+
+    from netdoctor.model import PolicyFlow
+    from netdoctor.policy import model as pm
+    from netdoctor.policy.engine import DirectionState, DirectionVerdict, FlowVerdict
+
+    def denied(name, ip):
+        src, dst = pm.Pod("demo", "source", {}, (IPv4Address(SRC),)), pm.Pod("demo", name, {}, (IPv4Address(ip),))
+        return PolicyFlow(name, FlowVerdict(src, dst, pm.Protocol.TCP, 8080,
+                                            DirectionVerdict(pm.Direction.EGRESS, DirectionState.NOT_ISOLATED, src.key),
+                                            DirectionVerdict(pm.Direction.INGRESS, DirectionState.DENIED, dst.key)))
+
+    scene = calico_scene()
+    scene.flow(SOURCE_SIDE, t=T0, key=40101, dst=CLUSTER_IP, dport=80, reply=False)
+    ev = evidence(scene, [tcp_step("svc:web", CLUSTER_IP, 80)], policy=(denied("web-1", WEB1), denied("web-2", WEB2)))
+    path = path_of(ev, "svc:web")
+    assert (path.outcome, path.cause, path.hops[path.at].node) == (PathOutcome.DROPPED, "policy-ingress", "node-1")
+
+
+def test_a_silent_loss_at_a_service_without_ready_endpoints_is_its_rules_whose_icmp_was_rate_limited():
+    """kube-proxy rejects connections to a Service without endpoints with ICMP port unreachable, a
+    few per second to each client: a burst's later connections vanish on the source's node."""
+    from netdoctor.cluster.objects import EndpointAddress, EndpointSlice
+    from netdoctor.judge.hops import SILENT_REJECT
+
+    unready = (EndpointSlice("demo", "web-x", "web", "IPv4", (), (EndpointAddress(WEB1, False, False, True, "web-1",
+                                                                                 "node-2"),)),)
+    scene = calico_scene()
+    scene.flow(SOURCE_SIDE, t=T0, key=40102, dst=CLUSTER_IP, dport=80, reply=False)
+    path = path_of(evidence(scene, [tcp_step("svc:web", CLUSTER_IP, 80)], slices=unready), "svc:web")
+    assert (path.outcome, path.cause, path.hops[path.at].node) == (PathOutcome.DROPPED, "no-endpoints", "node-1")
+    assert dict(path.params)["answer"] == SILENT_REJECT
+    path = path_of(evidence(scene, [tcp_step("svc:web", CLUSTER_IP, 80)]), "svc:web")  # ready endpoints
+    assert path.cause != "no-endpoints"
