@@ -924,8 +924,7 @@ def _drop_cause(ev: Evidence, step: Step, conn: Conn, hops, at, last, params) ->
     denial = _policy_denial(ev, params["dst"])
     if denial:
         return denial, params
-    delivered_end = at == len(hops) - 1 and not own_port
-    return ("destination-drop" if hop.node != src_node or delivered_end else "source-drop"), params
+    return ("destination-drop" if hop.node != src_node or at == len(hops) - 1 else "source-drop"), params
 
 
 SILENT_REJECT = "no ICMP error came back: the kernel rate-limits them, a few per second to each client"
