@@ -4,7 +4,6 @@ the cleanup; a quiet watch gets its bookmark. Nothing is left behind."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -22,6 +21,7 @@ from netdoctor.exitcodes import ExitCode
 from netdoctor.lab import lifecycle
 from netdoctor.lab.state import LabConfig, LabPaths
 
+from conftest import validate_document
 from labkit import MANAGED, check_process, run_objects, start, unique_name
 
 pytestmark = pytest.mark.lab
@@ -72,7 +72,7 @@ def test_a_stalled_api_server_never_turns_a_blocked_overlay_into_pass(lab):
             proc.kill()
     finally:
         lifecycle.fix_faults(lab.name, "overlay-port-blocked")
-    report = json.loads(out)
+    report = validate_document(out)  # the subprocess's report, against its published schema
     checks = {c["id"]: c for layer in report["layers"] for c in layer["checks"]}
     node = next(layer for layer in report["layers"] if layer["id"] == "node")
     assert checks["ND-NODE-002"]["state"] in ("fail", "error"), (checks["ND-NODE-002"], err)
