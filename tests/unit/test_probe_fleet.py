@@ -171,6 +171,15 @@ def fleet(kube, **kw):
     return ProbeFleet(kube, run_timeout=30, run_id="abc123", **kw)
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt, however pytest was started (a shell's background job
+    inherits SIGINT ignored, and Python then leaves it so)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def interrupt_after(*seconds):
     """Ctrl-C (SIGINT to this process, so the main thread gets KeyboardInterrupt) after each delay."""
     timers = [threading.Timer(s, os.kill, (os.getpid(), signal.SIGINT)) for s in seconds]
