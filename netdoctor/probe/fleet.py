@@ -57,6 +57,7 @@ DEADLINE_MARGIN = 120  # seconds a probe outlives the run's own timeout
 START_TIMEOUT = 120.0  # seconds to wait for probe pods to run (image pulls included)
 INTERRUPT_BUDGET = 1.3  # seconds the cleanup after Ctrl-C may take: netdoctor ends within 2 s
 INTERRUPT_CALL_TIMEOUT = 0.4  # seconds for each delete of that cleanup
+IN_FLIGHT_WAIT = 1.0  # seconds Ctrl-C waits for the pod creations in flight to answer, so they are cleaned too
 NONROOT_UID = 65534  # probes without capabilities run as nobody: PodSecurity "restricted" admits them
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 CONTAINER_ERROR_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
@@ -518,21 +519,29 @@ class _PodWatch(threading.Thread):
 
 def _at_once(create, specs: list[ProbeSpec]) -> list:
     """`create(spec)` for every spec at once, each in its own thread (one API round trip for all);
-    the results in spec order, or the first spec's error once every call has answered."""
+    the results in spec order, or the first spec's error once every call has answered. Ctrl-C waits
+    (IN_FLIGHT_WAIT at most) for the calls in flight: a pod they still make must be cleaned up too."""
     results: list = [None] * len(specs)
+    answered = [threading.Event() for _ in specs]
 
     def one(i: int, spec: ProbeSpec) -> None:
         try:
             results[i] = create(spec)
         except Exception as exc:  # noqa: BLE001 - handed over: raised below, in the caller's thread
             results[i] = _Raised(exc)
+        finally:
+            answered[i].set()
 
-    threads = [threading.Thread(target=one, args=(i, spec), name=f"create {spec.name}", daemon=True)
-               for i, spec in enumerate(specs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for i, spec in enumerate(specs):
+        threading.Thread(target=one, args=(i, spec), name=f"create {spec.name}", daemon=True).start()
+    try:
+        for event in answered:
+            event.wait()
+    except BaseException:
+        deadline = time.monotonic() + IN_FLIGHT_WAIT
+        for event in answered:
+            event.wait(max(0.0, deadline - time.monotonic()))
+        raise
     failed = next((r.error for r in results if isinstance(r, _Raised)), None)
     if failed is not None:
         raise failed

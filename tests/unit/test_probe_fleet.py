@@ -45,6 +45,7 @@ class FakeKube:
         self.deleted: list[tuple[str, str, str]] = []
         self.status_for: dict[str, dict] = {}  # pod name -> status to report
         self.fail_pod_create: Exception | None = None
+        self.pod_create_seconds = 0.0  # how long each pod creation takes to answer
         self.fail_delete: set[str] = set()
         self.stall_deletes = False  # every delete waits out its timeout, as on a hung API server
         self.execs: list[list[str]] = []
@@ -77,6 +78,7 @@ class FakeKube:
         return obj
 
     def create_pod(self, namespace, body):
+        time.sleep(self.pod_create_seconds)
         if self.fail_pod_create:
             raise self.fail_pod_create
         body["metadata"]["creationTimestamp"] = CREATED
@@ -407,6 +409,20 @@ def test_ctrl_c_while_waiting_cleans_up_owners_first():
             f.launch([ProbeSpec("client", "demo")])
     assert kube.objects == {}
     assert [k[0] for k in kube.deleted] == ["Job", "ConfigMap", "Pod"]  # each owner's dependents go with it
+
+
+def test_ctrl_c_while_pods_are_being_created_cleans_up_what_they_make():
+    """The creations in flight when Ctrl-C comes still make their pods: the cleanup waits for their
+    answers (briefly) and deletes those too, instead of leaving a pod whose owner is already gone."""
+    kube = FakeKube()
+    kube.pod_create_seconds = 0.3
+    interrupt_after(0.1)
+    with pytest.raises(KeyboardInterrupt):
+        with fleet(kube) as f:
+            f.launch([ProbeSpec("client", "demo"), ProbeSpec("other", "demo")])
+    time.sleep(kube.pod_create_seconds)  # any creation still in flight has answered by now
+    assert kube.objects == {}
+    assert {k[0] for k in kube.deleted} == {"Job", "ConfigMap", "Pod"}
 
 
 def test_ctrl_c_cleanup_is_bounded_and_says_how_to_finish():
