@@ -532,14 +532,16 @@ def _at_once(create, specs: list[ProbeSpec]) -> list:
         finally:
             answered[i].set()
 
-    for i, spec in enumerate(specs):
-        threading.Thread(target=one, args=(i, spec), name=f"create {spec.name}", daemon=True).start()
+    started = 0
     try:
+        for i, spec in enumerate(specs):
+            started = i + 1  # counted before start(): Ctrl-C may come while it waits for the thread to run
+            threading.Thread(target=one, args=(i, spec), name=f"create {spec.name}", daemon=True).start()
         for event in answered:
             event.wait()
     except BaseException:
         deadline = time.monotonic() + IN_FLIGHT_WAIT
-        for event in answered:
+        for event in answered[:started]:
             event.wait(max(0.0, deadline - time.monotonic()))
         raise
     failed = next((r.error for r in results if isinstance(r, _Raised)), None)
