@@ -265,6 +265,8 @@ class Observation:
     error: str | None = None
     log: tuple[str, ...] = ()
     seconds: float = 0.0  # wall time the step took (its rounds added up)
+    from_round: int = 0  # its results and connections are the rounds' from this one on (a look again's)
+    set_aside: str | None = None  # why the earlier rounds' were set aside
 
 
 @dataclass(frozen=True)
@@ -291,6 +293,13 @@ class Capture:
     blind: str | None = None
     truncated: bool = False  # the packet limit was reached: later packets are missing
     pcap: bytes = field(default=b"", repr=False, compare=False)  # as captured, for --pcap
+    rounds: tuple[int, ...] = ()  # where each round's packets start in `packets`; () for one round
+
+    def packets_since(self, first_round: int) -> tuple[Packet, ...]:
+        """The packets of round `first_round` and after (a step looked at again sees only its own)."""
+        if first_round == 0:
+            return self.packets
+        return self.packets[self.rounds[first_round]:] if first_round < len(self.rounds) else ()
 
 
 @dataclass(frozen=True)

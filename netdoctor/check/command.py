@@ -414,7 +414,7 @@ def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, s
     """Probe and judge. When the probes cannot run, the layers that need none (from the API
     objects) are still reported before the error, which ends the command with its exit code."""
     from netdoctor.probe import runner
-    from netdoctor.judge import coverage
+    from netdoctor.judge import coverage, paths
     from netdoctor.judge.verdict import judge
     from netdoctor.model import Evidence
     from netdoctor.cluster.kube import Forbidden
@@ -425,7 +425,7 @@ def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, s
                                 **({"image": image} if image else {}))
     with Progress(env, progress_mode, the_plan.steps) as progress:
         try:
-            result = runner.run(kube, the_plan, facts, options, progress.step_done, coverage.uncovered)
+            result = runner.run(kube, the_plan, facts, options, progress.step_done, coverage.uncovered, paths.unsettled)
         except (ProbeLaunchError, Forbidden) as exc:
             failure = exc if isinstance(exc, ProbeLaunchError) else _refused(exc, the_plan)
             observations = runner.observe_without_probes(kube, the_plan, facts, options, failure.message)

@@ -65,13 +65,13 @@ def resolve_all(kube, requests: list) -> list[tuple[Facts, float]]:
 def probe_and_judge(kube, targets: list[Target], checks, options, progress) -> tuple[tuple[Report, ...], tuple]:
     """Every target's plan on shared probes, then each judged on its own: the Reports (duration:
     from the target's resolve to its verdict) and the runs' results (kept probes, captures)."""
-    from netdoctor.judge import coverage
+    from netdoctor.judge import coverage, paths
     from netdoctor.judge.verdict import judge
     from netdoctor.model import Evidence
     from netdoctor.probe import runner
 
     jobs = tuple(runner.Job(t.plan, t.facts) for t in targets)
-    results = runner.run_many(kube, jobs, options, progress, coverage.uncovered)
+    results = runner.run_many(kube, jobs, options, progress, coverage.uncovered, paths.unsettled)
     reports = []
     for target, result in zip(targets, results):
         evidence = Evidence(target.facts, target.plan, result.observations, result.captures, result.probes)

@@ -91,7 +91,7 @@ def smoke(
 
 def _run(env, kube, smoke_file, units, checks, timeout, image, started, progress_mode):
     from netdoctor.check.many import STEP_WORKERS
-    from netdoctor.judge import coverage
+    from netdoctor.judge import coverage, paths
     from netdoctor.model import SmokeReport
     from netdoctor.probe import runner
     from netdoctor.report.progress import Progress
@@ -101,7 +101,7 @@ def _run(env, kube, smoke_file, units, checks, timeout, image, started, progress
     jobs = tuple(runner.Job(u.plan, u.facts) for u in units)
     steps = runner.shared_steps(jobs)
     with _execs_end_on_interrupt(kube), Progress(env, progress_mode, steps) as progress:
-        results = runner.run_many(kube, jobs, options, progress.step_done, coverage.uncovered)
+        results = runner.run_many(kube, jobs, options, progress.step_done, coverage.uncovered, paths.unsettled)
     judged = judge_units(units, results, checks, started)
     for note in results[0].owner_fallbacks if results else ():
         env.stderr.write(f"note: {note}\n")

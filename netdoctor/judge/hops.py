@@ -118,7 +118,7 @@ def _conns(ev: Evidence, step: Step) -> list[Conn]:
     if src is None or match is None:
         return []
     conns: dict[tuple[str, int], Conn] = {}
-    for p in _first_sightings(ev, step.probe, src):
+    for p in _first_sightings(ev, step.probe, src, _from_round(ev, step)):
         if p.src == src and match(p):
             key = p.icmp_id if p.proto == "icmp" else p.sport
             if key is not None and ((p.proto, key) not in conns or p.time < conns[(p.proto, key)].start):
@@ -144,7 +144,7 @@ def _socket_conns(ev: Evidence, step: Step, src: str) -> list[Conn]:
         return []
     proto = "udp" if isinstance(action, UdpExchange) else "tcp"
     firsts: dict[int, Packet] = {}
-    for p in _first_sightings(ev, step.probe, src):
+    for p in _first_sightings(ev, step.probe, src, _from_round(ev, step)):
         if p.src == src and p.proto == proto and (p.dst, p.dport) in backends and p.sport is not None \
                 and (proto == "udp" or ("S" in p.tcp_flags and "A" not in p.tcp_flags)) \
                 and (p.sport not in firsts or p.time < firsts[p.sport].time):
@@ -172,16 +172,26 @@ def _backend_addresses(ev: Evidence, ip: str) -> set[tuple[str, int | None]]:
 
 def _others_attempts(ev: Evidence, step: Step, addresses: set) -> dict[tuple[str, int | None], int]:
     """How many connections the probe's other steps made to each of `addresses` (tries that errored
-    sent nothing)."""
+    sent nothing) in the rounds the step is judged on: from its own on. A step looked at again in a
+    later round made as many attempts in the round set aside."""
     counts: dict[tuple[str, int | None], int] = {}
+    mine = _from_round(ev, step)
     for other in ev.plan.steps:
         action = other.action
         if other.key == step.key or other.probe != step.probe or not isinstance(action, TcpConnect) \
                 or isinstance(action, UdpExchange) != isinstance(step.action, UdpExchange) \
                 or (action.ip, action.port) not in addresses:
             continue
-        counts[(action.ip, action.port)] = counts.get((action.ip, action.port), 0) + _tries(ev, other)
+        theirs = _from_round(ev, other)
+        made = 0 if theirs < mine else _tries(ev, other) * (2 if theirs > mine else 1)
+        counts[(action.ip, action.port)] = counts.get((action.ip, action.port), 0) + made
     return counts
+
+
+def _from_round(ev: Evidence, step: Step) -> int:
+    """The first round the step's connections are judged from (a look again sets earlier ones aside)."""
+    observed = ev.observed(step.key)
+    return observed.from_round if observed else 0
 
 
 def _tries(ev: Evidence, step: Step) -> int:
@@ -191,13 +201,13 @@ def _tries(ev: Evidence, step: Step) -> int:
     return sum(1 for r in results if isinstance(r, TcpResult) and r.outcome is not TcpOutcome.ERROR)
 
 
-def _first_sightings(ev: Evidence, role: str, src: str) -> list[Packet]:
+def _first_sightings(ev: Evidence, role: str, src: str, first_round: int) -> list[Packet]:
     pod = _pod_captures(ev).get(role)
     if pod and not pod.blind:
-        return [p for p in pod.packets if p.interface != "lo"]
+        return [p for p in pod.packets_since(first_round) if p.interface != "lo"]
     node = _node_captures(ev).get(ev.probes[role].node)
     port = node.inventory.host_port_of(src) if node and node.inventory else None
-    return [p for p in node.packets if p.interface == port.name] if port else []
+    return [p for p in node.packets_since(first_round) if p.interface == port.name] if port else []
 
 
 def _request_matcher(ev: Evidence, step: Step) -> Callable[[Packet], bool] | None:
@@ -276,7 +286,7 @@ def _translated(ev: Evidence, conn: Conn) -> str | None:
         return (f"{entry.reply_src}:{entry.reply_sport}" if entry.reply_sport is not None else entry.reply_src) \
             if entry.translated else None
     role = next(r for r, p in ev.probes.items() if p.ip == conn.src)
-    first = _first_sightings(ev, role, conn.src)
+    first = _first_sightings(ev, role, conn.src, 0)
     # What the source itself sent from this port is untranslated by definition (another step
     # may reuse the port at once towards a pod): a translation is a destination it never sent to.
     sent = {(p.dst, p.dport) for p in first if p.src == conn.src and p.proto == conn.proto and p.sport == conn.key}

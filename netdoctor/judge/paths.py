@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from netdoctor.check.plan import PROBED_PROTOCOLS, port_of, protocol, traffic_backends
 from netdoctor.judge import coverage, hops
 from netdoctor.judge.common import completed, error, failed, logs, names, passed, skip
-from netdoctor.model import CheckResult, Evidence, Expect, State, Step, UdpExchange
+from netdoctor.model import CheckResult, Evidence, Expect, State, Step, TcpConnect, UdpExchange
 from netdoctor.observations import PingOutcome, PingResult, Refusal, RefusalKind, TcpOutcome, TcpResult
 
 _SMALL = 56
@@ -298,6 +298,27 @@ def _all_connected(ev: Evidence, a: Attempt, found: coverage.Coverage, lines: li
 
 
 RETRANSMIT_S = 0.95  # Linux resends an unanswered SYN after 1 s: a connect that took this long lost one
+
+
+def unsettled(ev: Evidence, step: Step) -> str | None:
+    """The runner's question after its first rounds: why a step's results may say more about the
+    probe pods' newness than about the path. In its first second a new pod is often not known yet
+    to the nodes' policy rules or routes (Calico's Felix, Cilium's agents, kube-router learn it
+    from the API server): its SYNs are dropped (and resent after 1 s) or rejected. Connections
+    refused by anything but the pod itself, and the Service IP's connections that needed a
+    retransmission, are looked at again once that has had time to settle; only the new look is judged."""
+    action = step.action
+    if not isinstance(action, TcpConnect) or step.expect is not Expect.SUCCEED:
+        return None
+    obs = ev.observed(step.key)
+    results = obs.result if obs and isinstance(obs.result, tuple) else ()
+    udp = isinstance(action, UdpExchange)
+    refused = sum(1 for r in results if r.outcome in (TcpOutcome.REFUSED, TcpOutcome.UNREACHABLE))
+    if refused and hops.refusal(ev, step).kind not in (RefusalKind.POD, RefusalKind.NO_ENDPOINTS):
+        what = ("exchange" if udp else "connection") + ("s" if refused > 1 else "")
+        return f"{refused} {what} refused or unreachable"
+    slow = _retransmitted(ev, step) if step.check_id == "ND-SVC-001" and not udp else 0
+    return f"{slow} connection{'s' if slow > 1 else ''} needed a SYN retransmission" if slow else None
 
 
 def _retransmitted(ev: Evidence, step: Step) -> int:

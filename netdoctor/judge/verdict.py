@@ -58,7 +58,7 @@ def judge(evidence: Evidence, catalog: Catalog, duration_s: float = 0.0, started
             checks = tuple(skip(i, reason) for i in CHECK_IDS[definition.layer])
             layers.append(LayerResult(definition.layer, title, State.SKIP, _titled(checks, catalog), reason))
             continue
-        checks = _timed(_titled(_run(definition.layer, evidence), catalog), evidence)
+        checks = _with_steps(_titled(_run(definition.layer, evidence), catalog), evidence)
         layers.append(LayerResult(definition.layer, title, _layer_state(checks), checks, _skip_reason(checks)))
     facts = evidence.facts
     found = _rendered(hops.paths(evidence), catalog, evidence)
@@ -125,9 +125,16 @@ def _run(layer: Layer, evidence: Evidence) -> tuple[CheckResult, ...]:
         return (CheckResult(CHECK_IDS[layer][0], State.ERROR, message=f"judging failed: {type(exc).__name__}: {exc}"),)
 
 
-def _timed(checks: tuple[CheckResult, ...], evidence: Evidence) -> tuple[CheckResult, ...]:
-    """Each result with the wall time its steps took."""
-    return tuple(replace(c, duration_s=sum(o.seconds for _, o in evidence.runs(c.check_id) if o)) for c in checks)
+def _with_steps(checks: tuple[CheckResult, ...], evidence: Evidence) -> tuple[CheckResult, ...]:
+    """Each result with the wall time its steps took, and an evidence line for each step judged on
+    a second look (what the first showed while the probes were new)."""
+    return tuple(replace(c, duration_s=sum(o.seconds for _, o in evidence.runs(c.check_id) if o),
+                         evidence=(*c.evidence, *_second_looks(evidence, c.check_id))) for c in checks)
+
+
+def _second_looks(evidence: Evidence, check_id: str) -> tuple[str, ...]:
+    return tuple(f"{step.title or step.key}: judged on a second look; in the first, while the probes were new, "
+                 f"{obs.set_aside}" for step, obs in evidence.runs(check_id) if obs and obs.set_aside)
 
 
 def _titled(checks: tuple[CheckResult, ...], catalog: Catalog) -> tuple[CheckResult, ...]:

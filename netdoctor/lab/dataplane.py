@@ -8,8 +8,10 @@ tracking pod traffic. NetworkPolicy is enforced the way the lab's CNI does (`--c
 drop|reject|off`): in the node's forward path (flannel's nodes, kube-router's way in reject mode),
 per workload interface (Calico), or on the lxc devices' netdev hooks (Cilium). Each table is
 rendered from the objects and replaced atomically, only when its text changed. Faults can hold a
-node's Service translation back (`stale_nodes`) or pin DNS records (`dns_overrides`): what a broken
-real node does.
+node's Service translation back (`stale_nodes`), pin DNS records (`dns_overrides`) or keep a new
+pod's IP out of every node's policy rules for a while (`policy_lag`, seconds from when its IP was
+first seen: Calico's Felix or Cilium's agents learning a new pod late): what a broken or busy real
+node does.
 """
 
 from __future__ import annotations
@@ -51,18 +53,32 @@ class DataPlane:
         self.zone_written_at = 0.0  # the DNS servers reload the zone file within their poll (dnsserver.POLL_SECONDS)
         self.stale_nodes: set[str] = set()
         self.dns_overrides: dict[str, list[str]] = {}
+        self.policy_lag = 0.0
+        self._ip_since: dict[str, float] = {}  # pod uid -> when its IP was first seen
 
     def reconcile(self, store, pod_node: dict[str, str]) -> None:
         services, slices = store.list("services"), store.list("endpointslices")
         pods = store.list("pods")
+        peers = self._known_peers(pods)
         for node in self._nodes:
             local = [p for p in pods if pod_node.get(p["metadata"]["uid"]) == node.name
                      and not p["spec"].get("hostNetwork")]
             self._program_services(node, services, slices, local)
             if self._policy is not PolicyMode.OFF:
-                self._program_policy(node, local, pods, store.list("namespaces"), store.list("networkpolicies"))
+                self._program_policy(node, local, peers, store.list("namespaces"), store.list("networkpolicies"))
         self._forget_gone_pods(pods)
         self._write_zone(build_zone(services, slices, pods), self.dns_overrides)
+
+    def _known_peers(self, pods: list[dict]) -> list[dict]:
+        """The pods the nodes' policy rules know as peers: with `policy_lag`, not those whose IP
+        appeared less than that long ago (their packets meet rules that do not admit them yet).
+        Readiness plays no part: enforcers admit a pod by its IP and labels."""
+        now = time.monotonic()
+        addressed = {p["metadata"]["uid"] for p in pods if (p.get("status") or {}).get("podIP")}
+        self._ip_since = {uid: self._ip_since.get(uid, now) for uid in addressed}
+        if not self.policy_lag:
+            return pods
+        return [p for p in pods if now - self._ip_since.get(p["metadata"]["uid"], now) >= self.policy_lag]
 
     def forget(self, node: net.NodeNet) -> None:
         """The node's tables were lost (e.g. its namespace was rebuilt): program them again."""

@@ -215,6 +215,17 @@ def _icmp_open(lab, target):
         _clear_rules(node.netns, "icmp-blocked")
 
 
+POLICY_LAG_S = 0.9  # under the 1 s a lost SYN waits to be sent again: the retry gets through
+
+
+def _policy_slow(lab, target):
+    lab.dataplane.policy_lag = POLICY_LAG_S
+
+
+def _policy_prompt(lab, target):
+    lab.dataplane.policy_lag = 0.0
+
+
 def _node_down(lab, target):
     node = lab.node(target)
     sh.ip_batch(net.fabric_netns(lab.name), [f"link set {node.fabric_port} down"])
@@ -323,6 +334,9 @@ CATALOG: dict[str, Fault] = {f.name: f for f in [
     Fault("policy-egress-dns-blocked", "dns", "an egress NetworkPolicy that forgets DNS", "shop",
           _egress_no_dns, _delete_policy(EGRESS_NO_DNS, lambda t: t)),
     Fault("icmp-blocked", "none", "nodes drop ICMP echo: ping fails, TCP works", "all", _icmp_blocked, _icmp_open),
+    Fault("policy-lag", "none", f"the nodes' NetworkPolicy rules admit a new pod {POLICY_LAG_S:g} s after it gets "
+          "its IP (Felix or Cilium's agents catching up): its first SYNs are dropped or rejected, later ones get through",
+          "all", _policy_slow, _policy_prompt),
     Fault("node-down", "cross-node", "a node is cut off the fabric and goes NotReady", "node-2",
           _node_down, _node_up),
 ]}

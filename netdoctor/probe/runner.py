@@ -8,7 +8,11 @@ terminal can show live progress. Only this module touches probes.
 The steps run in one round under packet capture. A step planned with `until_covered` attempts (the
 Service IP) gets one more round, under a new capture, when `uncovered` (the judge's question, passed
 in by check.command) says the first round's captures show a ready backend no connection reached yet,
-or cannot tell; the rounds' observations and captures are joined.
+or cannot tell; the rounds' observations and captures are joined. A step whose first results may
+only show that the probe pods are new (`unsettled`, the judge's second question: a SYN the kernel
+had to resend while a remote node's policy or routes did not know the new pod yet) is looked at
+again once the probes are PROPAGATION_S old, and judged on that look alone (the first stays in the
+log).
 
 `run_many` runs several plans (many targets, a smoke file's expectations) on one set of probes:
 a probe per (namespace, labels, node, purpose) serves every plan that asks for it, a step two plans
@@ -63,6 +67,11 @@ class RunResult:
 
 _PCAP_HEADER = 24  # a classic pcap file's global header
 Uncovered = Callable[[Evidence, Step], tuple[str, ...] | None]
+Unsettled = Callable[[Evidence, Step], str | None]
+# How long after the probes run their IPs may still be unknown to a node's policy or routes:
+# Calico's Felix and Cilium's agents learn a new pod from the API server (0.1-0.5 s in the lab, up
+# to 1.6 s with its policy-lag fault; seconds on a busy cluster); a step looked at again runs no earlier.
+PROPAGATION_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class _Round:
     captures: tuple[Capture, ...]
     probe_seconds: float
     capture_seconds: float
+    count: int = 1  # rounds joined in it
 
 
 @dataclass(frozen=True)
@@ -85,16 +95,18 @@ class Job:
 
 def run(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,
         progress: Callable[[Step, Observation], None] = lambda step, obs: None,
-        uncovered: Uncovered | None = None) -> RunResult:
+        uncovered: Uncovered | None = None, unsettled: Unsettled | None = None) -> RunResult:
     """`uncovered(evidence, step)`: the ready backends the step's connections have not reached yet
-    (None: the captures cannot tell); None for no second round at all."""
-    return run_many(kube, (Job(plan, facts),), options, progress, uncovered)[0]
+    (None: the captures cannot tell); None for no second round at all. `unsettled(evidence, step)`:
+    why the step's results may only show that the probes are new (None: they stand)."""
+    return run_many(kube, (Job(plan, facts),), options, progress, uncovered, unsettled)[0]
 
 
 def run_many(kube: Kube, jobs: tuple[Job, ...], options: RunOptions,
              progress: Callable[[Step, Observation], None] = lambda step, obs: None,
-             uncovered: Uncovered | None = None) -> tuple[RunResult, ...]:
-    """Every job's steps on one shared set of probes, in one round (and one coverage round)."""
+             uncovered: Uncovered | None = None, unsettled: Unsettled | None = None) -> tuple[RunResult, ...]:
+    """Every job's steps on one shared set of probes, in one round (then a coverage round, and a
+    round looking again at what the probes' newness may explain)."""
     started = time.monotonic()
     shared = _Shared.of(jobs)
     with ProbeFleet(kube, run_timeout=options.timeout * 60, keep=options.keep, deadline_seconds=options.deadline) as fleet:
@@ -106,10 +118,15 @@ def run_many(kube: Kube, jobs: tuple[Job, ...], options: RunOptions,
         points = _capture_points(shared.plan, probes, nodes)
         ips = [p.ip for p in probes.values() if p.ip]
         done = _round(executor, shared.plan.steps, points, ips, options, progress)
-        more = _shared_coverage(shared, done, running, uncovered) if uncovered else []
+        more = _shared_round(shared, done, running, lambda ev: _coverage_round(ev, uncovered)) if uncovered else []
         if more:
             extra = _round(executor, tuple(step for step, _ in more), points, ips, options, lambda step, obs: None)
             done = _joined(done, extra, more)
+        doubtful = _shared_round(shared, done, running, lambda ev: _settle_round(ev, unsettled)) if unsettled else []
+        if doubtful:
+            time.sleep(max(0.0, launched + PROPAGATION_S - time.monotonic()))
+            extra = _round(executor, tuple(step for step, _ in doubtful), points, ips, options, lambda step, obs: None)
+            done = _joined(done, extra, doubtful, _instead)
         kept = tuple(f"kubectl -n {p.namespace} exec -it {p.name} -- bash"
                      for p in (*probes.values(), *nodes.values())) if options.keep else ()
     captures = (*done.captures, *blind)
@@ -209,12 +226,13 @@ def _shared_probe(probes: dict[tuple, PlannedProbe], p: PlannedProbe) -> Planned
     return probes[key]
 
 
-def _shared_coverage(shared: _Shared, done: _Round, running: dict[str, RunningProbe],
-                     uncovered: Uncovered) -> list[tuple[Step, str]]:
-    """Each job's coverage round, as shared steps (a step two jobs share runs once)."""
+def _shared_round(shared: _Shared, done: _Round, running: dict[str, RunningProbe],
+                  ask: Callable[[Evidence], list[tuple[Step, str]]]) -> list[tuple[Step, str]]:
+    """Each job's answer to `ask` (the steps to run once more, with why), as shared steps (a step
+    two jobs share runs once)."""
     more: dict[str, tuple[Step, str]] = {}
     for i in range(len(shared.jobs)):
-        for step, why in _coverage_round(shared.evidence(i, done, running), uncovered):
+        for step, why in ask(shared.evidence(i, done, running)):
             key = shared.keys[i][step.key]
             more.setdefault(key, (replace(step, key=key, probe=shared.roles[i].get(step.probe, step.probe)), why))
     return list(more.values())
@@ -248,20 +266,36 @@ def _coverage_round(ev: Evidence, uncovered: Uncovered) -> list[tuple[Step, str]
     return more
 
 
-def _joined(first: _Round, extra: _Round, why: list[tuple[Step, str]]) -> _Round:
-    """The rounds as one: each repeated step's results and log after the first round's, each
-    capture point's packets and tracked connections likewise."""
+def _settle_round(ev: Evidence, unsettled: Unsettled) -> list[tuple[Step, str]]:
+    """The connection steps to look at again once the probes have been known long enough, each with
+    why, with as many attempts as their results so far (their tallies stay comparable)."""
+    again = []
+    for step in ev.plan.steps:
+        obs = ev.observed(step.key)
+        why = unsettled(ev, step) if isinstance(step.action, TcpConnect) and obs and obs.result else None
+        if why:
+            action = replace(step.action, attempts=len(obs.result), until_covered=0)
+            again.append((replace(step, action=action), why))
+    return again
+
+
+def _joined(first: _Round, extra: _Round, why: list[tuple[Step, str]],
+            combine: Callable[[Observation, Observation, str, int], Observation] | None = None) -> _Round:
+    """The rounds as one: each repeated step's observations `combine`d (by default its results and
+    log after the first round's; told the new round's number), each capture point's packets and
+    tracked connections joined, where each round's packets start recorded."""
+    combine = combine or _more_results
     again = {o.step_key: o for o in extra.observations}
     reasons = {step.key: reason for step, reason in why}
-    observations = tuple(_more_results(o, again[o.step_key], reasons[o.step_key]) if o.step_key in again else o
-                         for o in first.observations)
+    observations = tuple(combine(o, again[o.step_key], reasons[o.step_key], first.count) if o.step_key in again
+                         else o for o in first.observations)
     later = {c.point: c for c in extra.captures}
     captures = tuple(_more_packets(c, later[c.point]) if c.point in later else c for c in first.captures)
     return _Round(observations, captures, first.probe_seconds + extra.probe_seconds,
-                  first.capture_seconds + extra.capture_seconds)
+                  first.capture_seconds + extra.capture_seconds, first.count + extra.count)
 
 
-def _more_results(first: Observation, extra: Observation, why: str) -> Observation:
+def _more_results(first: Observation, extra: Observation, why: str, _round: int) -> Observation:
     """An errored round adds its error to the log, never results: the first round's stand alone."""
     log = (*first.log, f"one more round ({why}):", *extra.log)
     seconds = first.seconds + extra.seconds
@@ -270,17 +304,30 @@ def _more_results(first: Observation, extra: Observation, why: str) -> Observati
     return Observation(first.step_key, (*first.result, *extra.result), None, log, seconds)
 
 
+def _instead(first: Observation, extra: Observation, why: str, new_round: int) -> Observation:
+    """A step looked at again is judged on the new look alone (its results, and its connections in
+    the captures from `new_round` on); the log keeps what was set aside. An errored look leaves the
+    first results standing."""
+    log = (*first.log, f"set aside: {why} while the probes were new; looked at again {PROPAGATION_S:g} s after "
+           f"they started:", *extra.log)
+    seconds = first.seconds + extra.seconds
+    if extra.error is not None or first.error is not None:
+        return replace(first, log=log, seconds=seconds)
+    return Observation(first.step_key, extra.result, None, log, seconds, new_round, why)
+
+
 def _more_packets(first: Capture, extra: Capture) -> Capture:
     """A point blind in one round keeps what it saw in the other."""
+    rounds = (*(first.rounds or (0,)), len(first.packets))
     if extra.blind:
-        return first
+        return replace(first, rounds=rounds)
     if first.blind:
-        return extra
+        return replace(extra, rounds=rounds)
     # The same tcpdump command at the same point writes the same pcap header: the second round's
     # records follow the first's in one file.
     return replace(first, packets=first.packets + extra.packets, inventory=extra.inventory or first.inventory,
                    nat=first.nat + extra.nat, truncated=first.truncated or extra.truncated,
-                   pcap=first.pcap + extra.pcap[_PCAP_HEADER:] if first.pcap else extra.pcap)
+                   pcap=first.pcap + extra.pcap[_PCAP_HEADER:] if first.pcap else extra.pcap, rounds=rounds)
 
 
 def observe_without_probes(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,

@@ -23,7 +23,10 @@ VERDICTS = {
     "policy-deny-ingress": ("policy", "ND-POL-001", "ingress-denied"),
     "icmp-blocked": ("node", "ND-NODE-005", "icmp-blocked"),
     "node-down": ("node", "ND-NODE-001", "not-ready"),
+    "policy-lag": (None, None, None),  # the probes' first SYNs are lost, but nothing is broken
 }
+# The faults the check must not fail on (exit 0): ping alone is broken, or nothing is.
+PASSING = ("icmp-blocked", "policy-lag")
 
 # fault -> (the key path's hop cause, the node of the hop where it was lost or refused, or None where
 # any node may show it) for the faults whose packets meet no NetworkPolicy (those are POLICY_HOPS).
@@ -41,6 +44,7 @@ PATH_CAUSES = {
     "overlay-mtu": ("mtu", "node-1"),
     "icmp-blocked": ("source-drop", "node-1"),
     "node-down": ("node-not-ready", "node-2"),
+    "policy-lag": None,
 }
 
 # The faults whose packets meet the nodes' NetworkPolicy table -> the direction of the policy that

@@ -27,8 +27,8 @@ from netdoctor.lab.faults import CATALOG
 from netdoctor.lab.state import LabConfig
 
 from faultkit import (
-    PATH_CAUSES, POLICY_HOPS, VERDICTS, all_states, assert_lost_at, assert_stopped_by_policy, failing, healthy, settle,
-    shown,
+    PASSING, PATH_CAUSES, POLICY_HOPS, VERDICTS, all_states, assert_lost_at, assert_stopped_by_policy, failing, healthy,
+    settle, shown,
 )
 from labkit import check_json, run_objects, start, unique_name
 
@@ -182,7 +182,7 @@ def assert_judged(lab, dialect: str, mode: str, fault: str) -> None:
     diagnosis = report["diagnosis"]
     assert (diagnosis["layer"], diagnosis["check_id"], diagnosis["cause"]) == VERDICTS[fault], (
         err, shown(diagnosis), failing(report))
-    assert code == (ExitCode.OK if fault == "icmp-blocked" else ExitCode.CHECK_FAILED), err
+    assert code == (ExitCode.OK if fault in PASSING else ExitCode.CHECK_FAILED), err
     if fault in POLICY_HOPS:
         direction = POLICY_HOPS[fault]
         # Cilium's ingress denies are silent in either mode (delivery goes straight into the pod).

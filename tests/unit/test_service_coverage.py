@@ -14,8 +14,9 @@ import pytest
 from netdoctor.check import plan
 from netdoctor.judge import coverage
 from netdoctor.judge.coverage import Reach
+from netdoctor.judge import hops, paths as judge_paths, verdict
 from netdoctor.judge.paths import judge_service
-from netdoctor.model import Capture, CaptureMode, Observation, State, TcpConnect
+from netdoctor.model import Capture, CaptureMode, Expect, Observation, PathOutcome, State, TcpConnect
 from netdoctor.observations import NatEntry, TcpOutcome, TcpResult
 from netdoctor.probe import runner
 
@@ -262,7 +263,8 @@ def test_the_rounds_are_joined_results_after_results_packets_after_packets():
     assert pod_ == first.observations[1]
     node1, node2 = joined.captures
     assert node1.packets == ("p1", "p2") and node1.nat == ("n1", "n2") and node1.pcap == header + b"r1r2"
-    assert node2 == extra.captures[1]  # blind in the first round: what the second saw
+    assert node1.rounds == (0, 1) and node1.packets_since(1) == ("p2",)
+    assert node2 == replace(extra.captures[1], rounds=(0, 0))  # blind in the first round: what the second saw
     assert (joined.probe_seconds, joined.capture_seconds) == (4.0, 0.9)
 
 
@@ -274,4 +276,91 @@ def test_an_errored_second_round_adds_its_error_never_results():
     joined = runner._joined(first, extra, [(tcp_step("svc", CLUSTER_IP, 80), "why")])
     assert joined.observations[0].result == (ok,) and joined.observations[0].error is None
     assert joined.observations[0].log[-1] == "ApiError: exec failed"
-    assert joined.captures == first.captures
+    assert joined.captures == (replace(first.captures[0], rounds=(0, 1)),)
+
+
+# --- the runner's look again at what the probes' newness may explain ------------------------
+
+
+def retransmitted(n: int, slow: int) -> tuple[TcpResult, ...]:
+    return tuple(TcpResult(CLUSTER_IP, 80, TcpOutcome.CONNECTED, 1.03 if i < slow else 0.02) for i in range(n))
+
+
+def test_connections_that_needed_a_retransmission_are_looked_at_again_with_as_many_attempts():
+    # a new probe pod's first SYNs can be dropped by a remote node that has not learnt its IP yet
+    svc, pod_ = tcp_step("svc:clusterip", CLUSTER_IP, 80, attempts=6), tcp_step("pod:web-1", WEB1, 8080)
+    svc = replace(svc, action=replace(svc.action, until_covered=16))
+    observations = [Observation(svc.key, retransmitted(16, 2)), Observation(pod_.key, retransmitted(1, 1))]
+    ev = evidence(None, [svc, pod_], observations)
+    [(again, why)] = runner._settle_round(ev, judge_paths.unsettled)
+    assert again.key == svc.key and (again.action.attempts, again.action.until_covered) == (16, 0)
+    assert why == "2 connections needed a SYN retransmission"
+    settled = evidence(None, [svc], [Observation(svc.key, retransmitted(16, 0))])
+    assert runner._settle_round(settled, judge_paths.unsettled) == []
+
+
+def test_a_step_looked_at_again_is_judged_on_the_new_look_and_the_log_keeps_the_first():
+    step = tcp_step("svc:clusterip", CLUSTER_IP, 80, attempts=10)
+    early = Observation(step.key, retransmitted(10, 3), None, ("svc: connected ×10",))
+    first = runner._Round((early,), (capture("node-1", ["p1"]),), 1.2, 0.3)
+    extra = runner._Round((Observation(step.key, retransmitted(10, 0), None, ("svc: again",)),),
+                          (capture("node-1", ["p2"]),), 0.1, 0.3)
+    why = runner._settle_round(evidence(None, [step], [early]), judge_paths.unsettled)
+    joined = runner._joined(first, extra, why, runner._instead)
+    [svc] = joined.observations
+    assert svc.result == extra.observations[0].result and svc.log[0] == "svc: connected ×10"
+    assert "set aside: 3 connections needed a SYN retransmission while the probes were new" in svc.log[1]
+    assert svc.log[-1] == "svc: again" and joined.captures[0].packets == ("p1", "p2")
+    assert svc001(evidence(None, [step], [svc])).state is State.PASS
+    assert verdict._second_looks(evidence(None, [step], [svc]), "ND-SVC-001") == (
+        f"source → {CLUSTER_IP}:80: judged on a second look; in the first, while the probes were new, 3 connections "
+        "needed a SYN retransmission",)
+    assert svc001(evidence(None, [step], [early])).cause == "syn-retransmitted"  # what it would have said
+    failed = runner._Round((Observation(step.key, None, "exec failed", ("ApiError: exec failed",)),), (), 0.1, 0.0)
+    kept = runner._joined(first, failed, why, runner._instead).observations[0]
+    assert kept.result == early.result and kept.log[-1] == "ApiError: exec failed"
+
+
+def test_retransmissions_confirmed_by_the_new_look_still_warn():
+    step = tcp_step("svc:clusterip", CLUSTER_IP, 80, attempts=10)
+    early = Observation(step.key, retransmitted(10, 3))
+    why = runner._settle_round(evidence(None, [step], [early]), judge_paths.unsettled)
+    first = runner._Round((early,), (), 1.2, 0.0)
+    again = runner._Round((Observation(step.key, retransmitted(10, 2)),), (), 1.2, 0.0)
+    [svc] = runner._joined(first, again, why, runner._instead).observations
+    result = svc001(evidence(None, [step], [svc]))
+    assert (result.state, result.cause, result.params["slow"]) == (State.WARN, "syn-retransmitted", "2")
+
+
+def refused(step) -> Observation:
+    return Observation(step.key, (TcpResult(WEB1, 8080, TcpOutcome.REFUSED, 0.01),))
+
+
+def test_refusals_by_a_node_or_unexplained_are_looked_at_again_the_pods_own_are_not():
+    # kube-router rejects a new pod's SYN until its IP is in the node's sets
+    step = tcp_step("pod:web-1", WEB1, 8080)
+    by_node = Scene()
+    by_node.flow(cross(), t=T0, key=40401, dst=WEB1, dport=8080, reach=5, reply="rst")
+    assert judge_paths.unsettled(evidence(by_node, [step], [refused(step)]), step) == \
+        "1 connection refused or unreachable"
+    assert judge_paths.unsettled(evidence(None, [step], [refused(step)]), step) == \
+        "1 connection refused or unreachable"  # no capture: who refused is unknown
+    by_pod = Scene()
+    by_pod.flow(cross(), t=T0, key=40400, dst=WEB1, dport=8080, reply="rst")
+    assert judge_paths.unsettled(evidence(by_pod, [step], [refused(step)]), step) is None
+    blocked = replace(step, expect=Expect.BLOCKED)
+    assert judge_paths.unsettled(evidence(None, [blocked], [refused(blocked)]), blocked) is None
+
+
+def test_the_path_of_a_step_looked_at_again_follows_only_its_new_connections():
+    step = tcp_step("pod:web-1", WEB1, 8080)
+    early, later = Scene(), Scene()
+    early.flow(cross(), t=T0, key=40401, dst=WEB1, dport=8080, reach=5, reply="rst")
+    later.flow(cross(), t=T0 + 2, key=40402, dst=WEB1, dport=8080)
+    joined = tuple(runner._more_packets(a, b) for a, b in zip(early.captures(), later.captures()))
+    ok = Observation(step.key, (TcpResult(WEB1, 8080, TcpOutcome.CONNECTED, 0.01),), None, (), 0.0, 1)
+    ev = replace(evidence(None, [step], [ok]), captures=joined)
+    [path] = hops.paths(ev)
+    assert path.outcome is PathOutcome.DELIVERED and path.connections == 1
+    [path] = hops.paths(replace(ev, observations=(refused(step),)))  # judged on every round
+    assert path.outcome is PathOutcome.REJECTED  # its try: the earliest connection
