@@ -1,6 +1,9 @@
 """The lab's kubelets: run scheduled pods in sandboxes, probe readiness, publish pod status.
 
-Called by the lab controller on every reconcile, for all nodes at once. Readiness probes run from
+Called by the lab controller on every reconcile, for all nodes at once. A new pod gets its sandbox
+and IP in one pass (Pending, its IP published, so the pass programs the nodes' Service and policy
+rules for it, as a CNI's ADD and the agents it informs come before a real kubelet starts the
+containers) and its containers in the next (Running). Readiness probes run from
 the node's network namespace (as a kubelet's do) in a small thread pool every PROBE_PERIOD
 seconds (faster while a pod is not Ready yet); the lab acts on the first result (no
 failureThreshold) so faults show at once. A pod marked for deletion is stopped gracefully: its
@@ -98,6 +101,8 @@ class Kubelets:
                 self._publish_waiting(store, pod, node, *waiting)
                 return
             self._pods[uid] = self._start(pod, node)
+            self._publish(store, pod, {**self._status(pod, self._pods[uid], node), "phase": "Pending"})
+            return  # its containers start on the next pass, after this one programmed the nodes for its IP
         state = self._pods[uid]
         if _terminating(pod) and self._stopped(pod, state):
             self._teardown(uid)
@@ -108,7 +113,7 @@ class Kubelets:
             self._start_missing(pod, state)
         self._enforce_deadline(pod, state)
         self._probe(pod, state, node)
-        self._publish(store, pod, state, node)
+        self._publish(store, pod, self._status(pod, state, node))
         if state.finished:  # its final status is out; reconcile skips Succeeded/Failed pods from now on
             self._teardown(uid)
 
@@ -252,8 +257,7 @@ class Kubelets:
             conn.close()
 
     # --- status -------------------------------------------------------------------------------
-    def _publish(self, store, pod: dict, state: PodState, node: net.NodeNet) -> None:
-        status = self._status(pod, state, node)
+    def _publish(self, store, pod: dict, status: dict) -> None:
         if _comparable(pod.get("status") or {}) != _comparable(status):
             try:
                 store.update_status("pods", pod["metadata"]["namespace"], pod["metadata"]["name"], status)

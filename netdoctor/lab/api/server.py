@@ -71,6 +71,10 @@ class ApiServer:
 
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
+    # listen()'s backlog: socketserver's 5 drops the SYNs of a burst of connections (a check's
+    # dozen execs at once), each then retried a second later; Go's listener, the kube-apiserver's,
+    # asks for the kernel's maximum.
+    request_queue_size = socket.SOMAXCONN
     routes: Routes
 
     def __init__(self, address: tuple[str, int], context: ssl.SSLContext, tokens: Mapping[str, str]):
