@@ -9,6 +9,7 @@ overlay faults are refused as not existing there.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -157,6 +158,51 @@ def test_fault_breaks_exactly_its_layer_and_fix_restores(shop, fault):
     settle(shop, fault)
     assert shop.lab.wait(lambda: shop.observe() == HEALTHY, timeout=8, what=f"{fault} to be fixed",
                          show=shop.observe)
+
+
+def new_client(shop, name: str) -> str:
+    """A frontend-labelled pod on node-1, as soon as the API says it is Running: its netns."""
+    v1, _ = shop.lab.api()
+    owner = v1.read_namespaced_config_map("clients", "shop")
+    ref = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="clients", uid=owner.metadata.uid,
+                                  controller=True)
+    v1.create_namespaced_pod("shop", client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels={"app": "frontend"}, owner_references=[ref]),
+        spec=client.V1PodSpec(node_name="node-1", containers=[client.V1Container(name="c", image="netshoot")])))
+    running = shop.lab.wait(lambda: next((p for p in shop.lab.pods("shop") if p.metadata.name == name
+                                          and p.status.phase == "Running"), None), what=name)
+    return shop.lab.netns(running)
+
+
+def connect_seconds(netns: str, ip: str) -> float:
+    began = time.monotonic()
+    assert tcp(netns, ip, 8080, timeout=3) == "ok"
+    return time.monotonic() - began
+
+
+def test_a_pod_is_running_once_every_node_lets_it_through(shop):
+    """A new pod turns Running after its node rules were programmed for its IP (a CNI's ADD, and
+    the policy agents it informs, come before a real kubelet starts the containers): a new client's
+    first SYN to each api pod is answered at once. With policy-lag, the first one waits for its
+    retransmission (the kernel resends a lost SYN after 1 s)."""
+    v1, _ = shop.lab.api()
+    backends = list(shop.api_pods().values())
+    try:
+        netns = new_client(shop, "fresh-1")
+        prompt = [connect_seconds(netns, ip) for ip in backends]
+        lifecycle.break_fault(shop.lab.name, "policy-lag", None)
+        try:
+            late = connect_seconds(new_client(shop, "fresh-2"), backends[0])
+        finally:
+            lifecycle.fix_faults(shop.lab.name, "policy-lag")
+    finally:
+        for name in ("fresh-1", "fresh-2"):
+            try:
+                v1.delete_namespaced_pod(name, "shop", grace_period_seconds=0)
+            except client.ApiException:
+                pass
+    assert all(seconds < 0.9 for seconds in prompt), prompt
+    assert late >= 0.95, late
 
 
 def test_dns_lossy_drops_some_not_all(shop):
