@@ -268,13 +268,15 @@ def _coverage_round(ev: Evidence, uncovered: Uncovered) -> list[tuple[Step, str]
 
 def _settle_round(ev: Evidence, unsettled: Unsettled) -> list[tuple[Step, str]]:
     """The connection steps to look at again once the probes have been known long enough, each with
-    why, with as many attempts as their results so far (their tallies stay comparable)."""
+    why, with as many attempts as the step may make in all its rounds, and no fewer than it made
+    (the new look alone must cover the Service's backends as both rounds would have)."""
     again = []
     for step in ev.plan.steps:
         obs = ev.observed(step.key)
         why = unsettled(ev, step) if isinstance(step.action, TcpConnect) and obs and obs.result else None
         if why:
-            action = replace(step.action, attempts=len(obs.result), until_covered=0)
+            planned = step.action.attempts + step.action.until_covered
+            action = replace(step.action, attempts=max(len(obs.result), planned), until_covered=0)
             again.append((replace(step, action=action), why))
     return again
 

@@ -286,14 +286,14 @@ def retransmitted(n: int, slow: int) -> tuple[TcpResult, ...]:
     return tuple(TcpResult(CLUSTER_IP, 80, TcpOutcome.CONNECTED, 1.03 if i < slow else 0.02) for i in range(n))
 
 
-def test_connections_that_needed_a_retransmission_are_looked_at_again_with_as_many_attempts():
+def test_connections_that_needed_a_retransmission_are_looked_at_again_with_the_whole_attempt_budget():
     # a new probe pod's first SYNs can be dropped by a remote node that has not learnt its IP yet
     svc, pod_ = tcp_step("svc:clusterip", CLUSTER_IP, 80, attempts=6), tcp_step("pod:web-1", WEB1, 8080)
     svc = replace(svc, action=replace(svc.action, until_covered=16))
     observations = [Observation(svc.key, retransmitted(16, 2)), Observation(pod_.key, retransmitted(1, 1))]
     ev = evidence(None, [svc, pod_], observations)
     [(again, why)] = runner._settle_round(ev, judge_paths.unsettled)
-    assert again.key == svc.key and (again.action.attempts, again.action.until_covered) == (16, 0)
+    assert again.key == svc.key and (again.action.attempts, again.action.until_covered) == (6 + 16, 0)
     assert why == "2 connections needed a SYN retransmission"
     settled = evidence(None, [svc], [Observation(svc.key, retransmitted(16, 0))])
     assert runner._settle_round(settled, judge_paths.unsettled) == []
