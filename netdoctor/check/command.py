@@ -164,8 +164,7 @@ def check(
 
     checks = catalog.load()
     kube = _connect(env, kubeconfig, context, request_timeout)
-    if mode is not CaptureMode.OFF and not plan_only:
-        _warm_up_capture()
+    decoding = _decoder_process(ctx, mode, plan_only)
     if all_services:
         from netdoctor.check.many import all_services as listed
 
@@ -175,7 +174,8 @@ def check(
     if len(requests) > 1:
         return _check_many(env, kube, requests, checks, choice, capture_namespace, plan.Options(
             nodes=choice, capture=mode, capture_namespace=capture_namespace), plan_only, pcap, output, verbose,
-            runner_options=dict(timeout=timeout, image=image, keep=keep), progress_mode=progress_mode, bundle=bundle)
+            runner_options=dict(timeout=timeout, image=image, keep=keep), progress_mode=progress_mode, bundle=bundle,
+            decoding=decoding)
     request = requests[0]
     started = time.monotonic()
     started_at = datetime.now(timezone.utc)
@@ -192,7 +192,7 @@ def check(
         _pcap_directory(pcap)
     with _execs_end_on_interrupt(kube):
         report, result = _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started,
-                                          started_at, output, verbose, progress_mode)
+                                          started_at, output, verbose, progress_mode, decoding)
     from netdoctor.report.render import render
 
     render(report, output, env, verbose)
@@ -248,7 +248,7 @@ def _check_target_choice(targets: list[str], namespace, all_services: bool, all_
 
 
 def _check_many(env, kube, requests, checks, choice, capture_namespace, options, plan_only, pcap, output, verbose,
-                runner_options, progress_mode, bundle=None) -> int:
+                runner_options, progress_mode, bundle=None, decoding=None) -> int:
     """Several targets on shared probes: each target's report, then the summary; exit 1 when any
     target fails (else 4 when one could not be judged)."""
     from netdoctor.check import many, plan
@@ -273,7 +273,7 @@ def _check_many(env, kube, requests, checks, choice, capture_namespace, options,
                                     **{k: v for k, v in runner_options.items() if v is not None})
     steps = runner.shared_steps(tuple(runner.Job(t.plan, t.facts) for t in targets))
     with _execs_end_on_interrupt(kube), Progress(env, progress_mode, steps) as progress:
-        reports, results = many.probe_and_judge(kube, targets, checks, run_options, progress.step_done)
+        reports, results = many.probe_and_judge(kube, targets, checks, run_options, progress.step_done, decoding)
     render_many(reports, output, env, verbose)
     for line in results[0].kept if results else ():
         env.stderr.write(f"kept probe: {line}\n")
@@ -294,12 +294,16 @@ def _check_many(env, kube, requests, checks, choice, capture_namespace, options,
     return _exit_code(State.FAIL if State.FAIL in states else State.ERROR if State.ERROR in states else State.PASS)
 
 
-def _warm_up_capture() -> None:
-    """Import scapy (a second of CPU) in the background while the API is read and the probes start:
-    the captures decode packets as they stream in, and would wait for it."""
-    from netdoctor.probe import pcap
+def _decoder_process(ctx: typer.Context, mode: CaptureMode, plan_only: bool):
+    """With capture on, the decoder process (netdoctor.probe.decoding) starts now: it imports scapy
+    on another core while the API is read and the probes start. The command's context ends it."""
+    from netdoctor.model import CaptureMode
 
-    threading.Thread(target=pcap.preload, name="scapy import", daemon=True).start()
+    if mode is CaptureMode.OFF or plan_only:
+        return None
+    from netdoctor.probe.decoding import DecoderProcess
+
+    return ctx.with_resource(DecoderProcess())
 
 
 def _capture_mode(value: str) -> CaptureMode:
@@ -410,7 +414,7 @@ def _pcap_directory(directory: Path) -> Path:
 
 
 def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started, started_at, output, verbose,
-                     progress_mode):
+                     progress_mode, decoding):
     """Probe and judge. When the probes cannot run, the layers that need none (from the API
     objects) are still reported before the error, which ends the command with its exit code."""
     from netdoctor.probe import runner
@@ -425,7 +429,8 @@ def _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, s
                                 **({"image": image} if image else {}))
     with Progress(env, progress_mode, the_plan.steps) as progress:
         try:
-            result = runner.run(kube, the_plan, facts, options, progress.step_done, coverage.uncovered, paths.unsettled)
+            result = runner.run(kube, the_plan, facts, options, progress.step_done, coverage.uncovered, paths.unsettled,
+                                decoding)
         except (ProbeLaunchError, Forbidden) as exc:
             failure = exc if isinstance(exc, ProbeLaunchError) else _refused(exc, the_plan)
             observations = runner.observe_without_probes(kube, the_plan, facts, options, failure.message)

@@ -62,7 +62,7 @@ def resolve_all(kube, requests: list) -> list[tuple[Facts, float]]:
         return list(pool.map(one, requests))
 
 
-def probe_and_judge(kube, targets: list[Target], checks, options, progress) -> tuple[tuple[Report, ...], tuple]:
+def probe_and_judge(kube, targets: list[Target], checks, options, progress, decoding=None) -> tuple[tuple[Report, ...], tuple]:
     """Every target's plan on shared probes, then each judged on its own: the Reports (duration:
     from the target's resolve to its verdict) and the runs' results (kept probes, captures)."""
     from netdoctor.judge import coverage, paths
@@ -71,7 +71,7 @@ def probe_and_judge(kube, targets: list[Target], checks, options, progress) -> t
     from netdoctor.probe import runner
 
     jobs = tuple(runner.Job(t.plan, t.facts) for t in targets)
-    results = runner.run_many(kube, jobs, options, progress, coverage.uncovered, paths.unsettled)
+    results = runner.run_many(kube, jobs, options, progress, coverage.uncovered, paths.unsettled, decoding)
     reports = []
     for target, result in zip(targets, results):
         evidence = Evidence(target.facts, target.plan, result.observations, result.captures, result.probes)

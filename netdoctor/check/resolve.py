@@ -8,13 +8,18 @@ impersonating an allowed pod when the backends are ingress-isolated. Evaluates t
 for source → each backend. Reads are bounded by the question, not the cluster: the namespaces
 involved (their policies, their labels as metadata only), pods by selector, the nodes check.nodes
 picks. What a read-only user may not read (nodes, kube-system) costs only the
-checks that need it: it is recorded as `Unread`, and the run goes on.
+checks that need it: it is recorded as `Unread`, and the run goes on. The reads that do not wait
+for the target's answer (the DNS Service and pods, the namespaces' policies and labels, the
+cluster's CNI and proxy) are sent at once, in threads (`_ReadAhead`), and each is answered, or
+raises, where the reading order asks for it: a check makes ~10 round trips in a row, not ~30.
 """
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from netdoctor.check import cluster_kind, nodes as node_reads
 from netdoctor.check.nodes import MAX_BACKEND_NODES, MAX_DNS_NODES, NodeChoice
@@ -48,6 +53,71 @@ class Request:
 
 def resolve(kube: Kube, req: Request) -> Facts:
     ns = req.namespace or kube.namespace
+    reads = _ReadAhead(kube)
+    kind = reads.ahead(cluster_kind.read, kube)
+    _read_ahead(reads, req, ns)
+    return _resolve(reads, req, ns, kind)
+
+
+class _ReadAhead:
+    """Stands in for the cluster wrapper in `_resolve`: a read `start`ed ahead runs in its own
+    thread, and a call with the same method and arguments takes its answer (or its error); any
+    other read goes out when called. Daemon threads: a read in flight never holds up the exit
+    (Ctrl-C while the API server stalls)."""
+
+    def __init__(self, kube: Kube):
+        self._kube = kube
+        self._started: dict[tuple, Future] = {}
+
+    @property
+    def namespace(self) -> str:
+        return self._kube.namespace
+
+    def ahead(self, read: Callable[..., _T], *args) -> Future:
+        future: Future = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(read(*args))
+            except BaseException as exc:  # handed to whoever asks for the answer
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="read ahead", daemon=True).start()
+        return future
+
+    def start(self, method: str, *args) -> None:
+        if (method, args) not in self._started:
+            self._started[(method, args)] = self.ahead(getattr(self._kube, method), *args)
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        def read(*args, **kwargs):
+            started = None if kwargs else self._started.pop((method, args), None)
+            return started.result() if started else getattr(self._kube, method)(*args, **kwargs)
+        return read
+
+
+def _read_ahead(reads: _ReadAhead, req: Request, ns: str) -> None:
+    """Start the reads `_resolve` will make that need no answer first, in the order it makes them."""
+    if req.target.kind is Kind.SERVICE:
+        reads.start("service", ns, req.target.name)
+    reads.start("service", DNS_NAMESPACE, DNS_SERVICE)
+    reads.start("pods", DNS_NAMESPACE, DNS_SELECTOR)
+    source_ns = (req.source.namespace or ns) if req.source else req.anonymous_in or ns
+    involved = sorted({ns, source_ns})
+    for n in involved:
+        reads.start("list_objects", "NetworkPolicy", n)
+    for n in involved:
+        reads.start("get_metadata", "Namespace", None, n)
+    reads.start("list_objects", "Pod", ns)
+    reads.start("list_objects", "Pod", DNS_NAMESPACE, DNS_SELECTOR)
+    if DNS_NAMESPACE not in involved:
+        reads.start("get_metadata", "Namespace", None, DNS_NAMESPACE)
+        reads.start("list_objects", "NetworkPolicy", DNS_NAMESPACE)
+    if req.target.kind is Kind.SERVICE and not req.pods_only:
+        reads.start("endpoint_slices", ns, req.target.name)
+
+
+def _resolve(kube: Kube, req: Request, ns: str, kind: Future) -> Facts:
     service, backends = _target(kube, ns, req.target)
     if req.pods_only:
         service = None
@@ -84,7 +154,7 @@ def resolve(kube: Kube, req: Request) -> Facts:
         unread=tuple(unread),
         source_dns=source_dns(source_spec, source_ns, dns_service.cluster_ip if dns_service else None)
         if source_pod else None,
-        cluster=cluster_kind.read(kube),
+        cluster=kind.result(),
     )
 
 

@@ -2,11 +2,12 @@
 
 Called by the runner around the steps: `Sniffer.start()` runs tcpdump in the traffic probes (their
 own eth0) and in hostNetwork probes on the nodes (every interface, `-i any`), streamed back over
-exec, and returns once every tcpdump has said it listens; each point's pcap is decoded
-(netdoctor.probe.pcap) in its own thread as it streams in, while the steps run. `Sniffer.stop()`
-tells every tcpdump at once to stop through its stdin; each point reads the rest, the host's
-interfaces (netdoctor.probe.inventory) that name the packets' interfaces, and its tracked
-connections. A capture point that could not capture comes back blind, with the reason.
+exec, and returns once every tcpdump has said it listens (the hosts' links, addresses and
+routes are listed meanwhile); each point's pcap is decoded as it streams in, while the steps run:
+by the run's decoder process (netdoctor.probe.decoding), else (netdoctor.probe.pcap) in the
+point's own thread. `Sniffer.stop()` tells every tcpdump at once to stop through its stdin; each
+point reads the rest, the host's interfaces (netdoctor.probe.inventory) that name the packets'
+interfaces, and its tracked connections. A capture point that could not capture comes back blind, with the reason.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Iterable
 
 from netdoctor.probe import inventory
 from netdoctor.probe import pcap
+from netdoctor.probe.decoding import DecoderProcess, RemoteDecoder
 from netdoctor.errors import NetdoctorError
 from netdoctor.model import Capture
 from netdoctor.probe.fleet import Probe
@@ -31,6 +33,7 @@ POLL = 0.02  # seconds between looks at the stop flag while packets stream in
 OVERLAY_PORTS = (8472, 4789)  # VXLAN: Linux/flannel and IANA
 GENEVE_PORT = 6081
 READY_MARK = b"listening on"
+Decoder = pcap.Decoder | RemoteDecoder
 INVENTORY_MARK = b"@@link"
 
 
@@ -57,14 +60,18 @@ def capture_filter(ips: Iterable[str]) -> str:
     return f"({plain}) or (({vxlan_ports}) and ({vxlan})) or (udp port {GENEVE_PORT} and ({geneve}))"
 
 
-def tcpdump_command(bpf: str, ips: list[str], max_seconds: float) -> list[str]:
+def tcpdump_command(bpf: str, ips: list[str], max_seconds: float, conntrack: bool = True) -> list[str]:
     """tcpdump writing pcap to stdout, packet by packet, until a line (or EOF) arrives on stdin
     or `max_seconds` pass: then SIGINT, so it flushes and exits; then, on stderr, the host's
-    interface inventory and its tracked connections from the probes (after the traffic, so the
-    neighbour tables know the probes and conntrack shows where each Service connection went)."""
+    interface inventory (its static half listed while the capture runs) and, with `conntrack` (a
+    node's; a pod's own table tells nothing the packets do not), its tracked connections from the
+    probes (after the traffic, so the neighbour tables know the probes and conntrack shows where
+    each Service connection went)."""
+    at_start, at_end = inventory.inventory_script()
+    tracked = f"; {inventory.conntrack_script(ips)}" if conntrack else ""
     script = (f"tcpdump -i any -p -n -U --immediate-mode -s {SNAPLEN} -c {MAX_PACKETS} -w - \"$1\" & pid=$!; "
-              f"read -r -t {int(max_seconds)} _; kill -INT $pid 2>/dev/null; wait $pid; "
-              f"( {inventory.inventory_script()}; {inventory.conntrack_script(ips)} ) >&2")
+              f"{at_start}; read -r -t {int(max_seconds)} _; kill -INT $pid 2>/dev/null; wait $pid; "
+              f"( {at_end}{tracked} ) >&2")
     return ["bash", "-c", script, "netdoctor-capture", bpf]
 
 
@@ -72,12 +79,12 @@ class _Session(threading.Thread):
     """One tcpdump at one point: start, drain stdout while the steps run, stop, read the rest
     (the pcap on stdout; the host's inventory and conntrack entries on stderr)."""
 
-    def __init__(self, point: Point, command: list[str]):
+    def __init__(self, point: Point, command: list[str], decoder: Decoder):
         super().__init__(name=f"capture {point.name}", daemon=True)
         self.point, self.command = point, command
         self.ready = threading.Event()
         self.stopping = threading.Event()
-        self.decoder = pcap.Decoder()
+        self.decoder = decoder
         self.failure: str | None = None
         self.stderr = b""
         self.result: Capture | None = None
@@ -136,11 +143,15 @@ class Sniffer:
     """The captures of one check run. Use as a context manager around `start()` … `stop()`:
     leaving it early (an error, Ctrl-C) stops every tcpdump."""
 
-    def __init__(self, points: Iterable[Point], ips: Iterable[str], max_seconds: float):
+    def __init__(self, points: Iterable[Point], ips: Iterable[str], max_seconds: float,
+                 decoding: DecoderProcess | None = None):
+        """`decoding`: the run's decoder process; without one, packets are decoded in this one."""
         ips = sorted(set(ips))
-        command = tcpdump_command(capture_filter(ips), ips, max_seconds)
-        self._sessions = [_Session(point, command) for point in points]
-        self._preload = threading.Thread(target=pcap.preload, name="scapy import", daemon=True)
+        bpf = capture_filter(ips)
+        self._sessions = [_Session(point, tcpdump_command(bpf, ips, max_seconds, conntrack=point.traffic_role is None),
+                                   decoding.decoder() if decoding else pcap.Decoder())
+                          for point in points]
+        self._preload = None if decoding else threading.Thread(target=pcap.preload, name="scapy import", daemon=True)
 
     def __enter__(self) -> Sniffer:
         return self
@@ -151,7 +162,8 @@ class Sniffer:
 
     def start(self) -> None:
         """Start every capture and wait (bounded) until each listens or has failed."""
-        self._preload.start()
+        if self._preload:
+            self._preload.start()
         for session in self._sessions:
             session.start()
         deadline = time.monotonic() + READY_TIMEOUT + 1
@@ -163,7 +175,8 @@ class Sniffer:
             session.stopping.set()
         for session in self._sessions:
             session.join(STOP_TIMEOUT + 1)
-        self._preload.join()
+        if self._preload:
+            self._preload.join()
         return tuple(s.result or s.capture() if not s.is_alive() else _late(s) for s in self._sessions)
 
 

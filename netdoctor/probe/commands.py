@@ -355,15 +355,24 @@ _PING_REPLY = re.compile(r"bytes from .*time[=<](?P<rtt>[\d.]+) ms")
 _PING_MTU = re.compile(r"mtu\s*=\s*(?P<mtu>\d+)", re.I)
 
 
-def ping_command(ip: str, size: int, dont_fragment: bool, timeout: float) -> list[str]:
-    """iputils ping (netshoot's): one echo, numeric, DF set or cleared explicitly. `-i 0.2` (the
-    shortest interval iputils grants a user everywhere): a packet too big for the probe's own MTU
-    fails at once ("local error: message too long"), and ping would then sit out its default 1 s
-    interval before exiting."""
+PING_INTERVAL = 0.002  # iputils' shortest interval for a user since 20210202
+OLD_PING_INTERVAL = 0.2  # before that
+
+
+def ping_command(ip: str, size: int, dont_fragment: bool, timeout: float, interval: float = PING_INTERVAL) -> list[str]:
+    """iputils ping (netshoot's): one echo, numeric, DF set or cleared explicitly. A short `-i`:
+    a packet too big for the probe's own MTU fails at once ("local error: message too long"), and
+    ping would then sit out its interval (1 s by default) before exiting. An older iputils refuses
+    an interval under 0.2 s to a user (`interval_refused`): ask again with OLD_PING_INTERVAL."""
     if not 0 <= size <= 65507:
         raise ValueError(f"ping payload size out of range: {size}")
     pmtu = "do" if dont_fragment else "dont"
-    return ["ping", "-n", "-c1", "-i", "0.2", "-W", _seconds(timeout), "-M", pmtu, "-s", str(int(size)), _ip(ip)]
+    return ["ping", "-n", "-c1", "-i", f"{interval:g}", "-W", _seconds(timeout), "-M", pmtu, "-s", str(int(size)), _ip(ip)]
+
+
+def interval_refused(result: ExecResult) -> bool:
+    """iputils before 20210202, as a user: "cannot flood; minimal interval allowed for user is 200ms"."""
+    return result.exit_code not in (0, 1) and b"minimal interval" in result.stdout + result.stderr
 
 
 def parse_ping(ip: str, size: int, result: ExecResult) -> PingResult:

@@ -180,6 +180,9 @@ class Probe:
 
     def ping(self, ip: str, size: int = 56, dont_fragment: bool = True, timeout: float = 2.0) -> PingResult:
         result = self.exec(commands.ping_command(ip, size, dont_fragment, timeout), commands.exec_deadline(timeout))
+        if commands.interval_refused(result):
+            result = self.exec(commands.ping_command(ip, size, dont_fragment, timeout, commands.OLD_PING_INTERVAL),
+                               commands.exec_deadline(timeout))
         return commands.parse_ping(ip, size, result)
 
 

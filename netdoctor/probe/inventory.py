@@ -1,8 +1,9 @@
 """A host's interfaces, routes, neighbours, bridge FDB and tracked connections, from the tools'
 machine-readable output: iproute2's JSON and conntrack's XML.
 
-`netdoctor.probe.capture` runs `inventory_script()` and `conntrack_script()` in each capturing probe
-(node or pod namespace) when its capture ends and hands their output to `parse_inventory` and
+`netdoctor.probe.capture` runs `inventory_script()` in each capturing probe (node or pod namespace),
+its first half once the capture has started and its second when the capture ends, then (on a node)
+`conntrack_script()`, and hands their output to `parse_inventory` and
 `parse_conntrack`: the capture decoder names interfaces from the Inventory, and `netdoctor.judge.hops`
 asks its lookups which hop a packet takes and the NatEntries where a Service connection was sent.
 An entry that can't be read is skipped, never the host's whole listing. Pure functions, no I/O.
@@ -30,11 +31,20 @@ _COMMANDS = {
 # Each command's stderr is dropped: in the capture stream it would land inside the JSON ("Peer netns
 # reference is invalid" for a veth being deleted, "bridge: not found"). The `echo` after each ends the
 # line ip leaves open when the kernel cuts a dump short (an unclosed `[`), so the next marker stands alone.
-# The commands run at once (bash process substitutions, read in order from fds 3 on): the listing
-# costs one command's time, not five, when the capture stops.
-_SCRIPT = "exec " + " ".join(f"{fd}< <({command} 2>/dev/null)" for fd, command in enumerate(_COMMANDS.values(), 3)) \
-    + "; " + "; ".join(f"echo {marker}; cat <&{fd}; echo; exec {fd}<&-"
-                       for fd, marker in enumerate(_COMMANDS, 3)) + f"; echo {_END}"
+# The commands run at once (bash process substitutions, read in order from fds 3 on): links,
+# addresses and routes, which the probes' traffic does not change, while the capture runs (read when
+# it ends); the neighbours and the FDB, which it teaches, after it. Stopping a capture
+# costs one short listing, not five.
+_AT_START = ("@@link", "@@addr", "@@route")
+_FDS = {marker: fd for fd, marker in enumerate(_COMMANDS, 3)}
+
+
+def _started(markers) -> str:
+    return "exec " + " ".join(f"{_FDS[m]}< <({_COMMANDS[m]} 2>/dev/null)" for m in markers)
+
+
+_SCRIPT = (_started(_AT_START), _started(m for m in _COMMANDS if m not in _AT_START) + "; " + "; ".join(
+    f"echo {marker}; cat <&{fd}; echo; exec {fd}<&-" for marker, fd in _FDS.items()) + f"; echo {_END}")
 
 _KINDS = {
     "veth": InterfaceKind.VETH,
@@ -47,11 +57,12 @@ _KINDS = {
 }
 
 
-def inventory_script() -> str:
-    """Bash snippet for `netdoctor.probe.capture` to run right after its capture ends: iproute2's JSON
-    for links, IPv4 addresses, main-table routes, neighbours and the bridge FDB, each after an
-    `@@name` line, then `@@end`. A command that fails (or `bridge` that is missing) leaves its
-    section empty; the snippet itself always runs to its end."""
+def inventory_script() -> tuple[str, str]:
+    """Two bash snippets for `netdoctor.probe.capture`, run in one shell: the first once its capture
+    has started (it starts listing links, IPv4 addresses and main-table routes), the second right after
+    the capture ends (it lists neighbours and the bridge FDB, then prints iproute2's JSON of each
+    after an `@@name` line, then `@@end`). A command that fails (or `bridge` that is missing) leaves
+    its section empty; the snippets themselves always run to their end."""
     return _SCRIPT
 
 

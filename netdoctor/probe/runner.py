@@ -5,7 +5,8 @@ step's Observation with a buffered log. A step's exception becomes an Observatio
 Called by check.command between plan and judge; `progress` is told about each finished step so the
 terminal can show live progress. Only this module touches probes.
 
-The steps run in one round under packet capture. A step planned with `until_covered` attempts (the
+The steps run in one round under packet capture, decoded by one worker process for the run
+(netdoctor.probe.decoding). A step planned with `until_covered` attempts (the
 Service IP) gets one more round, under a new capture, when `uncovered` (the judge's question, passed
 in by check.command) says the first round's captures show a ready backend no connection reached yet,
 or cannot tell; the rounds' observations and captures are joined. A step whose first results may
@@ -25,6 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -41,6 +43,7 @@ from netdoctor.probe.fleet import (
     listeners_of,
 )
 from netdoctor.probe.capture import Point, Sniffer
+from netdoctor.probe.decoding import DecoderProcess
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class RunOptions:
     timeout: float = 3.0  # per network probe
     image: str = DEFAULT_IMAGE
     keep: bool = False
-    workers: int = 16
+    workers: int = 48  # steps at once: a plan has ~25, each mostly waiting on its exec
     deadline: int | None = None  # seconds the probes and their owner live; None: from the timeout
 
 
@@ -95,21 +98,26 @@ class Job:
 
 def run(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,
         progress: Callable[[Step, Observation], None] = lambda step, obs: None,
-        uncovered: Uncovered | None = None, unsettled: Unsettled | None = None) -> RunResult:
+        uncovered: Uncovered | None = None, unsettled: Unsettled | None = None,
+        decoding: DecoderProcess | None = None) -> RunResult:
     """`uncovered(evidence, step)`: the ready backends the step's connections have not reached yet
     (None: the captures cannot tell); None for no second round at all. `unsettled(evidence, step)`:
-    why the step's results may only show that the probes are new (None: they stand)."""
-    return run_many(kube, (Job(plan, facts),), options, progress, uncovered, unsettled)[0]
+    why the step's results may only show that the probes are new (None: they stand). `decoding`:
+    a decoder process the caller started early; without one, a capturing run starts its own."""
+    return run_many(kube, (Job(plan, facts),), options, progress, uncovered, unsettled, decoding)[0]
 
 
 def run_many(kube: Kube, jobs: tuple[Job, ...], options: RunOptions,
              progress: Callable[[Step, Observation], None] = lambda step, obs: None,
-             uncovered: Uncovered | None = None, unsettled: Unsettled | None = None) -> tuple[RunResult, ...]:
+             uncovered: Uncovered | None = None, unsettled: Unsettled | None = None,
+             decoding: DecoderProcess | None = None) -> tuple[RunResult, ...]:
     """Every job's steps on one shared set of probes, in one round (then a coverage round, and a
     round looking again at what the probes' newness may explain)."""
     started = time.monotonic()
     shared = _Shared.of(jobs)
-    with ProbeFleet(kube, run_timeout=options.timeout * 60, keep=options.keep, deadline_seconds=options.deadline) as fleet:
+    own = decoding is None and shared.plan.capture is not CaptureMode.OFF
+    with ProbeFleet(kube, run_timeout=options.timeout * 60, keep=options.keep, deadline_seconds=options.deadline) as fleet, \
+            DecoderProcess() if own else nullcontext(decoding) as decoding:
         probes, nodes, blind = _launch(fleet, shared.plan, options)
         launched = time.monotonic()
         pods_created = sum(ref.kind == "Pod" for ref in fleet.created)
@@ -117,15 +125,17 @@ def run_many(kube: Kube, jobs: tuple[Job, ...], options: RunOptions,
         executor = _Executor(kube, probes, shared.facts, options.timeout)
         points = _capture_points(shared.plan, probes, nodes)
         ips = [p.ip for p in probes.values() if p.ip]
-        done = _round(executor, shared.plan.steps, points, ips, options, progress)
+        done = _round(executor, shared.plan.steps, points, ips, options, progress, decoding)
         more = _shared_round(shared, done, running, lambda ev: _coverage_round(ev, uncovered)) if uncovered else []
         if more:
-            extra = _round(executor, tuple(step for step, _ in more), points, ips, options, lambda step, obs: None)
+            extra = _round(executor, tuple(step for step, _ in more), points, ips, options, lambda step, obs: None,
+                           decoding)
             done = _joined(done, extra, more)
         doubtful = _shared_round(shared, done, running, lambda ev: _settle_round(ev, unsettled)) if unsettled else []
         if doubtful:
             time.sleep(max(0.0, launched + PROPAGATION_S - time.monotonic()))
-            extra = _round(executor, tuple(step for step, _ in doubtful), points, ips, options, lambda step, obs: None)
+            extra = _round(executor, tuple(step for step, _ in doubtful), points, ips, options,
+                           lambda step, obs: None, decoding)
             done = _joined(done, extra, doubtful, _instead)
         kept = tuple(f"kubectl -n {p.namespace} exec -it {p.name} -- bash"
                      for p in (*probes.values(), *nodes.values())) if options.keep else ()
@@ -239,9 +249,9 @@ def _shared_round(shared: _Shared, done: _Round, running: dict[str, RunningProbe
 
 
 def _round(executor: _Executor, steps: tuple[Step, ...], points: list[Point], ips: list[str], options: RunOptions,
-           progress) -> _Round:
+           progress, decoding: DecoderProcess | None) -> _Round:
     began = time.monotonic()
-    with Sniffer(points, ips, max_seconds=options.timeout * 60) as sniffer:
+    with Sniffer(points, ips, max_seconds=options.timeout * 60, decoding=decoding) as sniffer:
         if points:
             sniffer.start()
         listening = time.monotonic()

@@ -36,7 +36,7 @@ def by_name(name: str) -> dict:
 
 def run_script(env: dict | None = None) -> bytes:
     """The script as the capture runs it: stdout and stderr in one stream."""
-    done = subprocess.run([shutil.which("bash") or "/bin/bash", "-c", f"( {inventory_script()} ) 2>&1"], check=False, capture_output=True,
+    done = subprocess.run([shutil.which("bash") or "/bin/bash", "-c", f"( {'; '.join(inventory_script())} ) 2>&1"], check=False, capture_output=True,
                           timeout=30, env=env)
     assert done.returncode == 0, done
     return done.stdout
@@ -55,12 +55,13 @@ def with_section(text: str, marker: str, body: str) -> bytes:
 
 
 def test_script_asks_iproute2_for_json_and_drops_each_commands_stderr():
-    script = inventory_script()
-    for command in ("ip -j -d link show", "ip -j -4 addr show", "ip -j -4 route show table main",
-                    "ip -j -4 neigh show", "bridge -j fdb show"):
-        assert f"{command} 2>/dev/null" in script
-    assert script.index("@@link") < script.index("@@addr") < script.index("@@route") < script.index("@@neigh") \
-        < script.index("@@fdb") < script.index("@@end")
+    at_start, at_end = inventory_script()
+    for command in ("ip -j -d link show", "ip -j -4 addr show", "ip -j -4 route show table main"):
+        assert f"{command} 2>/dev/null" in at_start  # what the traffic does not change: while it runs
+    for command in ("ip -j -4 neigh show", "bridge -j fdb show"):
+        assert f"{command} 2>/dev/null" in at_end  # what it teaches: after it
+    assert at_end.index("@@link") < at_end.index("@@addr") < at_end.index("@@route") < at_end.index("@@neigh") \
+        < at_end.index("@@fdb") < at_end.index("@@end")
 
 
 @pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2")

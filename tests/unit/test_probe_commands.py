@@ -323,8 +323,18 @@ def test_parse_ping_shapes(code, out, err, outcome, mtu):
 def test_ping_missing_binary_and_command():
     missing = ExecResult(None, b"", b"", ExecError(ExecErrorKind.MISSING_BINARY, "not found", "ping"))
     assert pc.parse_ping("10.0.0.2", 56, missing).outcome is PingOutcome.ERROR
-    assert pc.ping_command("10.0.0.2", 1472, True, 2) == ["ping", "-n", "-c1", "-i", "0.2", "-W", "2", "-M", "do", "-s", "1472",
-                                                               "10.0.0.2"]
+    assert pc.ping_command("10.0.0.2", 1472, True, 2) == ["ping", "-n", "-c1", "-i", "0.002", "-W", "2", "-M", "do", "-s",
+                                                               "1472", "10.0.0.2"]
+    assert pc.ping_command("10.0.0.2", 56, False, 2, pc.OLD_PING_INTERVAL)[3:5] == ["-i", "0.2"]
+
+
+@pytest.mark.parametrize("code, err, refused", [
+    (2, "ping: cannot flood; minimal interval allowed for user is 200ms\n", True),
+    (1, "ping: local error: message too long, mtu=1450\n", False),
+    (2, "ping: socket: Operation not permitted\n", False),
+])
+def test_an_old_iputils_refusing_the_short_interval_is_recognised(code, err, refused):
+    assert pc.interval_refused(ok("", code, err.encode())) is refused
 
 
 # ---------------------------------------------------------------- listeners

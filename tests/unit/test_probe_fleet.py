@@ -502,6 +502,15 @@ def test_one_owner_per_namespace_and_probe_methods():
             f.launch([ProbeSpec("a", "demo")])
 
 
+def test_a_ping_an_old_iputils_refuses_asks_again_with_its_interval():
+    kube = FakeKube()
+    kube.exec_result = ExecResult(2, b"", b"ping: cannot flood; minimal interval allowed for user is 200ms\n")
+    with fleet(kube) as f:
+        probe = f.launch([ProbeSpec("a", "demo")])[0]
+        probe.ping("10.0.0.2", 1472)
+    assert [c[c.index("-i") + 1] for c in kube.execs] == ["0.002", "0.2"]
+
+
 def test_listeners_of_unavailable_when_exec_forbidden():
     kube = FakeKube()
 
