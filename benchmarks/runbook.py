@@ -5,7 +5,9 @@ admit, as netdoctor's probes impersonate one), wait until it runs, exec nslookup
 Service's name and curl to its ClusterIP and to each pod IP (its targetPort), delete the pod.
 
 Each is a fresh process (Python start-up and imports count for both), interleaved so the machine's
-load hits all alike; medians of N runs and the ratio netdoctor / runbook are printed. Target
+load hits all alike; medians of N runs and the ratio netdoctor / runbook are printed. netdoctor's
+modules are byte-compiled first, as pip does when it installs them (the official client's are): in
+a checkout with PYTHONDONTWRITEBYTECODE set, every run would compile them again. Target
 (issue 13): on the lab the full check with capture is no slower than the runbook (ratio ≤ 1).
 Builds a lab (needs root; hold /tmp/netdoctor-lab.lock). The runbook alone, against any cluster:
 `python benchmarks/runbook.py --runbook KUBECONFIG [--namespace NS] [--service NAME]`.
@@ -15,6 +17,7 @@ Usage: python benchmarks/runbook.py [--runs N]
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import secrets
 import statistics
@@ -78,6 +81,7 @@ def timed(argv: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> f
 
 
 def side_by_side(kubeconfig: str, runs: int) -> None:
+    compileall.compile_dir(ROOT / "netdoctor", quiet=1)
     env = {**os.environ, "KUBECONFIG": kubeconfig, "PYTHONPATH": str(ROOT)}
     check = [sys.executable, "-m", "netdoctor", "check", "svc/api", "-n", "shop"]
     commands = {

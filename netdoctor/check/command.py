@@ -162,9 +162,9 @@ def check(
     from netdoctor.check import plan
     from netdoctor.check import resolve
 
+    decoding = _decoder_process(ctx, mode, plan_only)
     checks = catalog.load()
     kube = _connect(env, kubeconfig, context, request_timeout)
-    decoding = _decoder_process(ctx, mode, plan_only)
     if all_services:
         from netdoctor.check.many import all_services as listed
 
@@ -295,8 +295,9 @@ def _check_many(env, kube, requests, checks, choice, capture_namespace, options,
 
 
 def _decoder_process(ctx: typer.Context, mode: CaptureMode, plan_only: bool):
-    """With capture on, the decoder process (netdoctor.probe.decoding) starts now: it imports scapy
-    on another core while the API is read and the probes start. The command's context ends it."""
+    """With capture on, the decoder process (netdoctor.probe.decoding) starts once the arguments
+    are checked: it imports scapy on another core while this one imports the cluster client, reads
+    the API and starts the probes. The command's context ends it."""
     from netdoctor.model import CaptureMode
 
     if mode is CaptureMode.OFF or plan_only:

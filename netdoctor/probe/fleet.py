@@ -272,15 +272,20 @@ class ProbeFleet:
         return Launch(probes, failures)
 
     def cleanup(self) -> list[str]:
-        """Delete what this run created, pods first, then their owners; the failures, one line each."""
+        """Delete what this run created, the pods at once, then their owners (ConfigMaps, then Jobs);
+        the failures, one line each."""
         failures = []
-        for ref in sorted(self._created, key=lambda r: _DELETE_ORDER[r.kind]):
-            try:
-                self.kube.delete(ref.kind, ref.namespace, ref.name)
-            except ClusterError as exc:
-                failures.append(f"{ref}: {exc.message}")
-            else:
-                self._created.remove(ref)
+        for kind in sorted({ref.kind for ref in self._created}, key=_DELETE_ORDER.__getitem__):
+            refs = [ref for ref in self._created if ref.kind == kind]
+            deleted = _concurrently(lambda ref: self.kube.delete(ref.kind, ref.namespace, ref.name), refs,
+                                    lambda ref: f"delete {ref.name}")
+            for ref, result in zip(refs, deleted):
+                if not isinstance(result, _Raised):
+                    self._created.remove(ref)
+                elif isinstance(result.error, ClusterError):
+                    failures.append(f"{ref}: {result.error.message}")
+                else:
+                    raise result.error
         return failures
 
     def pod_name(self, spec: ProbeSpec) -> str:
@@ -524,32 +529,40 @@ def _at_once(create, specs: list[ProbeSpec]) -> list:
     """`create(spec)` for every spec at once, each in its own thread (one API round trip for all);
     the results in spec order, or the first spec's error once every call has answered. Ctrl-C waits
     (IN_FLIGHT_WAIT at most) for the calls in flight: a pod they still make must be cleaned up too."""
-    results: list = [None] * len(specs)
-    answered = [threading.Event() for _ in specs]
+    results = _concurrently(create, specs, lambda spec: f"create {spec.name}", IN_FLIGHT_WAIT)
+    failed = next((r.error for r in results if isinstance(r, _Raised)), None)
+    if failed is not None:
+        raise failed
+    return results
 
-    def one(i: int, spec: ProbeSpec) -> None:
+
+def _concurrently(call, items: list, name, interrupted_wait: float = 0.0) -> list:
+    """`call(item)` for every item at once, each in its own thread named `name(item)`: the results in
+    item order, an exception as `_Raised`. Ctrl-C waits `interrupted_wait` at most for the calls in
+    flight, then goes on."""
+    results: list = [None] * len(items)
+    answered = [threading.Event() for _ in items]
+
+    def one(i: int, item) -> None:
         try:
-            results[i] = create(spec)
-        except Exception as exc:  # noqa: BLE001 - handed over: raised below, in the caller's thread
+            results[i] = call(item)
+        except Exception as exc:  # noqa: BLE001 - handed over to the caller's thread
             results[i] = _Raised(exc)
         finally:
             answered[i].set()
 
     started = 0
     try:
-        for i, spec in enumerate(specs):
+        for i, item in enumerate(items):
             started = i + 1  # counted before start(): Ctrl-C may come while it waits for the thread to run
-            threading.Thread(target=one, args=(i, spec), name=f"create {spec.name}", daemon=True).start()
+            threading.Thread(target=one, args=(i, item), name=name(item), daemon=True).start()
         for event in answered:
             event.wait()
     except BaseException:
-        deadline = time.monotonic() + IN_FLIGHT_WAIT
+        deadline = time.monotonic() + interrupted_wait
         for event in answered[:started]:
             event.wait(max(0.0, deadline - time.monotonic()))
         raise
-    failed = next((r.error for r in results if isinstance(r, _Raised)), None)
-    if failed is not None:
-        raise failed
     return results
 
 

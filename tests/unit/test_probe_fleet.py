@@ -48,6 +48,8 @@ class FakeKube:
         self.pod_create_seconds = 0.0  # how long each pod creation takes to answer
         self.fail_delete: set[str] = set()
         self.stall_deletes = False  # every delete waits out its timeout, as on a hung API server
+        self.delete_seconds = 0.0  # how long each delete takes to answer
+        self.deleting: list[tuple[str, float]] = []  # (kind, when) of each delete call
         self.execs: list[list[str]] = []
         self.exec_result = ExecResult(0, b"", b"")
         self.version = 0
@@ -135,6 +137,8 @@ class FakeKube:
         raise AssertionError("probe pods are watched, not polled")
 
     def delete(self, kind, namespace, name, *, timeout=None):
+        self.deleting.append((kind, time.monotonic()))
+        time.sleep(self.delete_seconds)
         if self.stall_deletes:
             time.sleep(timeout)
             raise Stalled(f"the API server did not answer within {timeout:g}s")
@@ -468,6 +472,18 @@ def test_sigterm_cleanup_left_behind_goes_in_the_hint():
     assert info.value.message == "terminated by signal 15"
     assert ("netdoctor cleanup -n demo --run abc123 --force && netdoctor cleanup -n kube-system --run abc123 --force"
             in info.value.hint)
+
+
+def test_the_pods_are_deleted_at_once_then_their_owners():
+    kube = FakeKube()
+    kube.delete_seconds = 0.2
+    with fleet(kube) as f:
+        f.launch([ProbeSpec(name, "demo") for name in ("a", "b", "c", "d")])
+    kinds = [kind for kind, _ in kube.deleting]
+    assert kinds == ["Pod"] * 4 + ["ConfigMap", "Job"]
+    pods = [when for kind, when in kube.deleting if kind == "Pod"]
+    assert max(pods) - min(pods) < kube.delete_seconds  # all four in flight together, not one after another
+    assert not [k for k in kube.objects if k[0] in ("Pod", "ConfigMap", "Job")]
 
 
 def test_cleanup_failure_is_reported_without_masking_the_original_error():
