@@ -17,17 +17,19 @@ import argparse
 import secrets
 import statistics
 import time
+from contextlib import nullcontext
 
 from netdoctor import catalog
 from netdoctor.check import plan
 from netdoctor.check import resolve
 from netdoctor.probe import runner
-from netdoctor.judge import coverage
+from netdoctor.judge import coverage, paths
 from netdoctor.judge.verdict import judge
 from netdoctor.cluster.kube import Kube
 from netdoctor.lab import lifecycle
 from netdoctor.lab.state import LabConfig
 from netdoctor.model import CaptureMode, Evidence
+from netdoctor.probe.decoding import DecoderProcess
 from netdoctor.check.target import parse_target
 
 PHASES = ("connect+resolve", "probe start", "capture", "probing", "judging", "total")
@@ -37,12 +39,15 @@ DIALECTS = {"flannel-vxlan": ("flannel", "vxlan"), "flannel-routed": ("flannel",
 
 
 def one_check(kubeconfig: str, capture: CaptureMode) -> dict[str, float]:
+    """As `check` does: the decoder process (capture on) started before connecting, both questions."""
     t0 = time.monotonic()
-    kube = Kube.connect(kubeconfig)
-    facts = resolve.resolve(kube, resolve.Request(parse_target("svc/api"), "shop", None, None))
-    the_plan = plan.build(facts, plan.Options(capture=capture))
-    t1 = time.monotonic()
-    result = runner.run(kube, the_plan, facts, runner.RunOptions(), uncovered=coverage.uncovered)  # as `check` does
+    with DecoderProcess() if capture is not CaptureMode.OFF else nullcontext() as decoding:
+        kube = Kube.connect(kubeconfig)
+        facts = resolve.resolve(kube, resolve.Request(parse_target("svc/api"), "shop", None, None))
+        the_plan = plan.build(facts, plan.Options(capture=capture))
+        t1 = time.monotonic()
+        result = runner.run(kube, the_plan, facts, runner.RunOptions(), uncovered=coverage.uncovered,
+                            unsettled=paths.unsettled, decoding=decoding)
     t2 = time.monotonic()
     evidence = Evidence(facts, the_plan, result.observations, result.captures, result.probes)
     report = judge(evidence, catalog.load(), t2 - t0)

@@ -63,15 +63,16 @@ def capture_filter(ips: Iterable[str]) -> str:
 def tcpdump_command(bpf: str, ips: list[str], max_seconds: float, conntrack: bool = True) -> list[str]:
     """tcpdump writing pcap to stdout, packet by packet, until a line (or EOF) arrives on stdin
     or `max_seconds` pass: then SIGINT, so it flushes and exits; then, on stderr, the host's
-    interface inventory (its static half listed while the capture runs) and, with `conntrack` (a
-    node's; a pod's own table tells nothing the packets do not), its tracked connections from the
-    probes (after the traffic, so the neighbour tables know the probes and conntrack shows where
-    each Service connection went)."""
-    at_start, at_end = inventory.inventory_script()
-    tracked = f"; {inventory.conntrack_script(ips)}" if conntrack else ""
+    interface inventory and, with `conntrack` (a node's; a pod's own table tells nothing the
+    packets do not), its tracked connections from the probes. What the traffic does not change is
+    listed while the capture runs; the neighbours and conntrack after the traffic (so the neighbour
+    tables know the probes and conntrack shows where each Service connection went), while tcpdump
+    flushes."""
+    during, after, printed = inventory.inventory_script()
+    tracking, tracked = inventory.conntrack_script(ips) if conntrack else (":", ":")
     script = (f"tcpdump -i any -p -n -U --immediate-mode -s {SNAPLEN} -c {MAX_PACKETS} -w - \"$1\" & pid=$!; "
-              f"{at_start}; read -r -t {int(max_seconds)} _; kill -INT $pid 2>/dev/null; wait $pid; "
-              f"( {at_end}{tracked} ) >&2")
+              f"{during}; read -r -t {int(max_seconds)} _; kill -INT $pid 2>/dev/null; {after}; {tracking}; "
+              f"wait $pid; ( {printed}; {tracked} ) >&2")
     return ["bash", "-c", script, "netdoctor-capture", bpf]
 
 

@@ -2,8 +2,8 @@
 machine-readable output: iproute2's JSON and conntrack's XML.
 
 `netdoctor.probe.capture` runs `inventory_script()` in each capturing probe (node or pod namespace),
-its first half once the capture has started and its second when the capture ends, then (on a node)
-`conntrack_script()`, and hands their output to `parse_inventory` and
+listing while the capture runs what the traffic does not change and the rest when it ends, with (on
+a node) `conntrack_script()`, and hands their output to `parse_inventory` and
 `parse_conntrack`: the capture decoder names interfaces from the Inventory, and `netdoctor.judge.hops`
 asks its lookups which hop a packet takes and the NatEntries where a Service connection was sent.
 An entry that can't be read is skipped, never the host's whole listing. Pure functions, no I/O.
@@ -32,18 +32,19 @@ _COMMANDS = {
 # reference is invalid" for a veth being deleted, "bridge: not found"). The `echo` after each ends the
 # line ip leaves open when the kernel cuts a dump short (an unclosed `[`), so the next marker stands alone.
 # The commands run at once (bash process substitutions, read in order from fds 3 on): links,
-# addresses and routes, which the probes' traffic does not change, while the capture runs (read when
-# it ends); the neighbours and the FDB, which it teaches, after it. Stopping a capture
-# costs one short listing, not five.
-_AT_START = ("@@link", "@@addr", "@@route")
+# addresses and routes, which the probes' traffic does not change, while the capture runs; the
+# neighbours and the FDB, which it teaches, once it ends, while tcpdump flushes; all are printed
+# after that. Stopping a capture costs one short listing, not five in a row.
+_DURING = ("@@link", "@@addr", "@@route")
 _FDS = {marker: fd for fd, marker in enumerate(_COMMANDS, 3)}
+FIRST_FREE_FD = 3 + len(_COMMANDS)  # for what the capture lists beside the inventory (conntrack)
 
 
 def _started(markers) -> str:
     return "exec " + " ".join(f"{_FDS[m]}< <({_COMMANDS[m]} 2>/dev/null)" for m in markers)
 
 
-_SCRIPT = (_started(_AT_START), _started(m for m in _COMMANDS if m not in _AT_START) + "; " + "; ".join(
+_SCRIPT = (_started(_DURING), _started(m for m in _COMMANDS if m not in _DURING), "; ".join(
     f"echo {marker}; cat <&{fd}; echo; exec {fd}<&-" for marker, fd in _FDS.items()) + f"; echo {_END}")
 
 _KINDS = {
@@ -57,12 +58,13 @@ _KINDS = {
 }
 
 
-def inventory_script() -> tuple[str, str]:
-    """Two bash snippets for `netdoctor.probe.capture`, run in one shell: the first once its capture
-    has started (it starts listing links, IPv4 addresses and main-table routes), the second right after
-    the capture ends (it lists neighbours and the bridge FDB, then prints iproute2's JSON of each
-    after an `@@name` line, then `@@end`). A command that fails (or `bridge` that is missing) leaves
-    its section empty; the snippets themselves always run to their end."""
+def inventory_script() -> tuple[str, str, str]:
+    """Three bash snippets for `netdoctor.probe.capture`, run in one shell: the first once its
+    capture has started (it starts listing links, IPv4 addresses and main-table routes), the second
+    when the capture ends (it starts listing neighbours and the bridge FDB), the third once tcpdump
+    has exited (it prints iproute2's JSON of each after an `@@name` line, then `@@end`). A command
+    that fails (or `bridge` that is missing) leaves its section empty; the snippets themselves
+    always run to their end."""
     return _SCRIPT
 
 
@@ -277,14 +279,16 @@ _CONNTRACK, _CONNTRACK_END = "@@conntrack", "@@ctend"
 _PORTED = ("tcp", "udp")  # conntrack's XML gives ports for these; an ICMP flow has no echo id in it
 
 
-def conntrack_script(ips: list[str]) -> str:
-    """Bash snippet listing, as `conntrack -o xml`, the host's tracked connections whose original
-    source is one of `ips` (needs NET_ADMIN; lists nothing without it), between `@@conntrack` and
-    `@@ctend` lines: one listing per source, all at once, printed in order."""
+def conntrack_script(ips: list[str]) -> tuple[str, str]:
+    """Two bash snippets, run in the shell of `inventory_script()`'s: the first starts listing, as
+    `conntrack -o xml`, the host's tracked connections whose original source is one of `ips`
+    (needs NET_ADMIN; lists nothing without it), one listing per source, all at once, from fd
+    FIRST_FREE_FD on; the second prints them in order between `@@conntrack` and `@@ctend` lines."""
     sources = [str(ipaddress.IPv4Address(ip)) for ip in ips]
-    started = "".join(f"exec {fd}< <(conntrack -L -s {ip} -o xml 2>/dev/null); " for fd, ip in enumerate(sources, 3))
-    printed = "".join(f"cat <&{fd}; exec {fd}<&-; " for fd in range(3, 3 + len(sources)))
-    return f"echo {_CONNTRACK}; {started}{printed}echo; echo {_CONNTRACK_END}"
+    fds = range(FIRST_FREE_FD, FIRST_FREE_FD + len(sources))
+    started = "; ".join(f"exec {fd}< <(conntrack -L -s {ip} -o xml 2>/dev/null)" for fd, ip in zip(fds, sources))
+    printed = "".join(f"cat <&{fd}; exec {fd}<&-; " for fd in fds)
+    return started or ":", f"echo {_CONNTRACK}; {printed}echo; echo {_CONNTRACK_END}"
 
 
 def parse_conntrack(text: str) -> tuple[NatEntry, ...]:

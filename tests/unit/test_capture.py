@@ -92,7 +92,8 @@ def test_the_command_passes_the_filter_as_an_argument_not_in_the_script():
     assert f"-s {capture.SNAPLEN}" in script and f"-c {capture.MAX_PACKETS}" in script and "-w -" in script
     assert "read -r -t 30 _" in script and "@@link" in script and "@@conntrack" in script
     assert script.index("tcpdump") < script.index("ip -j -d link show") < script.index("read -r") \
-        < script.index("ip -j -4 neigh show")
+        < script.index("kill -INT") < script.index("ip -j -4 neigh show") < script.index("conntrack -L") \
+        < script.index("wait $pid") < script.index("echo @@link")  # listed while tcpdump flushes, printed after
     assert "@@conntrack" not in capture.tcpdump_command(bpf, PROBES, 30, conntrack=False)[2]  # a pod's
 
 

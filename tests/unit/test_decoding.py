@@ -59,7 +59,12 @@ def test_a_worker_that_died_fails_its_streams_at_once():
             decoding.decoder().packets(NAMES)
 
 
-def test_leaving_ends_the_worker():
+def test_ctrl_c_at_the_terminal_leaves_the_worker_to_the_check_and_leaving_ends_it():
     with DecoderProcess() as decoding:
+        assert decoding.decoder().packets(NAMES) == ()  # it answers: its own handler is set
+        decoder = decoding.decoder()
+        decoder.feed(capture(sll2() / IP() / TCP()))
+        os.kill(decoding._proc.pid, signal.SIGINT)  # the terminal signals the whole process group
+        assert len(decoder.packets(NAMES)) == 1
         worker = decoding._proc
     assert worker.poll() is not None

@@ -55,13 +55,13 @@ def with_section(text: str, marker: str, body: str) -> bytes:
 
 
 def test_script_asks_iproute2_for_json_and_drops_each_commands_stderr():
-    at_start, at_end = inventory_script()
+    during, after, printed = inventory_script()
     for command in ("ip -j -d link show", "ip -j -4 addr show", "ip -j -4 route show table main"):
-        assert f"{command} 2>/dev/null" in at_start  # what the traffic does not change: while it runs
+        assert f"{command} 2>/dev/null" in during  # what the traffic does not change: while it runs
     for command in ("ip -j -4 neigh show", "bridge -j fdb show"):
-        assert f"{command} 2>/dev/null" in at_end  # what it teaches: after it
-    assert at_end.index("@@link") < at_end.index("@@addr") < at_end.index("@@route") < at_end.index("@@neigh") \
-        < at_end.index("@@fdb") < at_end.index("@@end")
+        assert f"{command} 2>/dev/null" in after  # what it teaches: after it
+    assert printed.index("@@link") < printed.index("@@addr") < printed.index("@@route") < printed.index("@@neigh") \
+        < printed.index("@@fdb") < printed.index("@@end")
 
 
 @pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2")
@@ -408,10 +408,23 @@ def test_only_a_cut_output_or_no_interface_at_all_is_an_error(output, message):
 
 
 def test_conntrack_script_lists_each_source_as_xml():
-    script = conntrack_script(["10.244.2.4", "10.244.1.60"])
-    assert script.startswith("echo @@conntrack;") and script.endswith("echo @@ctend")
-    assert script.index("conntrack -L -s 10.244.2.4 -o xml 2>/dev/null") \
-        < script.index("conntrack -L -s 10.244.1.60 -o xml 2>/dev/null") < script.index("cat <&3") < script.index("cat <&4")
+    started, printed = conntrack_script(["10.244.2.4", "10.244.1.60"])
+    assert started.index("8< <(conntrack -L -s 10.244.2.4 -o xml 2>/dev/null)") \
+        < started.index("9< <(conntrack -L -s 10.244.1.60 -o xml 2>/dev/null)")  # beside the inventory's fds 3-7
+    assert printed.startswith("echo @@conntrack;") and printed.endswith("echo @@ctend")
+    assert printed.index("cat <&8") < printed.index("cat <&9")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_inventory_and_conntrack_snippets_run_in_one_shell():
+    during, after, printed = inventory_script()
+    tracking, tracked = conntrack_script(["192.0.2.77"])
+    done = subprocess.run(["bash", "-c", f"{during}; {after}; {tracking}; ( {printed}; {tracked} ) 2>&1"],
+                          check=False, capture_output=True, timeout=30)
+    assert done.returncode == 0, done
+    out = done.stdout.decode()
+    assert out.index("@@link") < out.index("@@end") < out.index("@@conntrack") < out.index("@@ctend")
+    assert parse_inventory(done.stdout).by_name("lo") is not None
 
 
 def test_conntrack_script_takes_addresses_only():
