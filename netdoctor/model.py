@@ -8,6 +8,7 @@ objects (netdoctor.cluster.objects) and probe results (netdoctor.observations) a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Mapping, Union
@@ -300,6 +301,21 @@ class Capture:
         if first_round == 0:
             return self.packets
         return self.packets[self.rounds[first_round]:] if first_round < len(self.rounds) else ()
+
+    @cached_property
+    def by_endpoint(self) -> Mapping[tuple[str, int], tuple[Packet, ...]]:
+        """The packets from or to each endpoint (address and port, or ICMP echo id), and each ICMP
+        error under the endpoint it quotes the packet of, in capture order: the judge looks up
+        every hop of every connection by its source's endpoint."""
+        found: dict[tuple[str, int], list[Packet]] = {}
+        for p in self.packets:
+            keys = {(p.src, p.sport), (p.dst, p.dport), (p.src, p.icmp_id), (p.dst, p.icmp_id)}
+            if p.quoted is not None:
+                keys |= {(p.dst, p.quoted.sport), (p.dst, p.quoted.icmp_id)}
+            for key in keys:
+                if key[1] is not None:
+                    found.setdefault(key, []).append(p)
+        return {key: tuple(packets) for key, packets in found.items()}
 
 
 @dataclass(frozen=True)

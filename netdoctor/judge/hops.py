@@ -496,7 +496,8 @@ def _seen(place: _Place, conn: Conn, targets: frozenset[str]) -> Hop:
     hop = place.hop
     if hop.blind or place.capture is None:
         return hop
-    packets = [p for p in place.capture.packets if p.interface == hop.interface and _in_window(conn, p)]
+    packets = [p for p in place.capture.by_endpoint.get((conn.src, conn.key), ()) if p.interface == hop.interface
+               and _in_window(conn, p)]
     requests = [p for p in packets if _is_request(conn, p, targets)]
     replies = [kind for p in packets if (kind := _reply_kind(conn, p, targets))]
     reply = next((r for r in (Reply.ANSWER, Reply.RST, Reply.ICMP) if r in replies), None)
@@ -539,7 +540,7 @@ def _completed(ev: Evidence, conn: Conn, targets: frozenset[str], hops: tuple[Ho
 def _crossed(capture: Capture, conn: Conn, targets: frozenset[str]) -> list[tuple[str, float]]:
     """Each interface where `capture` saw the connection (request or answer), with the first time."""
     first: dict[str, float] = {}
-    for p in capture.packets:
+    for p in capture.by_endpoint.get((conn.src, conn.key), ()):
         if _in_window(conn, p) and (_is_request(conn, p, targets) or _reply_kind(conn, p, targets)):
             first[p.interface] = min(first.get(p.interface, p.time), p.time)
     return sorted(first.items(), key=lambda item: item[1])

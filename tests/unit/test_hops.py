@@ -853,3 +853,19 @@ def test_an_egress_reject_right_after_the_dnat_on_the_source_node_is_the_policys
     path = only(evidence(s, [tcp_step("svc:web", CLUSTER_IP, 80)], policy=egress_denied))
     assert path.outcome is PathOutcome.REJECTED and path.cause == "policy-reject"
     assert path.refusal.kind is RefusalKind.REJECT and path.refusal.node == "node-1"
+
+
+def test_a_capture_finds_a_connections_packets_by_its_source_endpoint():
+    def packet(i, **fields):
+        return Packet(index=i, time=T0 + i / 1000, ifindex=2, interface="eth0", direction=Direction.OUT, **fields)
+
+    syn = packet(0, proto="tcp", src="10.244.1.5", dst="10.96.0.20", length=60, sport=40000, dport=80, tcp_flags="S")
+    synack = packet(1, proto="tcp", src="10.244.2.3", dst="10.244.1.5", length=60, sport=8080, dport=40000, tcp_flags="SA")
+    refused = packet(2, proto="icmp", src="10.244.2.1", dst="10.244.1.5", length=88, icmp_type=3, icmp_code=3,
+                     quoted=Quoted("tcp", "10.244.1.5", "10.244.2.3", 40000, 8080))
+    echo = packet(3, proto="icmp", src="10.244.1.5", dst="10.244.2.9", length=84, icmp_type=8, icmp_id=77)
+    other = packet(4, proto="tcp", src="10.244.1.5", dst="10.96.0.20", length=60, sport=40001, dport=80, tcp_flags="S")
+    found = Capture("node-1", "node-1", packets=(syn, synack, refused, echo, other)).by_endpoint
+    assert found[("10.244.1.5", 40000)] == (syn, synack, refused)  # request, answer, an error quoting it
+    assert found[("10.244.1.5", 77)] == (echo,)
+    assert found[("10.244.1.5", 40001)] == (other,)
