@@ -190,6 +190,7 @@ def check(
         return ExitCode.OK
     if pcap is not None:
         _pcap_directory(pcap)
+    _preload_report(output)
     with _execs_end_on_interrupt(kube):
         report, result = _probe_and_judge(env, kube, the_plan, facts, checks, timeout, image, keep, started,
                                           started_at, output, verbose, progress_mode, decoding)
@@ -269,6 +270,7 @@ def _check_many(env, kube, requests, checks, choice, capture_namespace, options,
         return ExitCode.OK
     if pcap is not None:
         _pcap_directory(pcap)
+    _preload_report(output)
     run_options = runner.RunOptions(deadline=_probe_deadline(env), workers=many.STEP_WORKERS,
                                     **{k: v for k, v in runner_options.items() if v is not None})
     steps = runner.shared_steps(tuple(runner.Job(t.plan, t.facts) for t in targets))
@@ -305,6 +307,13 @@ def _decoder_process(ctx: typer.Context, mode: CaptureMode, plan_only: bool):
     from netdoctor.probe.decoding import DecoderProcess
 
     return ctx.with_resource(DecoderProcess())
+
+
+def _preload_report(output: str) -> None:
+    """The report's renderer is imported while the probes run (the process mostly waits then)."""
+    from netdoctor.report.render import preload
+
+    threading.Thread(target=preload, args=(output,), name="renderer import", daemon=True).start()
 
 
 def _capture_mode(value: str) -> CaptureMode:

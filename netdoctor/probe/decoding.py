@@ -34,7 +34,6 @@ from netdoctor.observations import Packet
 FEED, FINISH, PACKETS, FAILED = 1, 2, 3, 4
 _FRAME = struct.Struct("!BII")
 ANSWER_TIMEOUT = 60.0  # seconds for the worker to decode what it was sent (20,000 packets take ~2 s)
-EXIT_TIMEOUT = 1.0  # seconds for the worker to end once its input is closed, before it is killed
 
 
 class DecoderProcess:
@@ -55,12 +54,10 @@ class DecoderProcess:
         return self
 
     def __exit__(self, *exc_info) -> None:
+        """The captures have had their answers (or gone blind) by now: nothing is left to decode."""
         self._outbox.put(None)
-        try:
-            self._proc.wait(EXIT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        self._proc.kill()
+        self._proc.wait()
 
     def decoder(self) -> RemoteDecoder:
         """A decoder for one capture stream."""
@@ -179,4 +176,4 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C at a terminal is the check's to handle; this ends with its input
     serve(sys.stdin.buffer, sys.stdout.buffer)
-    os._exit(0)  # every answer is flushed: skip tearing down scapy's modules (~0.1 s the run would wait for)
+    os._exit(0)  # every answer is flushed: skip tearing down scapy's modules (an orphan ends at once)

@@ -1,15 +1,26 @@
 """`render(report, fmt, env, verbose)`: a finished Report in the format asked for, on env's streams.
 
-Called by check.command; picks the format's module and imports only that one. `render_many`: the
+Called by check.command; picks the format's module and imports only that one (`preload`: ahead,
+in a thread). `render_many`: the
 reports of many targets and their summary (report.many).
 """
 
 from __future__ import annotations
 
+import importlib
+
 from netdoctor.environment import Environment
 from netdoctor.model import Report
 
 FORMATS = ("text", "json", "markdown", "junit")
+_MODULES = {"text": "netdoctor.report.text", "json": "netdoctor.report.json", "markdown": "netdoctor.report.markdown",
+            "junit": "netdoctor.report.junit"}
+
+
+def preload(fmt: str) -> None:
+    """Import the format's module (and rich, for text) ahead: check.command runs this in a thread
+    while the probes run, so the finished report is written at once."""
+    importlib.import_module(_MODULES[fmt])
 
 
 def render(report: Report, fmt: str, env: Environment, verbose: bool = False) -> None:
