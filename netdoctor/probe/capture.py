@@ -7,7 +7,8 @@ routes are listed meanwhile); each point's pcap is decoded as it streams in, whi
 by the run's decoder process (netdoctor.probe.decoding), else (netdoctor.probe.pcap) in the
 point's own thread. `Sniffer.stop()` tells every tcpdump at once to stop through its stdin; each
 point reads the rest, the host's interfaces (netdoctor.probe.inventory) that name the packets'
-interfaces, and its tracked connections. A capture point that could not capture comes back blind, with the reason.
+interfaces, and its tracked connections. A capture point that could not capture comes back blind,
+with the reason.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ POLL = 0.02  # seconds between looks at the stop flag while packets stream in
 OVERLAY_PORTS = (8472, 4789)  # VXLAN: Linux/flannel and IANA
 GENEVE_PORT = 6081
 READY_MARK = b"listening on"
-Decoder = pcap.Decoder | RemoteDecoder
 INVENTORY_MARK = b"@@link"
+Decoder = pcap.Decoder | RemoteDecoder  # in this process, or in the run's decoder process
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Decoding the captures in a worker process beside the check's own.
 
-Called by the probe stage: the runner opens a `DecoderProcess` around a run's rounds and the
-capture sessions (netdoctor.probe.capture) take their decoders from it. The worker
+Started by check.command as soon as the arguments are checked (the runner starts one for a run
+given none) and closed with the command; the capture sessions (netdoctor.probe.capture) take their
+decoders from it. The worker
 (`python -m netdoctor.probe.decoding`) runs one `netdoctor.probe.pcap.Decoder` per capture stream
 as the bytes stream in, and sends each stream's packets back, pickled, when the capture ends.
 Importing scapy (~0.3 s of CPU) and dissecting (~0.1 ms a packet) then run on another core,
