@@ -27,7 +27,7 @@ import struct
 import subprocess
 import sys
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from typing import BinaryIO, Mapping
 
 from netdoctor.observations import Packet
@@ -135,7 +135,7 @@ class RemoteDecoder:
         """As `pcap.Decoder.packets`; ValueError also when the worker failed or did not answer."""
         try:
             return self._process.finish(self._stream, names).result(ANSWER_TIMEOUT)
-        except TimeoutError:
+        except FutureTimeout:  # the builtin TimeoutError from Python 3.11 on, its own class in 3.10
             raise ValueError(f"the decoding process did not answer within {ANSWER_TIMEOUT:g}s") from None
 
 

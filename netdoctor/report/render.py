@@ -1,8 +1,7 @@
 """`render(report, fmt, env, verbose)`: a finished Report in the format asked for, on env's streams.
 
 Called by check.command; picks the format's module and imports only that one (`preload`: ahead,
-in a thread). `render_many`: the
-reports of many targets and their summary (report.many).
+in a thread). `render_many`: the reports of many targets and their summary (report.many).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import signal
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 
-from netdoctor.probe import pcap
+from netdoctor.probe import decoding, pcap
 from netdoctor.probe.decoding import DecoderProcess
 
 from test_pcap import NAMES, capture, sll2
@@ -57,6 +57,16 @@ def test_a_worker_that_died_fails_its_streams_at_once():
             decoder.packets(NAMES)
         with pytest.raises(ValueError, match="the decoding process ended"):
             decoding.decoder().packets(NAMES)
+
+
+def test_a_worker_that_stops_answering_is_a_capture_error_not_a_hang(monkeypatch):
+    monkeypatch.setattr(decoding, "ANSWER_TIMEOUT", 0.3)
+    with DecoderProcess() as process:
+        decoder = process.decoder()
+        decoder.feed(capture(sll2() / IP() / TCP()))
+        os.kill(process._proc.pid, signal.SIGSTOP)  # as a worker starved of CPU, or hung
+        with pytest.raises(ValueError, match="did not answer within 0.3s"):
+            decoder.packets(NAMES)
 
 
 def test_ctrl_c_at_the_terminal_leaves_the_worker_to_the_check_and_leaving_ends_it():

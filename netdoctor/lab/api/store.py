@@ -70,11 +70,11 @@ _DEFAULTERS = {
 }
 
 
-
 def _copy(obj):
     """A deep copy of JSON-like data (what the store holds): pickle's round trip, 5× faster than
     copy.deepcopy, so a reconcile pass listing the store holds the API server's lock less."""
     return pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
+
 
 def resource_type(resource: str) -> ResourceType:
     rtype = RESOURCES.get(resource)
