@@ -161,9 +161,10 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
 
     threading.Thread(target=pcap.preload, name="scapy import", daemon=True).start()
     decoders: dict[int, pcap.Decoder] = {}
+    seen: dict = {}  # one packet met at several capture points is dissected once
     for operation, stream, payload in _frames(source):
         if operation == FEED:
-            decoders.setdefault(stream, pcap.Decoder()).feed(payload)
+            decoders.setdefault(stream, pcap.Decoder(seen)).feed(payload)
         elif operation == FINISH:
             names = {int(k): v for k, v in json.loads(payload).items()}
             try:

@@ -124,12 +124,14 @@ class Decoder:
     """A pcap as it streams in: `feed` decodes every record complete so far, `packets` names the
     interfaces once the host's list is known. One thread at a time."""
 
-    def __init__(self):
+    def __init__(self, seen: dict[bytes, dict[str, Any] | None] | None = None):
+        """`seen`: IPv4 bytes → the Packet fields they give, shared by the decoders of one run (the
+        same packet crosses the pod's eth0, its veth and the bridge with the same bytes)."""
         self._data = bytearray()
         self._header: _Header | None = None
         self._offset, self._index = _HEADER_LEN, 0
         self._decoded: list[tuple[_Record, _Frame, dict[str, Any]]] = []
-        self._seen: dict[bytes, dict[str, Any] | None] = {}  # IPv4 bytes → the Packet fields they give
+        self._seen: dict[bytes, dict[str, Any] | None] = {} if seen is None else seen
         self._failure: ValueError | None = None
 
     @property
@@ -214,6 +216,11 @@ def _layers() -> _Layers:
 
 
 def _import_layers() -> _Layers:
+    from scapy.config import conf
+
+    # Dissecting sends nothing: scapy need not read the host's routing tables at import (~50 ms;
+    # the settings exist from scapy 2.6 on, an older one ignores them).
+    conf.route_autoload = conf.route6_autoload = False
     from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror
     from scapy.layers.l2 import Ether
     from scapy.layers.vxlan import VXLAN

@@ -111,6 +111,29 @@ def test_time_index_and_ip_fields():
     assert first.encap is None and first.dns is None and first.quoted is None
 
 
+def test_decoders_sharing_what_they_have_seen_decode_alike(monkeypatch):
+    """The worker's decoders share one table: a packet met at a second point is not dissected again,
+    and each point still gets its own interfaces, times and directions."""
+    def syn(ttl):
+        return IP(src="10.244.1.5", dst="10.244.2.7", flags="DF", ttl=ttl) / TCP(sport=40000, dport=8080, flags="S")
+
+    pod = capture(sll2(2, outgoing=True) / syn(64))
+    node = capture(sll2(4) / syn(64), sll2(3, outgoing=True) / syn(63))
+    apart = [pcap.decode(pod, NAMES), pcap.decode(node, NAMES)]
+    dissected = []
+    real = pcap._dissect
+    monkeypatch.setattr(pcap, "_dissect", lambda payload, *rest: dissected.append(payload) or real(payload, *rest))
+    seen: dict = {}
+    together = []
+    for data in (pod, node):
+        decoder = pcap.Decoder(seen)
+        decoder.feed(data)
+        together.append(decoder.packets(NAMES))
+    assert together == apart
+    assert [p.interface for p in together[1]] == ["cali@1/x", "vxlan.calico"]
+    assert len(dissected) == 2 == len(seen)  # the SYN once, its routed copy (TTL 63) once
+
+
 def test_nanosecond_big_endian_pcap():
     data = capture(sll2() / IP() / TCP(), sll2() / IP() / TCP(), nano=True, endianness=">")
     assert [p.time for p in pcap.decode(data, NAMES)] == pytest.approx([T0, T0 + 0.001])
