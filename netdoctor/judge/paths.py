@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from netdoctor.check.plan import PROBED_PROTOCOLS, port_of, protocol, traffic_backends
 from netdoctor.judge import coverage, hops
 from netdoctor.judge.common import completed, error, failed, logs, names, passed, skip
-from netdoctor.model import CheckResult, Evidence, Expect, State, Step, TcpConnect, UdpExchange
+from netdoctor.model import CheckResult, Evidence, Expect, Ping, State, Step, TcpConnect, UdpExchange
 from netdoctor.observations import PingOutcome, PingResult, Refusal, RefusalKind, TcpOutcome, TcpResult
 
 _SMALL = 56
@@ -304,13 +304,19 @@ def unsettled(ev: Evidence, step: Step) -> str | None:
     """The runner's question after its first rounds: why a step's results may say more about the
     probe pods' newness than about the path. In its first second a new pod is often not known yet
     to the nodes' policy rules or routes (Calico's Felix, Cilium's agents, kube-router learn it
-    from the API server): its SYNs are dropped (and resent after 1 s) or rejected. Connections
-    refused by anything but the pod itself, and the Service IP's connections that needed a
-    retransmission, are looked at again once that has had time to settle; only the new look is judged."""
+    from the API server): its SYNs are dropped (and resent after 1 s) or rejected, its one echo
+    request lost. Connections refused by anything but the pod itself, the Service IP's connections
+    that needed a retransmission, and pings that got no reply are looked at again once that has had
+    time to settle; only the new look is judged."""
     action = step.action
-    if not isinstance(action, TcpConnect) or step.expect is not Expect.SUCCEED:
+    if step.expect is not Expect.SUCCEED:
         return None
     obs = ev.observed(step.key)
+    if isinstance(action, Ping):
+        lost = obs is not None and isinstance(obs.result, PingResult) and obs.result.outcome is PingOutcome.TIMEOUT
+        return "the echo got no reply" if lost else None
+    if not isinstance(action, TcpConnect):
+        return None
     results = obs.result if obs and isinstance(obs.result, tuple) else ()
     udp = isinstance(action, UdpExchange)
     refused = sum(1 for r in results if r.outcome in (TcpOutcome.REFUSED, TcpOutcome.UNREACHABLE))

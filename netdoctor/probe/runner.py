@@ -11,7 +11,7 @@ Service IP) gets one more round, under a new capture, when `uncovered` (the judg
 in by check.command) says the first round's captures show a ready backend no connection reached yet,
 or cannot tell; the rounds' observations and captures are joined. A step whose first results may
 only show that the probe pods are new (`unsettled`, the judge's second question: a SYN the kernel
-had to resend while a remote node's policy or routes did not know the new pod yet) is looked at
+had to resend, or an echo lost, while a remote node's policy or routes did not know the new pod yet) is looked at
 again once the probes are PROPAGATION_S old, and judged on that look alone (the first stays in the
 log).
 
@@ -277,17 +277,19 @@ def _coverage_round(ev: Evidence, uncovered: Uncovered) -> list[tuple[Step, str]
 
 
 def _settle_round(ev: Evidence, unsettled: Unsettled) -> list[tuple[Step, str]]:
-    """The connection steps to look at again once the probes have been known long enough, each with
-    why, with as many attempts as the step may make in all its rounds, and no fewer than it made
-    (the new look alone must cover the Service's backends as both rounds would have)."""
+    """The steps to look at again once the probes have been known long enough, each with why; a
+    connection step with as many attempts as it may make in all its rounds, and no fewer than it
+    made (the new look alone must cover the Service's backends as both rounds would have)."""
     again = []
     for step in ev.plan.steps:
         obs = ev.observed(step.key)
-        why = unsettled(ev, step) if isinstance(step.action, TcpConnect) and obs and obs.result else None
-        if why:
+        why = unsettled(ev, step) if obs and obs.result else None
+        if why and isinstance(step.action, TcpConnect):
             planned = step.action.attempts + step.action.until_covered
             action = replace(step.action, attempts=max(len(obs.result), planned), until_covered=0)
             again.append((replace(step, action=action), why))
+        elif why:
+            again.append((step, why))
     return again
 
 

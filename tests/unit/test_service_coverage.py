@@ -17,10 +17,10 @@ from netdoctor.judge.coverage import Reach
 from netdoctor.judge import hops, paths as judge_paths, verdict
 from netdoctor.judge.paths import judge_service
 from netdoctor.model import Capture, CaptureMode, Expect, Observation, PathOutcome, State, TcpConnect
-from netdoctor.observations import NatEntry, TcpOutcome, TcpResult
+from netdoctor.observations import NatEntry, PingOutcome, PingResult, TcpOutcome, TcpResult
 from netdoctor.probe import runner
 
-from test_hops import CLUSTER_IP, SRC, T0, WEB1, WEB1_VETH, WEB2, WEB2_VETH, Scene, cross, evidence, facts, pod, tcp_step
+from test_hops import CLUSTER_IP, SRC, T0, WEB1, WEB1_VETH, WEB2, WEB2_VETH, Scene, cross, evidence, facts, ping_step, pod, tcp_step
 
 VETH = {WEB1: WEB1_VETH, WEB2: WEB2_VETH}
 
@@ -330,6 +330,26 @@ def test_retransmissions_confirmed_by_the_new_look_still_warn():
     [svc] = runner._joined(first, again, why, runner._instead).observations
     result = svc001(evidence(None, [step], [svc]))
     assert (result.state, result.cause, result.params["slow"]) == (State.WARN, "syn-retransmitted", "2")
+
+
+def test_pings_that_got_no_reply_are_looked_at_again_and_judged_on_the_new_look():
+    # a new probe's one echo request meets the same policy rules that do not know it yet
+    small, big = (replace(ping_step(f"ping:{size}", WEB1, size, size > 56), check_id="ND-NODE-004") for size in (56, 1472))
+    lost = [Observation(step.key, PingResult(WEB1, step.action.size, PingOutcome.TIMEOUT)) for step in (small, big)]
+    why = runner._settle_round(evidence(None, [small, big], lost), judge_paths.unsettled)
+    assert why == [(small, "the echo got no reply"), (big, "the echo got no reply")]  # as planned, each size
+    replies = [Observation(step.key, PingResult(WEB1, step.action.size, PingOutcome.REPLY, 0.3)) for step in (small, big)]
+    joined = runner._joined(runner._Round(tuple(lost), (), 0.1, 0.0), runner._Round(tuple(replies), (), 0.1, 0.0),
+                            why, runner._instead)
+    ev = evidence(None, [small, big], joined.observations)
+    assert [o.result.outcome for o in joined.observations] == [PingOutcome.REPLY] * 2
+    assert all(o.set_aside == "the echo got no reply" and o.from_round == 1 for o in joined.observations)
+    assert verdict._second_looks(ev, "ND-NODE-004")[0].endswith("while the probes were new, the echo got no reply")
+    answered = [Observation(small.key, replies[0].result),
+                Observation(big.key, PingResult(WEB1, 1472, PingOutcome.FRAG_NEEDED, mtu=1450))]
+    assert runner._settle_round(evidence(None, [small, big], answered), judge_paths.unsettled) == []
+    blocked = replace(small, expect=Expect.BLOCKED)
+    assert judge_paths.unsettled(evidence(None, [blocked], lost[:1]), blocked) is None
 
 
 def refused(step) -> Observation:
