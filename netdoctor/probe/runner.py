@@ -11,9 +11,9 @@ Service IP) gets one more round, under a new capture, when `uncovered` (the judg
 in by check.command) says the first round's captures show a ready backend no connection reached yet,
 or cannot tell; the rounds' observations and captures are joined. A step whose first results may
 only show that the probe pods are new (`unsettled`, the judge's second question: a SYN the kernel
-had to resend, or an echo lost, while a remote node's policy or routes did not know the new pod yet) is looked at
-again once the probes are PROPAGATION_S old, and judged on that look alone (the first stays in the
-log).
+had to resend, or an echo lost, while a remote node's policy or routes did not know the new pod
+yet) is looked at again once the probes are PROPAGATION_S old, and judged on that look alone (the
+first stays in the log).
 
 `run_many` runs several plans (many targets, a smoke file's expectations) on one set of probes:
 a probe per (namespace, labels, node, purpose) serves every plan that asks for it, a step two plans
