@@ -109,6 +109,7 @@ class TcpConnect:
     # Attempts of one more round, run by the runner when the captures show a ready backend no
     # connection reached yet, or cannot tell the backends apart (the Service IP's coverage).
     until_covered: int = 0
+    spacing: float = 0.0  # seconds between the attempts' starts; 0: all at once
 
 
 @dataclass(frozen=True)

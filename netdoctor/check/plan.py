@@ -248,7 +248,7 @@ def _dns_name(f: Facts) -> str:
 def _connect(f: Facts, ip: str, port: int, attempts: int = 1, until_covered: int = 0) -> TcpConnect:
     """The checked port's probe: a TCP connect, or a UDP exchange (a DNS query where it serves DNS)."""
     if protocol(f) == "UDP":
-        return UdpExchange(ip, port, attempts, until_covered, _dns_name(f) if _serves_dns(f) else None)
+        return UdpExchange(ip, port, attempts, until_covered, dns_name=_dns_name(f) if _serves_dns(f) else None)
     return TcpConnect(ip, port, attempts, until_covered)
 
 

@@ -48,9 +48,21 @@ class ProbeOutputError(ProbeError):
     """A probe command failed or printed something we cannot read."""
 
 
-def exec_deadline(timeout: float, attempts: int = 1) -> float:
-    """How long to wait for an exec whose command bounds itself to `timeout` per attempt."""
-    return timeout * attempts + EXEC_MARGIN
+def exec_deadline(timeout: float, attempts: int = 1, stagger: float = 0.0) -> float:
+    """How long to wait for an exec whose command bounds itself to `timeout` per attempt, plus
+    `stagger` seconds spent starting concurrent attempts apart."""
+    return timeout * attempts + stagger + EXEC_MARGIN
+
+
+def _concurrently(attempts: int, spacing: float) -> str:
+    """The loop starting `attempt 1..N` in the background, `spacing` seconds apart (0: at once),
+    then waiting for them all."""
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    if spacing < 0:
+        raise ValueError(f"spacing must not be negative, got {spacing}")
+    pause = f"((i < {int(attempts)})) && sleep {spacing:g}; " if spacing else ""
+    return f"for ((i = 1; i <= {int(attempts)}; i++)); do attempt \"$i\" & {pause}done\nwait\n"
 
 
 def _seconds(timeout: float) -> str:
@@ -95,11 +107,11 @@ _TCP_LINE = re.compile(
     r"^netdoctor-tcp attempt=(?P<n>\d+) rc=(?P<rc>\d+) t0=(?P<t0>\S*) t1=(?P<t1>\S*) err=(?P<err>.*)$", re.M)
 
 
-def tcp_command(ip: str, port: int, timeout: float, attempts: int = 1) -> list[str]:
-    """One exec connecting `attempts` times at once, one line per attempt (errors tab-joined),
-    so a blackholed port costs one timeout however many attempts."""
-    if attempts < 1:
-        raise ValueError("attempts must be at least 1")
+def tcp_command(ip: str, port: int, timeout: float, attempts: int = 1, spacing: float = 0.0) -> list[str]:
+    """One exec connecting `attempts` times concurrently, one line per attempt (errors tab-joined),
+    so a blackholed port costs one timeout however many attempts. `spacing`: seconds between the
+    attempts' starts (0: all at once; a burst can fill a backend's accept queue, whose kernel then
+    drops the SYNs that do not fit)."""
     target = f"/dev/tcp/{_ip(ip)}/{_port(port)}"
     inner = shlex.quote(f"exec 3<>{target}")
     return _bash(
@@ -110,9 +122,7 @@ def tcp_command(ip: str, port: int, timeout: float, attempts: int = 1) -> list[s
         "  t1=$EPOCHREALTIME\n"
         "  printf 'netdoctor-tcp attempt=%s rc=%s t0=%s t1=%s err=%s\\n' "
         "\"$1\" \"$rc\" \"$t0\" \"$t1\" \"${err//$'\\n'/$'\\t'}\"\n"
-        "}\n"
-        f"for ((i = 1; i <= {int(attempts)}; i++)); do attempt \"$i\" & done\n"
-        "wait\n"
+        "}\n" + _concurrently(attempts, spacing)
     )
 
 
@@ -182,17 +192,17 @@ def dns_command(server: str, query: dns.message.Message, timeout: float, attempt
     return _bash(_exchange_script("dns", server, 53, query.to_wire(), timeout, attempts))
 
 
-def _exchange_script(tag: str, ip: str, port: int, payload: bytes, timeout: float, attempts: int) -> str:
-    """A bash script sending `payload` as one datagram to ip:port `attempts` times at once (a
-    connected socket each), one line `netdoctor-<tag> attempt= rc= t0= t1= hex=` per attempt.
+def _exchange_script(tag: str, ip: str, port: int, payload: bytes, timeout: float, attempts: int,
+                     spacing: float = 0.0) -> str:
+    """A bash script sending `payload` as one datagram to ip:port `attempts` times at once (or
+    `spacing` seconds apart; a connected socket each), one line `netdoctor-<tag> attempt= rc= t0=
+    t1= hex=` per attempt.
 
     The attempts run concurrently so that the whole exec lasts one timeout, lost or not. Each line
     carries the exit code and the reply (or dd's error text) as hex: exit 0 means the hex is the
     reply, a timeout exit code means no reply, anything else is an error text (a connected UDP
     socket reads an ICMP port unreachable as "Connection refused").
     """
-    if attempts < 1:
-        raise ValueError("attempts must be at least 1")
     if not payload:
         raise ValueError("an empty payload sends no datagram")
     wire = "".join(f"\\x{b:02x}" for b in payload)
@@ -212,9 +222,7 @@ def _exchange_script(tag: str, ip: str, port: int, payload: bytes, timeout: floa
         "  t1=$EPOCHREALTIME\n"
         f"  printf 'netdoctor-{tag} attempt=%s rc=%s t0=%s t1=%s hex=%s\\n' "
         "\"$1\" \"$rc\" \"$t0\" \"$t1\" \"${out//[[:space:]]/}\"\n"
-        "}\n"
-        f"for ((i = 1; i <= {int(attempts)}; i++)); do attempt \"$i\" & done\n"
-        "wait\n"
+        "}\n" + _concurrently(attempts, spacing)
     )
 
 
@@ -271,11 +279,11 @@ _UDP_LINE = _framed("udp")
 
 
 def udp_command(ip: str, port: int, timeout: float, attempts: int,
-                query: dns.message.Message | None = None) -> list[str]:
-    """One exec sending `attempts` datagrams to ip:port at once: the DNS `query` where the port
-    serves DNS, else UDP_PAYLOAD."""
+                query: dns.message.Message | None = None, spacing: float = 0.0) -> list[str]:
+    """One exec sending `attempts` datagrams to ip:port at once (or `spacing` seconds apart): the
+    DNS `query` where the port serves DNS, else UDP_PAYLOAD."""
     payload = query.to_wire() if query is not None else UDP_PAYLOAD
-    return _bash(_exchange_script("udp", ip, port, payload, timeout, attempts))
+    return _bash(_exchange_script("udp", ip, port, payload, timeout, attempts, spacing))
 
 
 def parse_udp(ip: str, port: int, result: ExecResult, query: dns.message.Message | None = None) -> list[TcpResult]:

@@ -165,8 +165,10 @@ class Probe:
     def exec(self, command: list[str], timeout: float) -> ExecResult:
         return self.kube.exec(self.namespace, self.name, command, "probe", timeout=timeout)
 
-    def tcp_connect(self, ip: str, port: int, timeout: float = 3.0, attempts: int = 1) -> list[TcpResult]:
-        result = self.exec(commands.tcp_command(ip, port, timeout, attempts), commands.exec_deadline(timeout))
+    def tcp_connect(self, ip: str, port: int, timeout: float = 3.0, attempts: int = 1,
+                    spacing: float = 0.0) -> list[TcpResult]:
+        result = self.exec(commands.tcp_command(ip, port, timeout, attempts, spacing),
+                           commands.exec_deadline(timeout, stagger=spacing * attempts))
         return commands.parse_tcp(ip, port, result)
 
     def dns_query(self, server: str, name: str, rdtype: str = "A", timeout: float = 2.0, attempts: int = 3) -> list[DnsResult]:

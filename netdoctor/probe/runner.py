@@ -12,8 +12,8 @@ in by check.command) says the first round's captures show a ready backend no con
 or cannot tell; the rounds' observations and captures are joined. A step whose first results may
 only show that the probe pods are new (`unsettled`, the judge's second question: a SYN the kernel
 had to resend, or an echo lost, while a remote node's policy or routes did not know the new pod
-yet) is looked at again once the probes are PROPAGATION_S old, and judged on that look alone (the
-first stays in the log).
+yet) is looked at again once the probes are PROPAGATION_S old, its connections started apart, and
+judged on that look alone (the first stays in the log).
 
 `run_many` runs several plans (many targets, a smoke file's expectations) on one set of probes:
 a probe per (namespace, labels, node, purpose) serves every plan that asks for it, a step two plans
@@ -75,6 +75,10 @@ Unsettled = Callable[[Evidence, Step], str | None]
 # Calico's Felix and Cilium's agents learn a new pod from the API server (0.1-0.5 s in the lab, up
 # to 1.6 s with its policy-lag fault; seconds on a busy cluster); a step looked at again runs no earlier.
 PROPAGATION_S = 3.0
+# A look again starts its connections this far apart: all at once, the dozen a step may make can
+# fill a backend's accept queue (python's http.server listens with a backlog of 5) while its process
+# waits for a CPU, and the kernel drops the SYNs that do not fit: retransmissions of our own making.
+SETTLE_SPACING_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -279,14 +283,16 @@ def _coverage_round(ev: Evidence, uncovered: Uncovered) -> list[tuple[Step, str]
 def _settle_round(ev: Evidence, unsettled: Unsettled) -> list[tuple[Step, str]]:
     """The steps to look at again once the probes have been known long enough, each with why; a
     connection step with as many attempts as it may make in all its rounds, and no fewer than it
-    made (the new look alone must cover the Service's backends as both rounds would have)."""
+    made (the new look alone must cover the Service's backends as both rounds would have), started
+    SETTLE_SPACING_S apart."""
     again = []
     for step in ev.plan.steps:
         obs = ev.observed(step.key)
         why = unsettled(ev, step) if obs and obs.result else None
         if why and isinstance(step.action, TcpConnect):
             planned = step.action.attempts + step.action.until_covered
-            action = replace(step.action, attempts=max(len(obs.result), planned), until_covered=0)
+            action = replace(step.action, attempts=max(len(obs.result), planned), until_covered=0,
+                             spacing=SETTLE_SPACING_S)
             again.append((replace(step, action=action), why))
         elif why:
             again.append((step, why))
@@ -460,11 +466,11 @@ class _Executor:
         log.append(f"in {probe.namespace}/{probe.name}")
         if isinstance(action, UdpExchange):
             query = commands.dns_query(action.dns_name, "A") if action.dns_name else None
-            result = probe.exec(commands.udp_command(action.ip, action.port, self.timeout, action.attempts, query),
-                                commands.exec_deadline(self.timeout))
+            command = commands.udp_command(action.ip, action.port, self.timeout, action.attempts, query, action.spacing)
+            result = probe.exec(command, commands.exec_deadline(self.timeout, stagger=action.spacing * action.attempts))
             return tuple(commands.parse_udp(action.ip, action.port, result, query))
         if isinstance(action, TcpConnect):
-            return tuple(probe.tcp_connect(action.ip, action.port, self.timeout, action.attempts))
+            return tuple(probe.tcp_connect(action.ip, action.port, self.timeout, action.attempts, action.spacing))
         if isinstance(action, Ping):
             ip = self.probes[action.to_probe].ip if action.to_probe else action.ip
             return probe.ping(ip, action.size, action.dont_fragment, self.timeout)

@@ -3,6 +3,7 @@
 import socket
 import subprocess
 import threading
+import time
 
 import dns.message
 import dns.rcode
@@ -94,6 +95,56 @@ def test_tcp_attempts_come_back_one_result_each_in_order():
     assert [r.outcome for r in results] == [TcpOutcome.REFUSED] * 4
 
 
+
+
+def slow_acceptor(pause: float) -> tuple[socket.socket, list[float], threading.Thread]:
+    """A listener with room for two waiting connections (backlog 1) whose process accepts one,
+    then is busy for `pause`: a small-backlog server short of CPU. The kernel drops the SYNs that
+    find its accept queue full; their connects succeed only after the SYN is resent, 1 s later."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=1)
+    accepted: list[float] = []
+
+    def accept():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(time.monotonic())
+            conn.close()
+            time.sleep(pause)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    return server, accepted, thread
+
+
+def test_a_burst_of_attempts_can_overflow_a_slow_backends_accept_queue():
+    server, _, thread = slow_acceptor(0.2)
+    try:
+        results = pc.parse_tcp("127.0.0.1", server.getsockname()[1],
+                               run_locally(pc.tcp_command("127.0.0.1", server.getsockname()[1], 3, attempts=6)))
+    finally:
+        server.close()
+        thread.join(5)
+    assert [r.outcome for r in results] == [TcpOutcome.CONNECTED] * 6
+    assert max(r.elapsed for r in results) >= 0.95  # a SYN dropped, resent: a retransmission we caused
+
+
+def test_attempts_started_apart_fit_a_slow_backends_accept_queue():
+    server, accepted, thread = slow_acceptor(0.01)
+    port = server.getsockname()[1]
+    try:
+        results = pc.parse_tcp("127.0.0.1", port, run_locally(pc.tcp_command("127.0.0.1", port, 3, attempts=5,
+                                                                            spacing=0.05)))
+    finally:
+        server.close()
+        thread.join(5)
+    assert [r.outcome for r in results] == [TcpOutcome.CONNECTED] * 5
+    assert max(r.elapsed for r in results) < 0.95  # no SYN had to be resent
+    assert accepted[-1] - accepted[0] >= 4 * 0.05 * 0.8  # they did start apart
+    with pytest.raises(ValueError):
+        pc.tcp_command("127.0.0.1", port, 3, attempts=2, spacing=-1)
 # ---------------------------------------------------------------- DNS
 
 def reply_for(query, rcode=dns.rcode.NOERROR, answers=()):

@@ -294,6 +294,7 @@ def test_connections_that_needed_a_retransmission_are_looked_at_again_with_the_w
     ev = evidence(None, [svc, pod_], observations)
     [(again, why)] = runner._settle_round(ev, judge_paths.unsettled)
     assert again.key == svc.key and (again.action.attempts, again.action.until_covered) == (6 + 16, 0)
+    assert (svc.action.spacing, again.action.spacing) == (0, runner.SETTLE_SPACING_S)  # gently, this time
     assert why == "2 connections needed a SYN retransmission"
     settled = evidence(None, [svc], [Observation(svc.key, retransmitted(16, 0))])
     assert runner._settle_round(settled, judge_paths.unsettled) == []
