@@ -16,6 +16,7 @@ the layers the API objects alone can judge are still reported, then the error (e
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 import signal
@@ -47,6 +48,9 @@ MIN_TIMEOUT, MAX_TIMEOUT = 0.1, 300.0  # --timeout: seconds per network probe
 REQUEST_TIMEOUT_HELP = "Give up on an API call after this long: seconds, or kubectl's 30s, 1m"
 PROBE_DEADLINE_VARIABLE = "NETDOCTOR_PROBE_DEADLINE"
 MAX_MAX_NODES = 100  # --max-nodes: beyond it, say --nodes all
+# What `_probe_and_judge` imports, in the order it needs them.
+_STAGES = ("netdoctor.probe.runner", "netdoctor.report.progress", "netdoctor.judge.coverage", "netdoctor.judge.paths",
+           "netdoctor.judge.verdict")
 
 
 def _connect(env: Environment, kubeconfig: str | None, context: str | None, request_timeout: str):
@@ -158,13 +162,15 @@ def check(
         parse_namespace(capture_namespace, "--capture-namespace")
     if all_services and namespace is not None:
         parse_namespace(namespace, "-n")
+    decoding = _decoder_process(ctx, mode, plan_only)
     from netdoctor import catalog
     from netdoctor.check import plan
     from netdoctor.check import resolve
 
-    decoding = _decoder_process(ctx, mode, plan_only)
     checks = catalog.load()
     kube = _connect(env, kubeconfig, context, request_timeout)
+    if not plan_only:
+        _preload_stages()
     if all_services:
         from netdoctor.check.many import all_services as listed
 
@@ -307,6 +313,17 @@ def _decoder_process(ctx: typer.Context, mode: CaptureMode, plan_only: bool):
     from netdoctor.probe.decoding import DecoderProcess
 
     return ctx.with_resource(DecoderProcess())
+
+
+def _preload_stages() -> None:
+    """The probe and judge stages (dnspython among their imports: ~0.1 s) are imported in a thread
+    while the target is resolved, the process mostly waiting on the API server then."""
+    threading.Thread(target=_import_all, args=(_STAGES,), name="stage import", daemon=True).start()
+
+
+def _import_all(modules: tuple[str, ...]) -> None:
+    for module in modules:
+        importlib.import_module(module)
 
 
 def _preload_report(output: str) -> None:

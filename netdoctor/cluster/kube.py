@@ -39,7 +39,7 @@ PAGE = 500  # items per page of a list (limit/continue), kubectl's chunk size
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 METADATA_OBJECT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-STDOUT, STDERR, STATUS = 1, 2, 3  # exec channels
+STDIN, STDOUT, STDERR, STATUS = 0, 1, 2, 3  # exec channels
 EXEC_SLICE = 0.1  # seconds an exec waits for output before it looks whether it should stop
 
 
@@ -372,6 +372,11 @@ class Kube:
         (so no thread waits out a hung API server). REST calls, the cleanup's deletes, go on."""
         self._stopping.set()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether `stop_execs` was called: what waits on an exec's output stops waiting."""
+        return self._stopping.is_set()
+
     def exec(self, namespace: str, pod: str, command: list[str], container: str | None = None, *, timeout: float) -> ExecResult:
         """Run a command to completion (or until `timeout` seconds), stdout/stderr as bytes."""
         stream = self.exec_stream(namespace, pod, command, container)
@@ -484,7 +489,8 @@ class Kube:
 
 class ExecStream:
     """A running exec: `read(timeout)` returns the stdout bytes that arrived, `stderr` what the
-    command wrote there so far; `returncode`/`error` are known once `closed`. Not thread-safe."""
+    command wrote there so far; `returncode`/`error` are known once `closed`. One thread reads;
+    `write` and `close_stdin` may come from others (the websocket client locks sends apart from reads)."""
 
     def __init__(self, ws: Any, stopping: threading.Event | None = None):
         self._ws = ws
@@ -512,6 +518,16 @@ class ExecStream:
 
         try:
             self._ws.write_stdin(data)
+        except (WebSocketException, OSError) as exc:
+            self._ws.close()
+            self._lost = ExecError(ExecErrorKind.CONNECTION_LOST, f"exec stream broke: {_one_line(exc)}")
+
+    def close_stdin(self) -> None:
+        """End the command's input (EOF), where the server speaks the v5 protocol that can say so."""
+        from websocket import WebSocketException
+
+        try:
+            self._ws.close_channel(STDIN)
         except (WebSocketException, OSError) as exc:
             self._ws.close()
             self._lost = ExecError(ExecErrorKind.CONNECTION_LOST, f"exec stream broke: {_one_line(exc)}")

@@ -168,7 +168,8 @@ class PodRuntime:
 
     def _environment(self, pod: dict, container: dict, workdir: Path) -> dict[str, str]:
         hostname = pod["spec"].get("hostname") or pod["metadata"]["name"]
-        env = {"PATH": self._path(), "HOME": str(workdir), "HOSTNAME": hostname}
+        # A container's /tmp is its own and goes with it: here the pod's directory stands for it.
+        env = {"PATH": self._path(), "HOME": str(workdir), "TMPDIR": str(workdir), "HOSTNAME": hostname}
         for var in container.get("env") or []:
             if "value" in var:
                 env[var["name"]] = str(var["value"])

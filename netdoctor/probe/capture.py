@@ -90,12 +90,15 @@ class _Session(threading.Thread):
         self.failure: str | None = None
         self.stderr = b""
         self.result: Capture | None = None
+        self._listening = None  # the stream, once tcpdump listens: `stop` tells it to end
+        self._told = threading.Lock()  # held once the stop line is sent
 
     def run(self) -> None:
         probe = self.point.probe
         try:
             with probe.kube.exec_stream(probe.namespace, probe.name, self.command, "probe", stdin=True) as stream:
                 if self._wait_listening(stream):
+                    self._listening = stream
                     self._drain_until_stopped(stream)
                 self.stderr = stream.stderr
         except NetdoctorError as exc:
@@ -116,10 +119,21 @@ class _Session(threading.Thread):
         self.ready.set()
         return True
 
+    def stop(self) -> None:
+        """From the caller's thread: the stop line goes at once (this thread would notice only
+        within POLL), then this thread reads the rest."""
+        self.stopping.set()
+        if self._listening is not None:
+            self._tell(self._listening)
+
+    def _tell(self, stream) -> None:
+        if self._told.acquire(blocking=False):
+            stream.write(b"\n")
+
     def _drain_until_stopped(self, stream) -> None:
         while not self.stopping.is_set() and not stream.closed:
             self.decoder.feed(stream.read(POLL))
-        stream.write(b"\n")
+        self._tell(stream)
         deadline = time.monotonic() + STOP_TIMEOUT
         while not stream.closed and time.monotonic() < deadline:
             self.decoder.feed(stream.read(0.1))
@@ -174,7 +188,7 @@ class Sniffer:
 
     def stop(self) -> tuple[Capture, ...]:
         for session in self._sessions:
-            session.stopping.set()
+            session.stop()
         for session in self._sessions:
             session.join(STOP_TIMEOUT + 1)
         if self._preload:

@@ -11,12 +11,14 @@ where). Everything is registered for cleanup before it is created. The pods are 
 run (a list, then a watch from its resourceVersion). After Ctrl-C the cleanup gets 1.3 s; what it
 could not delete is named with the command that finishes the job. `cleanup_leftovers` removes what
 runs left once they have expired (their owner's deadline passed), live ones only when forced. The
-manifests are the data in checks/probes/; commands and parsing are in `netdoctor.probe.commands`.
+manifests are the data in checks/probes/; commands and parsing are in `netdoctor.probe.commands`;
+a probe's commands reach it over its command channel (`netdoctor.probe.channel`), one exec for all.
 """
 
 from __future__ import annotations
 
 import copy
+from concurrent.futures import Future
 from contextlib import closing, contextmanager
 import math
 import queue
@@ -33,6 +35,7 @@ from typing import Iterable, Iterator
 import yaml
 
 from netdoctor.probe import commands
+from netdoctor.probe.channel import Channel
 from netdoctor.errors import ClusterError, Interrupted, NetdoctorError, ProbeError
 from netdoctor.cluster.kube import ApiError, Expired, Forbidden, Kube, WatchEventType
 from netdoctor.cluster.objects import ContainerStateKind, Pod
@@ -145,10 +148,37 @@ class OwnerFallback:
 
 
 class Probe:
-    """A running probe pod and the typed probes it can run."""
+    """A running probe pod and the typed probes it can run. Its commands go through its command
+    channel (netdoctor.probe.channel), started by `connect` or by the first command; where none
+    can start, by an exec each."""
 
     def __init__(self, kube: Kube, spec: ProbeSpec, pod: Pod):
         self.kube, self.spec, self.pod = kube, spec, pod
+        self._channel: Future | None = None  # of a Channel, or None where it could not start
+        self._channel_lock = threading.Lock()
+
+    def connect(self) -> None:
+        """Start the command channel in the background (the first command waits for it)."""
+        with self._channel_lock:
+            if self._channel is None:
+                self._channel = Future()
+                threading.Thread(target=self._open_channel, args=(self._channel,), name=f"channel {self.spec.name}",
+                                 daemon=True).start()
+
+    def close(self) -> None:
+        """End the command channel: now, or as soon as it has started."""
+        with self._channel_lock:
+            opening = self._channel
+        if opening is not None:
+            opening.add_done_callback(_close_channel)
+
+    def _open_channel(self, answer: Future) -> None:
+        try:
+            answer.set_result(Channel.open(self.kube, self.namespace, self.name))
+        except (NetdoctorError, OSError):  # no bash, no temporary directory, no exec: an exec per command
+            answer.set_result(None)
+        except BaseException as exc:  # noqa: BLE001 - handed over to the commands waiting for the channel
+            answer.set_exception(exc)
 
     @property
     def name(self) -> str:
@@ -163,7 +193,11 @@ class Probe:
         return self.pod.ip
 
     def exec(self, command: list[str], timeout: float) -> ExecResult:
-        return self.kube.exec(self.namespace, self.name, command, "probe", timeout=timeout)
+        self.connect()
+        channel = self._channel.result()
+        if channel is None:
+            return self.kube.exec(self.namespace, self.name, command, "probe", timeout=timeout)
+        return channel.run(command, timeout)
 
     def tcp_connect(self, ip: str, port: int, timeout: float = 3.0, attempts: int = 1,
                     spacing: float = 0.0) -> list[TcpResult]:
@@ -186,6 +220,12 @@ class Probe:
             result = self.exec(commands.ping_command(ip, size, dont_fragment, timeout, commands.OLD_PING_INTERVAL),
                                commands.exec_deadline(timeout))
         return commands.parse_ping(ip, size, result)
+
+
+def _close_channel(opened: Future) -> None:
+    channel = None if opened.exception() else opened.result()
+    if channel is not None:
+        channel.close()
 
 
 def listeners_of(kube: Kube, pod: Pod, container: str | None = None, timeout: float = 10.0,
@@ -219,6 +259,7 @@ class ProbeFleet:
         self.deadline_seconds = deadline_seconds or int(math.ceil(run_timeout)) + DEADLINE_MARGIN
         self.start_timeout = start_timeout
         self._created: list[ObjectRef] = []
+        self._probes: list[Probe] = []  # every probe launched, to end its command channel
         self._owners: dict[str, dict] = {}  # namespace -> ownerReference
         self._owner_lock = threading.Lock()
         self._fallbacks: list[OwnerFallback] = []
@@ -236,6 +277,8 @@ class ProbeFleet:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        for probe in self._probes:
+            probe.close()
         if self.keep:
             return False
         if isinstance(exc, (KeyboardInterrupt, Interrupted)):
@@ -269,6 +312,7 @@ class ProbeFleet:
         states = self._wait_running(required + optional, pods, frozenset(s.name for s in optional))
         probes = {spec.name: Probe(self.kube, spec, pod) for spec, pod in zip(required + optional, states)
                   if isinstance(pod, Pod)}
+        self._probes += probes.values()
         failures = {spec.name: state for spec, state in zip(optional, states[len(required):])
                     if isinstance(state, ProbeLaunchError)}
         return Launch(probes, failures)

@@ -1,5 +1,6 @@
-"""The probe stage: launch the plan's probes, run its steps in parallel threads, record each
-step's Observation with a buffered log. A step's exception becomes an Observation with `error`
+"""The probe stage: launch the plan's probes, run its steps in parallel threads (over each
+probe's command channel, started while the captures start), record each step's Observation with
+a buffered log. A step's exception becomes an Observation with `error`
 (so the judge reports ERROR), never a traceback.
 
 Called by check.command between plan and judge; `progress` is told about each finished step so the
@@ -124,6 +125,8 @@ def run_many(kube: Kube, jobs: tuple[Job, ...], options: RunOptions,
             DecoderProcess() if own else nullcontext(decoding) as decoding:
         probes, nodes, blind = _launch(fleet, shared.plan, options)
         launched = time.monotonic()
+        for probe in probes.values():  # their command channels start while the captures do
+            probe.connect()
         pods_created = sum(ref.kind == "Pod" for ref in fleet.created)
         running = {role: RunningProbe(role, p.name, p.ip, p.pod.node_name) for role, p in probes.items()}
         executor = _Executor(kube, probes, shared.facts, options.timeout)

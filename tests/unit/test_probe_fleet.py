@@ -51,6 +51,7 @@ class FakeKube:
         self.delete_seconds = 0.0  # how long each delete takes to answer
         self.deleting: list[tuple[str, float]] = []  # (kind, when) of each delete call
         self.execs: list[list[str]] = []
+        self.channels_refused = 0
         self.exec_result = ExecResult(0, b"", b"")
         self.version = 0
         self.changes: list[tuple[int, WatchEventType, dict]] = []  # pod events, by resourceVersion
@@ -157,6 +158,12 @@ class FakeKube:
     def exec(self, namespace, pod, command, container=None, *, timeout):
         self.execs.append(command)
         return self.exec_result
+
+    def exec_stream(self, namespace, pod, command, container=None, *, stdin=False):
+        """No command channel here (tests/unit/test_probe_channel.py runs real ones): a probe
+        falls back to an exec per command, which `execs` records."""
+        self.channels_refused += 1
+        raise ProbeError("this fake cluster streams no exec")
 
 
 def _selects(selector, body):
@@ -513,7 +520,9 @@ def test_one_owner_per_namespace_and_probe_methods():
         assert {k for k in kube.objects if k[0] == "ConfigMap"} == {
             ("ConfigMap", "demo", "netdoctor-run-abc123"), ("ConfigMap", "other", "netdoctor-run-abc123")}
         assert probes[1].tcp_connect("10.96.0.1", 443)[0].outcome is TcpOutcome.CONNECTED
-        assert kube.execs[-1][:2] == ["bash", "-c"]
+        assert probes[1].tcp_connect("10.96.0.1", 443)[0].outcome is TcpOutcome.CONNECTED
+        assert kube.channels_refused == 1  # tried once; without a channel, every command is an exec
+        assert len(kube.execs) == 2 and kube.execs[-1][:2] == ["bash", "-c"]
         with pytest.raises(ValueError):
             f.launch([ProbeSpec("a", "demo")])
 
