@@ -153,3 +153,46 @@ def test_no_progress_codes_off_a_terminal(lab):
     assert re.search(r"^progress: dns: \d+ steps done in [\d.]+ s$", err, re.M), err  # a line per layer
     assert "\x1b" not in out
     assert "PASS" in out and "svc/api" in out
+
+
+def test_each_probe_runs_its_steps_over_one_exec(lab, monkeypatch):
+    opened: list[tuple[str, str]] = []  # (pod, what the exec runs)
+    stream = Kube.exec_stream
+
+    def counted(self, namespace, pod, command, container=None, **kwargs):
+        opened.append((pod, "channel" if "netdoctor-channel" in command else "capture" if "netdoctor-capture" in command
+                       else command[0]))
+        return stream(self, namespace, pod, command, container, **kwargs)
+
+    monkeypatch.setattr(Kube, "exec_stream", counted)
+    code, report, err = check(lab)
+    assert code == ExitCode.OK, (err, failing(report))
+    probes = {pod for pod, _ in opened if pod.startswith("netdoctor-")}
+    traffic = {pod for pod, what in opened if what == "channel"}
+    assert traffic and all(opened.count((pod, "channel")) == 1 for pod in traffic)
+    # Into the probes: one channel each and the captures; the steps' commands, ~20, went through the channels.
+    assert {what for pod, what in opened if pod in probes} == {"channel", "capture"}, opened
+    assert len(report["layers"]) > 5 and not lab_processes(lab, "netdoctor-channel", wait=5.0)
+
+
+def lab_processes(lab, marker: str, wait: float) -> list[str]:
+    """The lab's processes (working in its pods' directories) whose command line holds `marker`,
+    once `wait` seconds have let them end."""
+    import time
+    from pathlib import Path
+
+    from netdoctor.lab.state import LabPaths
+
+    root = str(LabPaths.of(lab.name).root)
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if marker.encode() in (proc / "cmdline").read_bytes() and str((proc / "cwd").resolve()).startswith(root):
+                    found.append(proc.name)
+            except OSError:  # gone meanwhile
+                continue
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
