@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from netdoctor.probe import capture
+from netdoctor.probe import capture, pcap
 
 TCPDUMP = shutil.which("tcpdump")
 needs_tcpdump = pytest.mark.skipif(TCPDUMP is None, reason="tcpdump is not installed")
@@ -201,3 +202,22 @@ def test_the_script_with_the_real_tcpdump_writes_a_pcap_and_the_inventory():
     assert found.by_name("lo") is not None
     assert b"@@conntrack" in listing and b"@@ctend" in listing
     assert inventory.parse_conntrack(listing.decode()) == ()  # nothing from an address nobody uses
+
+
+@needs_tcpdump
+@pytest.mark.skipif(os.geteuid() != 0, reason="tcpdump -i any needs root")
+def test_every_packet_sent_before_the_stop_is_in_the_capture():
+    """tcpdump's output is block-buffered: what it holds when told to stop must still come out."""
+    quiet = "127.0.0.77"  # loopback: nobody listens, nothing leaves the host
+    run = Running(capture.tcpdump_command(capture.capture_filter([quiet]), [quiet], 30))
+    run.wait_listening()
+    ports = set()
+    for _ in range(40):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.sendto(b"netdoctor", (quiet, 9))
+            ports.add(sender.getsockname()[1])
+    time.sleep(0.2)  # the kernel has handed tcpdump every packet (--immediate-mode)
+    elapsed, stdout = run.stop()
+    assert elapsed < 4
+    captured = {p.sport for p in pcap.decode(stdout, {}) if p.dst == quiet and p.proto == "udp"}
+    assert captured == ports
