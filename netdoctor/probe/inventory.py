@@ -44,8 +44,15 @@ def _started(markers) -> str:
     return "exec " + " ".join(f"{_FDS[m]}< <({_COMMANDS[m]} 2>/dev/null)" for m in markers)
 
 
+def relayed(fd: int) -> str:
+    """Bash that copies what fd `fd` holds to stdout and closes it, with builtins only: a `cat` per
+    listing was seven processes more per node when the capture stops, on the machine the check
+    waits for."""
+    return f"mapfile -t _listed <&{fd}; printf '%s\\n' \"${{_listed[@]}}\"; exec {fd}<&-"
+
+
 _SCRIPT = (_started(_DURING), _started(m for m in _COMMANDS if m not in _DURING), "; ".join(
-    f"echo {marker}; cat <&{fd}; echo; exec {fd}<&-" for marker, fd in _FDS.items()) + f"; echo {_END}")
+    f"echo {marker}; {relayed(fd)}; echo" for marker, fd in _FDS.items()) + f"; echo {_END}")
 
 _KINDS = {
     "veth": InterfaceKind.VETH,
@@ -287,7 +294,7 @@ def conntrack_script(ips: list[str]) -> tuple[str, str]:
     sources = [str(ipaddress.IPv4Address(ip)) for ip in ips]
     fds = range(FIRST_FREE_FD, FIRST_FREE_FD + len(sources))
     started = "; ".join(f"exec {fd}< <(conntrack -L -s {ip} -o xml 2>/dev/null)" for fd, ip in zip(fds, sources))
-    printed = "".join(f"cat <&{fd}; exec {fd}<&-; " for fd in fds)
+    printed = "".join(f"{relayed(fd)}; " for fd in fds)
     return started or ":", f"echo {_CONNTRACK}; {printed}echo; echo {_CONNTRACK_END}"
 
 

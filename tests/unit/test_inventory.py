@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from netdoctor.observations import InterfaceKind, Inventory, NatEntry, Route
-from netdoctor.probe.inventory import conntrack_script, inventory_script, parse_conntrack, parse_inventory
+from netdoctor.probe.inventory import conntrack_script, inventory_script, parse_conntrack, parse_inventory, relayed
 
 DATA = Path(__file__).parent / "data" / "inventory"
 NODE = "lab-node-2.txt"  # flannel-like: cni0 bridge, flannel.1 vxlan, eth0 to the fabric, 3 pod veths
@@ -412,7 +412,17 @@ def test_conntrack_script_lists_each_source_as_xml():
     assert started.index("8< <(conntrack -L -s 10.244.2.4 -o xml 2>/dev/null)") \
         < started.index("9< <(conntrack -L -s 10.244.1.60 -o xml 2>/dev/null)")  # beside the inventory's fds 3-7
     assert printed.startswith("echo @@conntrack;") and printed.endswith("echo @@ctend")
-    assert printed.index("cat <&8") < printed.index("cat <&9")
+    assert printed.index("<&8") < printed.index("<&9")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_listings_are_printed_with_bash_builtins_only():
+    """No process per listing when the capture stops: the printing runs with an empty PATH."""
+    listings = 'exec 3< <(printf \'[{"a":1}]\\n[2]\') 4< <(:)'
+    script = f"{listings}; PATH=; {relayed(3)}; echo @@; {relayed(4)}; echo @@end"
+    done = subprocess.run(["bash", "-c", script], check=False, capture_output=True, timeout=10)
+    assert done.returncode == 0 and done.stderr == b"", done
+    assert done.stdout == b'[{"a":1}]\n[2]\n@@\n\n@@end\n'
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
