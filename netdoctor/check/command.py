@@ -48,9 +48,10 @@ MIN_TIMEOUT, MAX_TIMEOUT = 0.1, 300.0  # --timeout: seconds per network probe
 REQUEST_TIMEOUT_HELP = "Give up on an API call after this long: seconds, or kubectl's 30s, 1m"
 PROBE_DEADLINE_VARIABLE = "NETDOCTOR_PROBE_DEADLINE"
 MAX_MAX_NODES = 100  # --max-nodes: beyond it, say --nodes all
-# What `_probe_and_judge` imports, in the order it needs them.
+# What `_probe_and_judge` imports, in the order it needs them; then dnspython (~0.07 s), which the
+# DNS steps use once the probes run: the probes start without waiting for it.
 _STAGES = ("netdoctor.probe.runner", "netdoctor.report.progress", "netdoctor.judge.coverage", "netdoctor.judge.paths",
-           "netdoctor.judge.verdict")
+           "netdoctor.judge.verdict", "dns.message", "dns.resolver")
 
 
 def _connect(env: Environment, kubeconfig: str | None, context: str | None, request_timeout: str):
@@ -316,8 +317,8 @@ def _decoder_process(ctx: typer.Context, mode: CaptureMode, plan_only: bool):
 
 
 def _preload_stages() -> None:
-    """The probe and judge stages (dnspython among their imports: ~0.1 s) are imported in a thread
-    while the target is resolved, the process mostly waiting on the API server then."""
+    """The probe and judge stages are imported in a thread while the target is resolved, the
+    process mostly waiting on the API server then; dnspython while the probes start."""
     threading.Thread(target=_import_all, args=(_STAGES,), name="stage import", daemon=True).start()
 
 

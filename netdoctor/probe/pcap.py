@@ -4,13 +4,13 @@ Called by the probe stage's capture code (`netdoctor.probe.capture`), which feed
 pcap streamed back from `tcpdump -i any --immediate-mode -w -` run in probe pods as it arrives
 (in tcpdump's output blocks; each complete record is decoded while the steps still run), and by
 `netdoctor.check.command`, which writes `--pcap DIR` files with `write_per_interface`. This is the
-only module that imports scapy, lazily (`preload` lets a background thread pay the import early);
-scapy types never leave it. The record
-framing and the link-layer headers are read here with `struct`; scapy dissects only the headers
-the judge reads, one layer at a time (IPv4, then TCP or UDP, the VXLAN header and the inner IPv4
-and transport headers of a tunnelled packet; ICMP with what its errors quote), never payloads;
-dnspython decodes DNS payloads. A packet seen again on another interface with the same bytes is
-dissected once. Checksums are never looked at: offload makes them wrong at every hop.
+only module that imports scapy, lazily (`preload` lets a background thread pay the import early,
+dnspython's with it); scapy types never leave it. The record framing and the link-layer headers
+are read here with `struct`; scapy dissects only the headers the judge reads, one layer at a time
+(IPv4, then TCP or UDP, the VXLAN header and the inner IPv4 and transport headers of a tunnelled
+packet; ICMP with what its errors quote), never payloads; dnspython decodes DNS payloads. A packet
+seen again on another interface with the same bytes is dissected once. Checksums are never looked
+at: offload makes them wrong at every hop.
 """
 
 from __future__ import annotations
@@ -22,12 +22,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import dns.exception
-import dns.flags
-import dns.message
-import dns.rcode
-import dns.rdatatype
 
 from netdoctor.observations import Direction, DnsInfo, Encap, Packet, Quoted
 
@@ -54,7 +48,6 @@ _GENEVE_PORT = 6081
 _ICMP_ECHO_TYPES = (0, 8)
 _ICMP_ERROR_TYPES = (3, 11, 12)
 _PROTOS = {1: "icmp", 6: "tcp", 17: "udp"}
-_ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -107,8 +100,9 @@ _loaded: _Layers | None = None
 
 
 def preload() -> None:
-    """Import scapy and bind the tunnel ports now (idempotent, thread-safe)."""
+    """Import scapy and bind the tunnel ports now, and dnspython's parser (idempotent, thread-safe)."""
     _layers()
+    import dns.message  # what `_dns` imports at the first DNS packet
 
 
 def decode(data: bytes, names: Mapping[int, str]) -> tuple[Packet, ...]:
@@ -430,6 +424,11 @@ def _dns(udp: Any, payload: bytes) -> DnsInfo | None:
     """The DNS message in a port-53 UDP payload; None when dnspython can't parse it (snaplen)."""
     if 53 not in (udp.sport, udp.dport):
         return None
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.rcode
+    import dns.rdatatype
     try:
         message = dns.message.from_wire(payload)
     except dns.exception.DNSException:
@@ -439,5 +438,6 @@ def _dns(udp: Any, payload: bytes) -> DnsInfo | None:
         response=bool(message.flags & dns.flags.QR),
         rcode=dns.rcode.to_text(message.rcode()),
         qname=message.question[0].name.to_text() if message.question else "",
-        answers=tuple(rd.address for rrset in message.answer if rrset.rdtype in _ADDRESS_TYPES for rd in rrset),
+        answers=tuple(rd.address for rrset in message.answer
+                      if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA) for rd in rrset),
     )
