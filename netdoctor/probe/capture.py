@@ -62,20 +62,16 @@ def capture_filter(ips: Iterable[str]) -> str:
 
 
 def tcpdump_command(bpf: str, ips: list[str], max_seconds: float, conntrack: bool = True) -> list[str]:
-    """tcpdump writing pcap to stdout until a line (or EOF) arrives on stdin or `max_seconds`
-    pass: then SIGINT, so it flushes and exits; then, on stderr, the host's
+    """tcpdump writing pcap to stdout, packet by packet, until a line (or EOF) arrives on stdin
+    or `max_seconds` pass: then SIGINT, so it flushes and exits; then, on stderr, the host's
     interface inventory and, with `conntrack` (a node's; a pod's own table tells nothing the
     packets do not), its tracked connections from the probes. What the traffic does not change is
     listed while the capture runs; the neighbours and conntrack after the traffic (so the neighbour
     tables know the probes and conntrack shows where each Service connection went), while tcpdump
-    flushes. The kernel hands tcpdump each packet at once (--immediate-mode), but its output is
-    block-buffered (no -U): written packet by packet, every packet crossed the exec stream, the
-    API server and this process as a frame of its own, and a check's ~1,000 packets cost the
-    machine ~0.35 s of CPU (0.18 s of a lab check's time); a block holds a few dozen, and the rest
-    comes with the SIGINT's flush."""
+    flushes."""
     during, after, printed = inventory.inventory_script()
     tracking, tracked = inventory.conntrack_script(ips) if conntrack else (":", ":")
-    script = (f"tcpdump -i any -p -n --immediate-mode -s {SNAPLEN} -c {MAX_PACKETS} -w - \"$1\" & pid=$!; "
+    script = (f"tcpdump -i any -p -n -U --immediate-mode -s {SNAPLEN} -c {MAX_PACKETS} -w - \"$1\" & pid=$!; "
               f"{during}; read -r -t {int(max_seconds)} _; kill -INT $pid 2>/dev/null; {after}; {tracking}; "
               f"wait $pid; ( {printed}; {tracked} ) >&2")
     return ["bash", "-c", script, "netdoctor-capture", bpf]

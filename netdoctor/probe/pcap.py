@@ -1,16 +1,16 @@
 """Packet captures: classic pcap bytes in, `netdoctor.observations.Packet`s out.
 
 Called by the probe stage's capture code (`netdoctor.probe.capture`), which feeds a `Decoder` the
-pcap streamed back from `tcpdump -i any --immediate-mode -w -` run in probe pods as it arrives
-(in tcpdump's output blocks; each complete record is decoded while the steps still run), and by
-`netdoctor.check.command`, which writes `--pcap DIR` files with `write_per_interface`. This is the
-only module that imports scapy, lazily (`preload` lets a background thread pay the import early,
-dnspython's with it); scapy types never leave it. The record framing and the link-layer headers
-are read here with `struct`; scapy dissects only the headers the judge reads, one layer at a time
-(IPv4, then TCP or UDP, the VXLAN header and the inner IPv4 and transport headers of a tunnelled
-packet; ICMP with what its errors quote), never payloads; dnspython decodes DNS payloads. A packet
-seen again on another interface with the same bytes is dissected once. Checksums are never looked
-at: offload makes them wrong at every hop.
+pcap streamed back from `tcpdump -i any -U --immediate-mode -w -` run in probe pods as it arrives
+(each record is decoded while the steps still run), and by `netdoctor.check.command`, which writes
+`--pcap DIR` files with `write_per_interface`. This is the only module that imports scapy, lazily
+(`preload` lets a background thread pay the import early, dnspython's with it); scapy types never
+leave it. The record framing and the link-layer headers are read here with `struct`; scapy
+dissects only the headers the judge reads, one layer at a time (IPv4, then TCP or UDP, the VXLAN
+header and the inner IPv4 and transport headers of a tunnelled packet; ICMP with what its errors
+quote), never payloads; dnspython decodes DNS payloads. A packet seen again on another interface
+with the same bytes is dissected once. Checksums are never looked at: offload makes them wrong at
+every hop.
 """
 
 from __future__ import annotations

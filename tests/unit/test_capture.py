@@ -207,7 +207,7 @@ def test_the_script_with_the_real_tcpdump_writes_a_pcap_and_the_inventory():
 @needs_tcpdump
 @pytest.mark.skipif(os.geteuid() != 0, reason="tcpdump -i any needs root")
 def test_every_packet_sent_before_the_stop_is_in_the_capture():
-    """tcpdump's output is block-buffered: what it holds when told to stop must still come out."""
+    """The stop is a SIGINT, which flushes: nothing tcpdump was handed is cut off with it."""
     quiet = "127.0.0.77"  # loopback: nobody listens, nothing leaves the host
     run = Running(capture.tcpdump_command(capture.capture_filter([quiet]), [quiet], 30))
     run.wait_listening()
