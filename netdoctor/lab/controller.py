@@ -13,7 +13,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TextIO
+from typing import Callable, TextIO
 
 from netdoctor.lab import dnsserver, jobs, net, workloads
 from netdoctor.lab.api.status import ApiError
@@ -60,6 +60,8 @@ class Controller:
         self._thread = threading.Thread(target=self._loop, name="controller", daemon=True)
         self._faults = FaultManager(cluster, paths)
         self.passes = 0  # reconcile passes completed: a change seen now is programmed two passes later
+        self._settled_at: dict[str, tuple] = {}  # controller -> the store version (and inputs) it last left unchanged
+        self._pod_node: tuple[int, dict[str, str]] = (-1, {})
         cluster.store.subscribe(lambda *_: self._wake.set())
 
     def start(self) -> None:
@@ -111,15 +113,34 @@ class Controller:
         cluster = self._cluster
         store = cluster.store
         self._faults.reconcile()
-        workloads.reconcile_deployments(store)
-        workloads.reconcile_replicasets(store)
+        self._unless_settled("deployments", lambda: workloads.reconcile_deployments(store))
+        self._unless_settled("replicasets", lambda: workloads.reconcile_replicasets(store))
         jobs.reconcile_jobs(store, datetime.now(timezone.utc))
-        schedule(store, cluster.nodes, cluster.kubelets.down_nodes)
+        down = frozenset(cluster.kubelets.down_nodes)
+        self._unless_settled("scheduler", lambda: schedule(store, cluster.nodes, down), down)
         cluster.kubelets.reconcile(store)
-        reconcile_endpoints(store)
-        pod_node = {p["metadata"]["uid"]: p["spec"].get("nodeName") for p in store.list("pods")}
-        cluster.dataplane.reconcile(store, pod_node)
+        self._unless_settled("endpoints", lambda: reconcile_endpoints(store))
+        cluster.dataplane.reconcile(store, self._pod_nodes())
         publish_nodes(store, cluster.nodes, cluster.kubelets.down_nodes)
+
+    def _unless_settled(self, controller: str, run: Callable[[], None], *inputs) -> None:
+        """Run a controller whose only inputs are the store's objects (and `inputs`), unless the last
+        time it ran, over this very store, it changed nothing: it would change nothing again. Most
+        passes come from the tick over a store that did not change."""
+        key = (self._cluster.store.resource_version(), *inputs)
+        if self._settled_at.get(controller) == key:
+            return
+        run()
+        if self._cluster.store.resource_version() == key[0]:
+            self._settled_at[controller] = key
+
+    def _pod_nodes(self) -> dict[str, str]:
+        """Each pod's node by uid, listed again only when the store changed."""
+        version = self._cluster.store.resource_version()
+        if self._pod_node[0] != version:
+            self._pod_node = (version, {p["metadata"]["uid"]: p["spec"].get("nodeName")
+                                        for p in self._cluster.store.list("pods")})
+        return self._pod_node[1]
 
 
 def schedule(store, nodes: list[net.NodeNet], down: set[str]) -> None:

@@ -1,11 +1,15 @@
-"""The lab's data plane renders the nodes' tables again only when what they are rendered from changed
-(the controller passes every 0.1 s, mostly over a store that did not change)."""
+"""The lab's controller passes every 0.1 s, mostly over a store that did not change: the controllers
+that read only the objects run again only when they changed, and the data plane renders the nodes'
+tables again only when what they are rendered from changed."""
 
 from __future__ import annotations
+
+import io
 
 import pytest
 
 from netdoctor.lab.api.store import Store
+from netdoctor.lab.controller import Cluster, Controller
 from netdoctor.lab.dataplane import DataPlane
 from netdoctor.lab.state import PolicyMode, ProxyMode
 
@@ -63,3 +67,28 @@ def test_a_policy_lag_renders_every_pass(plane):
     plane.policy_lag = 0.9
     assert rendered(plane, store)
     assert rendered(plane, store)
+
+
+def test_a_controller_that_changed_nothing_runs_again_only_once_the_store_changed():
+    store = Store(seed=1)
+    controller = Controller(Cluster("t", store, [], None, None, None), None, io.StringIO())
+    runs = []
+
+    def idle():
+        runs.append("idle")
+
+    def busy():
+        runs.append("busy")
+        store.create("configmaps", {"metadata": {"name": f"c{len(runs)}", "namespace": "default"}})
+
+    controller._unless_settled("idle", idle)
+    controller._unless_settled("idle", idle)
+    assert runs == ["idle"]  # the second pass found the store as the first one left it
+    controller._unless_settled("busy", busy)
+    controller._unless_settled("busy", busy)
+    assert runs == ["idle", "busy", "busy"]  # what changes the store is not settled
+    controller._unless_settled("idle", idle)
+    controller._unless_settled("idle", idle)
+    assert runs == ["idle", "busy", "busy", "idle"]  # the store changed since: once more
+    controller._unless_settled("idle", idle, frozenset({"node-2"}))
+    assert runs[-1] == "idle" and len(runs) == 5  # other inputs (the nodes down) count too
