@@ -5,8 +5,10 @@ and IP in one pass (Pending, its IP published, so the pass programs the nodes' S
 rules for it, as a CNI's ADD and the agents it informs come before a real kubelet starts the
 containers) and its containers in the next (Running). Readiness probes run from
 the node's network namespace (as a kubelet's do) in a small thread pool every PROBE_PERIOD
-seconds (faster while a pod is not Ready yet); the lab acts on the first result (no
-failureThreshold) so faults show at once. A pod marked for deletion is stopped gracefully: its
+seconds (faster while a pod is not Ready yet), or at the pod's own periodSeconds on the lab's
+faster clock when that is longer (netdoctor's never-Ready probe pods ask for 3600 s: a kubelet
+probes them once, not ten times a second); the lab acts on the first result (no
+failureThreshold) so faults show at once, and a fault's settling gets a fresh round on every pod. A pod marked for deletion is stopped gracefully: its
 containers get SIGTERM, are not restarted and are still probed (a terminating endpoint can be
 serving); when they have all exited, or at the deletionTimestamp (SIGKILL), the kubelet deletes
 the pod with grace 0. A pod may ask for its IP with Calico's `cni.projectcalico.org/ipAddrs`
@@ -32,6 +34,8 @@ from netdoctor.lab.runtime import PodRuntime
 PROBE_PERIOD = 0.5
 STARTUP_PROBE_PERIOD = 0.1  # until a pod is Ready, so that `lab up` and rollouts are quick
 PROBE_TIMEOUT = 1.0
+PROBE_CLOCK = 100  # a declared periodSeconds counts in hundredths of a second here: the default 10 s is 0.1 s
+DEFAULT_PERIOD_SECONDS = 10
 IP_ADDRS_ANNOTATION = "cni.projectcalico.org/ipAddrs"
 
 
@@ -67,6 +71,7 @@ class Kubelets:
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readiness")
         self.down_nodes: set[str] = set()
         self.pod_mtu: dict[str, int] = {}  # a fault may give a node's new pods another MTU
+        self._round_wanted = 0.0  # pods whose latest round began before this are probed at once
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -179,7 +184,9 @@ class Kubelets:
     # --- readiness ----------------------------------------------------------------------------
     def probed_since(self, moment: float) -> bool:
         """Every pod running on a live node has readiness results from probes begun after
-        `moment`: what a change made then did to readiness is in the pods' status."""
+        `moment`: what a change made then did to readiness is in the pods' status. A pod whose
+        round began before `moment` gets a new one at the next pass, whatever its period."""
+        self._round_wanted = max(self._round_wanted, moment)
         return all(state.probed_at >= moment for state in self._pods.values()
                    if not state.finished and state.sandbox.node.name not in self.down_nodes)
 
@@ -193,11 +200,13 @@ class Kubelets:
         if node.name in self.down_nodes:
             state.ready = {c["name"]: False for c in pod["spec"]["containers"]}
             return
-        if time.time() < state.next_probe or state.probes:  # one round at a time
+        due = time.time() >= state.next_probe or state.round_at < self._round_wanted
+        if not due or state.probes:  # one round at a time
             return
         ready = bool(state.ready) and all(state.ready.values())
         state.round_at = time.time()
-        state.next_probe = state.round_at + (PROBE_PERIOD if ready else STARTUP_PROBE_PERIOD)
+        state.next_probe = state.round_at + max(PROBE_PERIOD if ready else STARTUP_PROBE_PERIOD,
+                                                _declared_period(pod) / PROBE_CLOCK)
         started = self._runtime.started(state.uid)
         for container in pod["spec"]["containers"]:
             name, probe = container["name"], container.get("readinessProbe")
@@ -415,3 +424,9 @@ def _container_status(container: dict, process, state: PodState) -> dict:
 
 def _comparable(status: dict) -> dict:
     return {k: v for k, v in status.items() if k != "startTime"}
+
+
+def _declared_period(pod: dict) -> float:
+    """The shortest periodSeconds of the pod's readiness probes (Kubernetes' default when unset)."""
+    return min((float(c["readinessProbe"].get("periodSeconds") or DEFAULT_PERIOD_SECONDS)
+                for c in pod["spec"]["containers"] if c.get("readinessProbe")), default=DEFAULT_PERIOD_SECONDS)
