@@ -61,16 +61,16 @@ def capture_filter(ips: Iterable[str]) -> str:
     return f"({plain}) or (({vxlan_ports}) and ({vxlan})) or (udp port {GENEVE_PORT} and ({geneve}))"
 
 
-def tcpdump_command(bpf: str, ips: list[str], max_seconds: float, conntrack: bool = True) -> list[str]:
+def tcpdump_command(bpf: str, sources: list[str], max_seconds: float, conntrack: bool = True) -> list[str]:
     """tcpdump writing pcap to stdout, packet by packet, until a line (or EOF) arrives on stdin
     or `max_seconds` pass: then SIGINT, so it flushes and exits; then, on stderr, the host's
     interface inventory and, with `conntrack` (a node's; a pod's own table tells nothing the
-    packets do not), its tracked connections from the probes. What the traffic does not change is
+    packets do not), its tracked connections from `sources`. What the traffic does not change is
     listed while the capture runs; the neighbours and conntrack after the traffic (so the neighbour
     tables know the probes and conntrack shows where each Service connection went), while tcpdump
     flushes."""
     during, after, printed = inventory.inventory_script()
-    tracking, tracked = inventory.conntrack_script(ips) if conntrack else (":", ":")
+    tracking, tracked = inventory.conntrack_script(sources) if conntrack else (":", ":")
     script = (f"tcpdump -i any -p -n -U --immediate-mode -s {SNAPLEN} -c {MAX_PACKETS} -w - \"$1\" & pid=$!; "
               f"{during}; read -r -t {int(max_seconds)} _; kill -INT $pid 2>/dev/null; {after}; {tracking}; "
               f"wait $pid; ( {printed}; {tracked} ) >&2")
@@ -160,11 +160,17 @@ class Sniffer:
     leaving it early (an error, Ctrl-C) stops every tcpdump."""
 
     def __init__(self, points: Iterable[Point], ips: Iterable[str], max_seconds: float,
-                 decoding: DecoderProcess | None = None):
-        """`decoding`: the run's decoder process; without one, packets are decoded in this one."""
+                 decoding: DecoderProcess | None = None, tracked: Iterable[str] | None = None):
+        """`ips`: the probes' addresses, whose packets are captured. `tracked`: those whose tracked
+        connections each node lists (None: all of `ips`); a probe that opens no TCP or UDP flow
+        has none worth a listing (each walks the kernel's whole conntrack table: ~15 ms of CPU
+        on the node, however few entries match). `decoding`: the run's decoder process; without
+        one, packets are decoded in this one."""
         ips = sorted(set(ips))
+        sources = ips if tracked is None else sorted(set(tracked))
         bpf = capture_filter(ips)
-        self._sessions = [_Session(point, tcpdump_command(bpf, ips, max_seconds, conntrack=point.traffic_role is None),
+        self._sessions = [_Session(point, tcpdump_command(bpf, sources, max_seconds,
+                                                          conntrack=point.traffic_role is None),
                                    decoding.decoder() if decoding else pcap.Decoder())
                           for point in points]
         self._preload = None if decoding else threading.Thread(target=pcap.preload, name="scapy import", daemon=True)

@@ -258,7 +258,8 @@ def _shared_round(shared: _Shared, done: _Round, running: dict[str, RunningProbe
 def _round(executor: _Executor, steps: tuple[Step, ...], points: list[Point], ips: list[str], options: RunOptions,
            progress, decoding: DecoderProcess | None) -> _Round:
     began = time.monotonic()
-    with Sniffer(points, ips, max_seconds=options.timeout * 60, decoding=decoding) as sniffer:
+    with Sniffer(points, ips, max_seconds=options.timeout * 60, decoding=decoding,
+                 tracked=_flow_sources(executor, steps)) as sniffer:
         if points:
             sniffer.start()
         listening = time.monotonic()
@@ -351,6 +352,13 @@ def _more_packets(first: Capture, extra: Capture) -> Capture:
     return replace(first, packets=first.packets + extra.packets, inventory=extra.inventory or first.inventory,
                    nat=first.nat + extra.nat, truncated=first.truncated or extra.truncated,
                    pcap=first.pcap + extra.pcap[_PCAP_HEADER:] if first.pcap else extra.pcap, rounds=rounds)
+
+
+def _flow_sources(executor: _Executor, steps: tuple[Step, ...]) -> list[str]:
+    """The addresses of the probes whose steps open TCP or UDP flows: the nodes' conntrack entries
+    a verdict reads (where a Service connection was sent) start there; pings leave none it reads."""
+    flowing = {step.probe for step in steps if isinstance(step.action, (TcpConnect, UdpExchange, DnsQuery))}
+    return [probe.ip for role, probe in executor.probes.items() if role in flowing and probe.ip]
 
 
 def observe_without_probes(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,

@@ -221,3 +221,27 @@ def test_every_packet_sent_before_the_stop_is_in_the_capture():
     assert elapsed < 4
     captured = {p.sport for p in pcap.decode(stdout, {}) if p.dst == quiet and p.proto == "udp"}
     assert captured == ports
+
+
+def test_a_node_lists_the_tracked_connections_only_of_the_probes_that_open_flows():
+    """Both probes' packets are captured; the node's conntrack is listed for the one whose steps
+    open TCP or UDP flows (each listing walks the kernel's whole table)."""
+    from types import SimpleNamespace
+
+    from netdoctor.errors import ClusterError
+
+    commands = []
+
+    class Recording:
+        def exec_stream(self, namespace, pod, command, container=None, **kwargs):
+            commands.append(command)
+            raise ClusterError("no cluster here")
+
+    probe = SimpleNamespace(kube=Recording(), namespace="ns", name="capture-node-1")
+    with capture.Sniffer([capture.Point("node-1", "node-1", probe)], PROBES, 30, tracked=PROBES[:1]) as sniffer:
+        sniffer.start()
+        blind, = sniffer.stop()
+    (_, _, script, _, bpf), = commands
+    assert f"conntrack -L -s {PROBES[0]} " in script and PROBES[1] not in script
+    assert all(f"host {ip}" in bpf for ip in PROBES)
+    assert blind.blind and "no cluster here" in blind.blind
