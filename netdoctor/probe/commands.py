@@ -110,17 +110,31 @@ def tcp_command(ip: str, port: int, timeout: float, attempts: int = 1, spacing: 
     """One exec connecting `attempts` times concurrently, one line per attempt (errors tab-joined),
     so a blackholed port costs one timeout however many attempts. `spacing`: seconds between the
     attempts' starts (0: all at once; a burst can fill a backend's accept queue, whose kernel then
-    drops the SYNs that do not fit)."""
+    drops the SYNs that do not fit).
+
+    Each attempt connects in a subshell (bash's /dev/tcp on a `:`, which closes the socket at once)
+    whose errors and exit code it reads back with `read -t`: a timeout kills the subshell and reads
+    as exit code 124, as coreutils' `timeout` would; the subshell is reaped either way (bash ≥ 5.1
+    waits for a process substitution; an older one leaves it to the container's init). Two forks
+    an attempt, no exec: `timeout bash -c` was a fork more and two execs (a bash start-up among
+    them) on the node."""
     target = f"/dev/tcp/{_ip(ip)}/{_port(port)}"
-    inner = shlex.quote(f"exec 3<>{target}")
     return _bash(
         "attempt() {\n"
         "  t0=$EPOCHREALTIME\n"
-        f"  err=$(timeout {_seconds(timeout)} bash -c {inner} 2>&1)\n"
-        "  rc=$?\n"
+        f"  exec {{c}}< <(exec 2>&1; : 3<>{target}; echo \"netdoctor-rc=$?\")\n"
+        "  pid=$! err= rc=\n"
+        f"  while IFS= read -r -t {_seconds(timeout)} line <&$c || {{ (($? > 128)) && rc=124; false; }}; do\n"
+        "    [[ $line == netdoctor-rc=* ]] && { rc=${line#netdoctor-rc=}; break; }\n"
+        "    err+=$line$'\\n'\n"
+        "  done\n"
         "  t1=$EPOCHREALTIME\n"
+        "  [[ $rc == 124 ]] && kill \"$pid\" 2>/dev/null\n"
+        "  wait \"$pid\" 2>/dev/null\n"
+        "  exec {c}<&-\n"
+        "  err=${err%$'\\n'}\n"
         "  printf 'netdoctor-tcp attempt=%s rc=%s t0=%s t1=%s err=%s\\n' "
-        "\"$1\" \"$rc\" \"$t0\" \"$t1\" \"${err//$'\\n'/$'\\t'}\"\n"
+        "\"$1\" \"${rc:-125}\" \"$t0\" \"$t1\" \"${err//$'\\n'/$'\\t'}\"\n"
         "}\n" + _concurrently(attempts, spacing)
     )
 

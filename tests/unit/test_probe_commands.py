@@ -86,6 +86,33 @@ def test_tcp_command_for_real_on_loopback():
     assert refused.outcome is TcpOutcome.REFUSED
 
 
+def test_a_connect_that_hangs_is_a_timeout_after_the_timeout_and_leaves_no_process():
+    """A listener whose accept queue is full drops the SYN (as a DROP rule would): the attempts
+    end at the timeout, read as TIMEOUT, and the subshells stuck in connect() are killed."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = server.getsockname()[1]
+    queued = [socket.socket() for _ in range(3)]
+    for client in queued:
+        client.setblocking(False)
+        client.connect_ex(("127.0.0.1", port))
+    time.sleep(0.2)
+    began = time.monotonic()
+    proc = subprocess.Popen(pc.tcp_command("127.0.0.1", port, 0.5, attempts=3), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - began
+        left = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    finally:
+        server.close()
+        for client in queued:
+            client.close()
+    results = pc.parse_tcp("127.0.0.1", port, ExecResult(proc.returncode, out, err))
+    assert [r.outcome for r in results] == [TcpOutcome.TIMEOUT] * 3
+    assert all(0.45 <= r.elapsed < 1.5 for r in results) and took < 2.5
+    assert left == []  # no subshell outlives the exec
+
+
 def test_tcp_attempts_come_back_one_result_each_in_order():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
