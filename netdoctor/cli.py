@@ -227,9 +227,7 @@ def main(argv: Sequence[str] | None = None, env: Environment | None = None) -> i
     """The exit code of the command line `argv` (None: the process's own, whose end comes next)."""
     if argv is None:
         _collect_less()
-    env = env or Environment()
-    with check_command.decoder_head_start(sys.argv[1:] if argv is None else list(argv), env):
-        code = _outcome(argv, env)
+    code = _outcome(argv, env or Environment())
     if argv is None:
         _skip_final_collections()
     return code

@@ -28,9 +28,6 @@ class Environment:
     # How commands reach the cluster: (kubeconfig, context) -> Kube. None: netdoctor.cluster.kube.Kube.connect.
     # Tests inject a fake here.
     connect: Callable[[str | None, str | None], Any] | None = None
-    # The check's decoder process (netdoctor.probe.decoding), when one was started before the command
-    # line was parsed (check.command.decoder_head_start); None otherwise.
-    decoding: Any = None
 
     def console(self) -> Console:
         from rich.console import Console

@@ -304,45 +304,16 @@ def _check_many(env, kube, requests, checks, choice, capture_namespace, options,
 
 
 def _decoder_process(ctx: typer.Context, mode: CaptureMode, plan_only: bool):
-    """With capture on, the decoder process (netdoctor.probe.decoding): the one `decoder_head_start`
-    started, else one started now that the arguments are checked. It imports scapy on another core
-    while this one imports the cluster client, reads the API and starts the probes. The command's
-    context ends it."""
+    """With capture on, the decoder process (netdoctor.probe.decoding) starts once the arguments
+    are checked: it imports scapy on another core while this one imports the cluster client, reads
+    the API and starts the probes. The command's context ends it."""
     from netdoctor.model import CaptureMode
 
-    env: Environment = ctx.obj
     if mode is CaptureMode.OFF or plan_only:
         return None
-    if env.decoding is None:
-        from netdoctor.probe.decoding import DecoderProcess
-
-        env.decoding = DecoderProcess()
-    return ctx.with_resource(env.decoding)
-
-
-@contextmanager
-def decoder_head_start(args: list[str], env: Environment) -> Iterator[None]:
-    """Around a whole command line (`cli.main`): when it reads as a check that will capture, its
-    decoder process starts first, and imports scapy on the idle core while this one parses the
-    arguments and imports the pipeline (~0.3 s of CPU before `check` could start one). A misreading
-    costs only time: `_decoder_process` starts one when none was, and the one started here ends
-    with the command line, taken or not."""
-    if not _will_capture(args) or env.decoding is not None:
-        yield
-        return
     from netdoctor.probe.decoding import DecoderProcess
 
-    with DecoderProcess() as env.decoding:
-        try:
-            yield
-        finally:
-            env.decoding = None
-
-
-def _will_capture(args: list[str]) -> bool:
-    words = args[: args.index("--") if "--" in args else None]
-    return (words[:1] == ["check"] and not {"--plan", "--help", "-h", "--capture=off"} & set(words)
-            and ["--capture", "off"] not in [words[i:i + 2] for i in range(len(words) - 1)])
+    return ctx.with_resource(DecoderProcess())
 
 
 def _preload_stages() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from io import StringIO
 
 import fakenodes
@@ -10,7 +9,6 @@ from netdoctor.cli import main
 from netdoctor.environment import Environment
 from netdoctor.cluster.kube import NotFound
 from netdoctor.cluster.objects import EndpointSlice, Node, Pod, Service, ServicePort
-from netdoctor.probe.decoding import DecoderProcess
 
 WEB = Service("demo", "web", "ClusterIP", "10.96.0.20", False, (ServicePort("http", "TCP", 80, 8080),), (("app", "web"),))
 POD = Pod("demo", "web-1", "u1", (("app", "web"),), "node-b", "10.244.1.5", None, "Running", True)
@@ -96,74 +94,3 @@ def test_plan_prints_probes_and_steps_and_creates_nothing():
 def test_unknown_output_format_is_a_usage_error():
     code, _, err = run("check", "web", "-o", "yaml")
     assert code == 2 and "unknown output format" in err
-
-
-def _decoders_alive() -> list[int]:
-    """This process's children that are decoder processes (netdoctor.probe.decoding) still running."""
-    import os
-    from pathlib import Path
-
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            stat = (proc / "stat").read_text()
-            cmdline = (proc / "cmdline").read_bytes()
-        except (OSError, ValueError):
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"netdoctor.probe.decoding" in cmdline:
-            found.append(int(proc.name))
-    return found
-
-
-class _SeesDecoder(FakeKube):
-    """A cluster that records, when the check connects, which decoder process the check holds."""
-
-    def __init__(self, env):
-        super().__init__()
-        self.env, self.seen = env, "not connected"
-
-    def service(self, ns, name):
-        self.seen = self.env.decoding
-        return super().service(ns, name)
-
-
-def _run_seeing_decoder(*argv):
-    env = Environment(stdout=StringIO(), stderr=StringIO(), environ={"NO_COLOR": "1"})
-    kube = _SeesDecoder(env)
-    env.connect = lambda kubeconfig, context: kube
-    started = []
-    real_init = DecoderProcess.__init__
-
-    def init(self):  # our own class, observed: which decoder processes started, and whether parsing had begun
-        started.append(self)
-        self.parsing = any(frame.function == "program" for frame in inspect.stack())
-        real_init(self)
-
-    DecoderProcess.__init__ = init
-    try:
-        code = main(list(argv), env=env)
-    finally:
-        DecoderProcess.__init__ = real_init
-    return code, env, kube, started
-
-
-def test_a_capturing_check_takes_the_decoder_started_before_its_arguments_were_parsed():
-    """cli.main starts the decoder first (scapy's import then runs on the idle core while the
-    command line is parsed); the check uses that one, starts no second, and none outlives it."""
-    code, env, kube, started = _run_seeing_decoder("check", "svc/nope", "-n", "demo")
-    assert code == 3
-    assert len(started) == 1 and kube.seen is started[0] and not started[0].parsing
-    assert env.decoding is None and _decoders_alive() == []
-
-
-def test_a_check_without_capture_or_only_planning_starts_no_decoder():
-    for extra in (["--capture", "off"], ["--capture=off"], ["--plan"]):
-        code, env, kube, started = _run_seeing_decoder("check", "svc/nope", "-n", "demo", *extra)
-        assert (code, started, kube.seen) == (3, [], None), extra
-
-
-def test_a_command_line_refused_before_the_check_runs_leaves_no_decoder():
-    code, env, _, started = _run_seeing_decoder("check", "svc/web", "-n", "demo", "--timeout", "0")
-    assert code == 2 and len(started) == 1 and "--timeout" in env.stderr.getvalue()
-    assert _decoders_alive() == []
