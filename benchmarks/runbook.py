@@ -5,7 +5,8 @@ admit, as netdoctor's probes impersonate one), wait until it runs, exec nslookup
 Service's name and curl to its ClusterIP and to each pod IP (its targetPort), delete the pod.
 
 Each is a fresh process (Python start-up and imports count for both), interleaved so the machine's
-load hits all alike; medians of N runs and the ratio netdoctor / runbook are printed. netdoctor's
+load hits all alike; medians of N runs and the ratio netdoctor / runbook are printed, and the
+median of each round's own ratio (this machine's speed drifts by a third within minutes). netdoctor's
 modules are byte-compiled first, as pip does when it installs them (the official client's are): in
 a checkout with PYTHONDONTWRITEBYTECODE set, every run would compile them again. Target
 (issue 13): on the lab the full check with capture is no slower than the runbook (ratio ≤ 1).
@@ -95,11 +96,17 @@ def side_by_side(kubeconfig: str, runs: int) -> None:
     for _ in range(runs):
         for label, argv in commands.items():
             samples[label].append(timed(argv, env))
-    base = statistics.median(samples["runbook (official client)"])
+    runbook_times = samples["runbook (official client)"]
+    base = statistics.median(runbook_times)
     for label, times in samples.items():
         median = statistics.median(times)
-        print(f"{label:<30} {median:5.2f} s   ratio to the runbook {median / base:4.2f}")
-    print(f"(medians of {runs} runs each, interleaved; each a fresh process; target: capture on, ratio ≤ 1)")
+        rounds = sorted(t / r for t, r in zip(times, runbook_times))
+        spread = f"{rounds[len(rounds) // 4]:4.2f}–{rounds[(3 * len(rounds)) // 4]:4.2f}"
+        print(f"{label:<30} {median:5.2f} s   ratio to the runbook {median / base:4.2f}   "
+              f"round by round {statistics.median(rounds):4.2f} ({spread})")
+    print(f"(medians of {runs} runs each, interleaved; each a fresh process; round by round: the median of each round's "
+          f"ratio to the runbook run just before it, and the middle half of them: the machine's drift cancels out; "
+          f"target: capture on, ratio ≤ 1)")
 
 
 def main() -> None:
