@@ -8,11 +8,12 @@ the node's network namespace (as a kubelet's do) in a small thread pool every PR
 seconds (faster while a pod is not Ready yet), or at the pod's own periodSeconds on the lab's
 faster clock when that is longer (netdoctor's never-Ready probe pods ask for 3600 s: a kubelet
 probes them once, not ten times a second); the lab acts on the first result (no
-failureThreshold) so faults show at once, and a fault's settling gets a fresh round on every pod. A pod marked for deletion is stopped gracefully: its
-containers get SIGTERM, are not restarted and are still probed (a terminating endpoint can be
-serving); when they have all exited, or at the deletionTimestamp (SIGKILL), the kubelet deletes
-the pod with grace 0. A pod may ask for its IP with Calico's `cni.projectcalico.org/ipAddrs`
-annotation (a JSON list holding one address of its node's pod CIDR).
+failureThreshold) so faults show at once, and a fault's settling gets a fresh round on every
+pod. A pod marked for deletion is stopped gracefully: its containers get SIGTERM, are not
+restarted and are still probed (a terminating endpoint can be serving); when they have all
+exited, or at the deletionTimestamp (SIGKILL), the kubelet deletes the pod with grace 0. A pod
+may ask for its IP with Calico's `cni.projectcalico.org/ipAddrs` annotation (a JSON list holding
+one address of its node's pod CIDR).
 """
 
 from __future__ import annotations
