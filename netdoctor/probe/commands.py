@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import ipaddress
 import re
-import shlex
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
