@@ -159,16 +159,15 @@ class Sniffer:
     """The captures of one check run. Use as a context manager around `start()` … `stop()`:
     leaving it early (an error, Ctrl-C) stops every tcpdump."""
 
-    def __init__(self, points: Iterable[Point], ips: Iterable[str], max_seconds: float,
-                 decoding: DecoderProcess | None = None, tracked: Iterable[str] | None = None):
+    def __init__(self, points: Iterable[Point], ips: Iterable[str], tracked: Iterable[str], max_seconds: float,
+                 decoding: DecoderProcess | None = None):
         """`ips`: the probes' addresses, whose packets are captured. `tracked`: those whose tracked
-        connections each node lists (None: all of `ips`); a probe that opens no TCP or UDP flow
-        has none worth a listing (each walks the kernel's whole conntrack table: ~15 ms of CPU
-        on the node, however few entries match). `decoding`: the run's decoder process; without
-        one, packets are decoded in this one."""
-        ips = sorted(set(ips))
-        sources = ips if tracked is None else sorted(set(tracked))
+        connections each node lists; a probe that opens no TCP or UDP flow has none worth a listing
+        (each walks the kernel's whole conntrack table: ~15 ms of CPU on the node, however few
+        entries match). `decoding`: the run's decoder process; without one, packets are decoded in
+        this one."""
         bpf = capture_filter(ips)
+        sources = sorted(set(tracked))
         self._sessions = [_Session(point, tcpdump_command(bpf, sources, max_seconds,
                                                           conntrack=point.traffic_role is None),
                                    decoding.decoder() if decoding else pcap.Decoder())

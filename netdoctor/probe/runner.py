@@ -258,8 +258,8 @@ def _shared_round(shared: _Shared, done: _Round, running: dict[str, RunningProbe
 def _round(executor: _Executor, steps: tuple[Step, ...], points: list[Point], ips: list[str], options: RunOptions,
            progress, decoding: DecoderProcess | None) -> _Round:
     began = time.monotonic()
-    with Sniffer(points, ips, max_seconds=options.timeout * 60, decoding=decoding,
-                 tracked=_flow_sources(executor, steps)) as sniffer:
+    with Sniffer(points, ips, _flow_sources(executor, steps), max_seconds=options.timeout * 60,
+                 decoding=decoding) as sniffer:
         if points:
             sniffer.start()
         listening = time.monotonic()

@@ -238,7 +238,7 @@ def test_a_node_lists_the_tracked_connections_only_of_the_probes_that_open_flows
             raise ClusterError("no cluster here")
 
     probe = SimpleNamespace(kube=Recording(), namespace="ns", name="capture-node-1")
-    with capture.Sniffer([capture.Point("node-1", "node-1", probe)], PROBES, 30, tracked=PROBES[:1]) as sniffer:
+    with capture.Sniffer([capture.Point("node-1", "node-1", probe)], PROBES, PROBES[:1], 30) as sniffer:
         sniffer.start()
         blind, = sniffer.stop()
     (_, _, script, _, bpf), = commands
