@@ -107,8 +107,10 @@ class Kubelets:
                 self._publish_waiting(store, pod, node, *waiting)
                 return
             self._pods[uid] = self._start(pod, node)
-            self._publish(store, pod, {**self._status(pod, self._pods[uid], node), "phase": "Pending"})
-            return  # its containers start on the next pass, after this one programmed the nodes for its IP
+            if not pod["spec"].get("hostNetwork"):
+                self._publish(store, pod, {**self._status(pod, self._pods[uid], node), "phase": "Pending"})
+                return  # its containers start on the next pass, after this one programmed the nodes for its IP
+            # A hostNetwork pod has no IP of its own (no CNI ADD, nothing to program): it starts at once.
         state = self._pods[uid]
         if _terminating(pod) and self._stopped(pod, state):
             self._teardown(uid)
