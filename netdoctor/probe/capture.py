@@ -3,7 +3,8 @@
 Called by the runner around the steps: `Sniffer.start()` runs tcpdump in the traffic probes (their
 own eth0) and in hostNetwork probes on the nodes (every interface, `-i any`), streamed back over
 exec, and returns once every tcpdump has said it listens (the hosts' links, addresses and
-routes are listed meanwhile); each point's pcap is decoded as it streams in, while the steps run:
+routes are listed meanwhile); `Sniffer.begin()` starts a point before the others, as soon as its
+probe runs while the rest still start; each point's pcap is decoded as it streams in, while the steps run:
 by the run's decoder process (netdoctor.probe.decoding), else (netdoctor.probe.pcap) in the
 point's own thread. `Sniffer.stop()` tells every tcpdump at once to stop through its stdin; each
 point reads the rest, the host's interfaces (netdoctor.probe.inventory) that name the packets'
@@ -156,49 +157,62 @@ class _Session(threading.Thread):
 
 
 class Sniffer:
-    """The captures of one check run. Use as a context manager around `start()` … `stop()`:
+    """The captures of one round of steps. Use as a context manager around `start()` … `stop()`:
     leaving it early (an error, Ctrl-C) stops every tcpdump."""
 
-    def __init__(self, points: Iterable[Point], ips: Iterable[str], tracked: Iterable[str], max_seconds: float,
+    def __init__(self, ips: Iterable[str], tracked: Iterable[str], max_seconds: float,
                  decoding: DecoderProcess | None = None):
         """`ips`: the probes' addresses, whose packets are captured. `tracked`: those whose tracked
         connections each node lists; a probe that opens no TCP or UDP flow has none worth a listing
         (each walks the kernel's whole conntrack table: ~15 ms of CPU on the node, however few
         entries match). `decoding`: the run's decoder process; without one, packets are decoded in
         this one."""
-        bpf = capture_filter(ips)
-        sources = sorted(set(tracked))
-        self._sessions = [_Session(point, tcpdump_command(bpf, sources, max_seconds,
-                                                          conntrack=point.traffic_role is None),
-                                   decoding.decoder() if decoding else pcap.Decoder())
-                          for point in points]
+        self.ips, self.tracked = frozenset(ips), frozenset(tracked)
+        self._bpf, self._sources = capture_filter(self.ips), sorted(self.tracked)
+        self._max_seconds, self._decoding = max_seconds, decoding
+        self._sessions: dict[str, _Session] = {}  # by point name, in the order they started
+        self._points: list[Point] = []  # the round's points, as `start` got them
         self._preload = None if decoding else threading.Thread(target=pcap.preload, name="scapy import", daemon=True)
 
     def __enter__(self) -> Sniffer:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        for session in self._sessions:
+        for session in self._sessions.values():
             session.stopping.set()
 
-    def start(self) -> None:
-        """Start every capture and wait (bounded) until each listens or has failed."""
-        if self._preload:
+    def begin(self, points: Iterable[Point]) -> None:
+        """Start capturing at `points` now, without waiting: a probe that runs before the others
+        is listening by the time they do."""
+        if self._preload is not None and self._preload.ident is None:  # not started yet
             self._preload.start()
-        for session in self._sessions:
-            session.start()
+        for point in points:
+            if point.name not in self._sessions:
+                session = _Session(point, tcpdump_command(self._bpf, self._sources, self._max_seconds,
+                                                          conntrack=point.traffic_role is None),
+                                   self._decoding.decoder() if self._decoding else pcap.Decoder())
+                self._sessions[point.name] = session
+                session.start()
+
+    def start(self, points: Iterable[Point]) -> None:
+        """Capture at every one of the round's `points` (those `begin` started go on) and wait
+        (bounded) until each listens or has failed."""
+        self._points = list(points)
+        self.begin(self._points)
         deadline = time.monotonic() + READY_TIMEOUT + 1
-        for session in self._sessions:
-            session.ready.wait(max(deadline - time.monotonic(), 0))
+        for point in self._points:
+            self._sessions[point.name].ready.wait(max(deadline - time.monotonic(), 0))
 
     def stop(self) -> tuple[Capture, ...]:
-        for session in self._sessions:
+        """Each point's capture, in the order `start` got them."""
+        for session in self._sessions.values():
             session.stop()
-        for session in self._sessions:
+        for session in self._sessions.values():
             session.join(STOP_TIMEOUT + 1)
-        if self._preload:
+        if self._preload is not None and self._preload.ident is not None:
             self._preload.join()
-        return tuple(s.result or s.capture() if not s.is_alive() else _late(s) for s in self._sessions)
+        sessions = [self._sessions[point.name] for point in self._points]
+        return tuple(s.result or s.capture() if not s.is_alive() else _late(s) for s in sessions)
 
 
 def _late(session: _Session) -> Capture:

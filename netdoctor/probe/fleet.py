@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from netdoctor.catalog import data_dir
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import yaml
 
@@ -113,6 +113,15 @@ class ProbeLaunchError(ProbeError):
 class Launch:
     probes: dict[str, Probe]  # by spec name: every required probe, and the optional ones that run
     failures: dict[str, ProbeLaunchError]  # optional probes that could not run, and why
+
+
+@dataclass(frozen=True)
+class Starting:
+    """A launch in progress, as `launch_all` tells its `on_change`: the probes that run already (the
+    very Probe objects it returns) and the probe pods' IPs known so far, by probe name."""
+
+    running: dict[str, Probe]
+    ips: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -297,11 +306,14 @@ class ProbeFleet:
         """Create the probe pods and wait until every one runs; raise ProbeLaunchError if one can't."""
         return list(self.launch_all(specs).probes.values())
 
-    def launch_all(self, required: Iterable[ProbeSpec], optional: Iterable[ProbeSpec] = ()) -> Launch:
+    def launch_all(self, required: Iterable[ProbeSpec], optional: Iterable[ProbeSpec] = (),
+                   on_change: Callable[[Starting], None] | None = None) -> Launch:
         """Like `launch`, plus `optional` probes (packet capture) whose failure to run is recorded
         in `Launch.failures` instead of raised. The required pods are created all at once (their
         namespaces' owners first), then the optional ones all at once: when a required one is
-        refused, no optional pod has been created yet."""
+        refused, no optional pod has been created yet. `on_change` is told, from this thread, each
+        time a probe starts running or a pod's IP becomes known: the caller may start using a probe
+        (its captures, its command channel) while the others still start."""
         required, optional = list(required), list(optional)
         for spec in required + optional:
             self._validate(spec)
@@ -309,10 +321,9 @@ class ProbeFleet:
             self._owner(namespace)
         pods: list[Pod | ProbeLaunchError] = _at_once(self._create_pod, required)
         pods += _at_once(self._try_create, optional)
-        states = self._wait_running(required + optional, pods, frozenset(s.name for s in optional))
-        probes = {spec.name: Probe(self.kube, spec, pod) for spec, pod in zip(required + optional, states)
-                  if isinstance(pod, Pod)}
-        self._probes += probes.values()
+        states = self._wait_running(required + optional, pods, frozenset(s.name for s in optional),
+                                    on_change or (lambda starting: None))
+        probes = {spec.name: probe for spec, probe in zip(required + optional, states) if isinstance(probe, Probe)}
         failures = {spec.name: state for spec, state in zip(optional, states[len(required):])
                     if isinstance(state, ProbeLaunchError)}
         return Launch(probes, failures)
@@ -454,29 +465,40 @@ class ProbeFleet:
 
     # ------------------------------------------------------------ waiting
 
-    def _wait_running(self, specs: list[ProbeSpec], pods: list[Pod | ProbeLaunchError],
-                      optional: frozenset[str] = frozenset()) -> list[Pod | ProbeLaunchError]:
-        """Each pod running, or (optional ones only) the error that stopped it."""
+    def _wait_running(self, specs: list[ProbeSpec], pods: list[Pod | ProbeLaunchError], optional: frozenset[str],
+                      on_change: Callable[[Starting], None]) -> list[Probe | ProbeLaunchError]:
+        """Each probe running, or (optional ones only) the error that stopped it."""
         namespaces = sorted({spec.namespace for spec, pod in zip(specs, pods) if isinstance(pod, Pod)})
         events: queue.Queue = queue.Queue()
         watches = [_PodWatch(self.kube, ns, f"{RUN_LABEL}={self.run_id}", events) for ns in namespaces]
         for watch in watches:
             watch.start()
         try:
-            return self._follow(specs, pods, optional, _PodView(), events)
+            return self._follow(specs, pods, optional, _PodView(), events, on_change)
         finally:
             for watch in watches:
                 watch.stopped.set()
 
     def _follow(self, specs: list[ProbeSpec], pods: list[Pod | ProbeLaunchError], optional: frozenset[str],
-                view: _PodView, events: queue.Queue) -> list[Pod | ProbeLaunchError]:
+                view: _PodView, events: queue.Queue, on_change: Callable[[Starting], None]) -> list[Probe | ProbeLaunchError]:
         deadline = time.monotonic() + self.start_timeout
+        running: dict[str, Probe] = {}
+        told = Starting({}, {})
         while True:
             states = [pod if isinstance(pod, ProbeLaunchError) else view.state(spec, pod) for spec, pod in zip(specs, pods)]
             failed = next((s for spec, s in zip(specs, states)
                            if isinstance(s, ProbeLaunchError) and spec.name not in optional), None)
             if failed:
                 raise failed
+            for spec, state in zip(specs, states):
+                if isinstance(state, Pod) and spec.name not in running:
+                    running[spec.name] = self._track(Probe(self.kube, spec, state))
+            states = [running.get(spec.name, state) for spec, state in zip(specs, states)]
+            starting = Starting(dict(running), {spec.name: ip for spec, pod in zip(specs, pods)
+                                                if isinstance(pod, Pod) and (ip := view.ip(pod))})
+            if starting != told:
+                told = starting
+                on_change(starting)
             if all(not isinstance(s, str) for s in states):
                 return states
             remaining = deadline - time.monotonic()
@@ -492,6 +514,11 @@ class ProbeFleet:
                     view.apply(events.get_nowait())
             except queue.Empty:
                 continue
+
+    def _track(self, probe: Probe) -> Probe:
+        """A probe that runs: its command channel, once opened, ends with the run."""
+        self._probes.append(probe)
+        return probe
 
 
 @dataclass(frozen=True)
@@ -527,6 +554,11 @@ class _PodView:
             self._pods.pop((item.pod.namespace, item.pod.name), None)
         else:
             self._pods[(item.pod.namespace, item.pod.name)] = item.pod
+
+    def ip(self, created: Pod) -> str | None:
+        """The pod's IP as last seen (a pod has it before it runs)."""
+        pod = self._pods.get((created.namespace, created.name))
+        return pod.ip if pod is not None else None
 
     def state(self, spec: ProbeSpec, created: Pod) -> Pod | ProbeLaunchError | str:
         if spec.namespace not in self._listed:

@@ -41,7 +41,7 @@ from netdoctor.model import (
 from netdoctor.observations import DnsOutcome, ListenerStatus, ListenerTable, ResolvConf
 from netdoctor.probe.fleet import (
     DEFAULT_IMAGE, Capability, LaunchFailure, OwnerFallback, Probe, ProbeFleet, ProbeLaunchError, ProbeRole, ProbeSpec,
-    listeners_of,
+    Starting, listeners_of,
 )
 from netdoctor.probe.capture import Point, Sniffer
 from netdoctor.probe.decoding import DecoderProcess
@@ -122,17 +122,19 @@ def run_many(kube: Kube, jobs: tuple[Job, ...], options: RunOptions,
     shared = _Shared.of(jobs)
     own = decoding is None and shared.plan.capture is not CaptureMode.OFF
     with ProbeFleet(kube, run_timeout=options.timeout * 60, keep=options.keep, deadline_seconds=options.deadline) as fleet, \
-            DecoderProcess() if own else nullcontext(decoding) as decoding:
-        probes, nodes, blind = _launch(fleet, shared.plan, options)
+            DecoderProcess() if own else nullcontext(decoding) as decoding, \
+            _EarlyStart(shared.plan, options, decoding) as early:
+        probes, nodes, blind = _launch(fleet, shared.plan, options, early)
         launched = time.monotonic()
-        for probe in probes.values():  # their command channels start while the captures do
+        for probe in probes.values():  # most opened their command channel as soon as they ran
             probe.connect()
         pods_created = sum(ref.kind == "Pod" for ref in fleet.created)
         running = {role: RunningProbe(role, p.name, p.ip, p.pod.node_name) for role, p in probes.items()}
         executor = _Executor(kube, probes, shared.facts, options.timeout)
         points = _capture_points(shared.plan, probes, nodes)
         ips = [p.ip for p in probes.values() if p.ip]
-        done = _round(executor, shared.plan.steps, points, ips, options, progress, decoding)
+        sniffer = early.sniffer_for(ips, _flow_sources(executor, shared.plan.steps))
+        done = _round(executor, shared.plan.steps, points, ips, options, progress, decoding, sniffer)
         more = _shared_round(shared, done, running, lambda ev: _coverage_round(ev, uncovered)) if uncovered else []
         if more:
             extra = _round(executor, tuple(step for step, _ in more), points, ips, options, lambda step, obs: None,
@@ -256,17 +258,64 @@ def _shared_round(shared: _Shared, done: _Round, running: dict[str, RunningProbe
 
 
 def _round(executor: _Executor, steps: tuple[Step, ...], points: list[Point], ips: list[str], options: RunOptions,
-           progress, decoding: DecoderProcess | None) -> _Round:
+           progress, decoding: DecoderProcess | None, sniffer: Sniffer | None = None) -> _Round:
+    """The steps under capture at `points`; `sniffer`: round 1's, whose captures began while the
+    probes started (None: a new one)."""
     began = time.monotonic()
-    with Sniffer(points, ips, _flow_sources(executor, steps), max_seconds=options.timeout * 60,
-                 decoding=decoding) as sniffer:
+    if sniffer is None:
+        sniffer = Sniffer(ips, _flow_sources(executor, steps), max_seconds=options.timeout * 60, decoding=decoding)
+    with sniffer:
         if points:
-            sniffer.start()
+            sniffer.start(points)
         listening = time.monotonic()
         observations = _run_steps(executor, steps, options.workers, progress)
         probed = time.monotonic()
         captures = sniffer.stop() if points else ()
     return _Round(observations, captures, probed - listening, (listening - began) + (time.monotonic() - probed))
+
+
+class _EarlyStart:
+    """`launch_all`'s `on_change`: a probe goes to work as soon as it runs, while the others still
+    start. A traffic probe opens its command channel; once every traffic probe has its IP (round
+    1's capture filter names them all), each capture point starts listening as soon as its probe
+    runs (a node's capture probe, on the host network, usually runs first). Round 1's steps still
+    wait until every capture listens. Leaving it stops the captures no round took over."""
+
+    def __init__(self, plan: Plan, options: RunOptions, decoding: DecoderProcess | None):
+        self._plan, self._options, self._decoding = plan, options, decoding
+        self._traffic = {p.role for p in plan.probes if p.purpose is ProbePurpose.TRAFFIC}
+        self._flowing = _flowing(plan.steps)
+        self._sniffer: Sniffer | None = None
+
+    def __enter__(self) -> _EarlyStart:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._sniffer is not None:
+            self._sniffer.__exit__(*exc_info)
+
+    def __call__(self, starting: Starting) -> None:
+        traffic = {role: probe for role, probe in starting.running.items() if role in self._traffic}
+        for probe in traffic.values():
+            probe.connect()
+        if self._plan.capture is CaptureMode.OFF or not self._traffic <= starting.ips.keys():
+            return
+        if self._sniffer is None:
+            ips = [starting.ips[role] for role in sorted(self._traffic)]
+            tracked = [starting.ips[role] for role in sorted(self._traffic & self._flowing)]
+            self._sniffer = Sniffer(ips, tracked, max_seconds=self._options.timeout * 60, decoding=self._decoding)
+        nodes = {role: probe for role, probe in starting.running.items() if role not in self._traffic}
+        self._sniffer.begin(_capture_points(self._plan, traffic, nodes))
+
+    def sniffer_for(self, ips: list[str], tracked: list[str]) -> Sniffer | None:
+        """The captures begun, for round 1, if they filter on these probes (they do: a pod keeps its
+        IP); else they stop and None."""
+        early, self._sniffer = self._sniffer, None
+        if early is not None and (early.ips, early.tracked) == (frozenset(ips), frozenset(tracked)):
+            return early
+        if early is not None:
+            early.__exit__(None, None, None)
+        return None
 
 
 def _coverage_round(ev: Evidence, uncovered: Uncovered) -> list[tuple[Step, str]]:
@@ -357,8 +406,13 @@ def _more_packets(first: Capture, extra: Capture) -> Capture:
 def _flow_sources(executor: _Executor, steps: tuple[Step, ...]) -> list[str]:
     """The addresses of the probes whose steps open TCP or UDP flows: the nodes' conntrack entries
     a verdict reads (where a Service connection was sent) start there; pings leave none it reads."""
-    flowing = {step.probe for step in steps if isinstance(step.action, (TcpConnect, UdpExchange, DnsQuery))}
+    flowing = _flowing(steps)
     return [probe.ip for role, probe in executor.probes.items() if role in flowing and probe.ip]
+
+
+def _flowing(steps: tuple[Step, ...]) -> set[str]:
+    """The roles of the probes whose steps open TCP or UDP flows."""
+    return {step.probe for step in steps if isinstance(step.action, (TcpConnect, UdpExchange, DnsQuery))}
 
 
 def observe_without_probes(kube: Kube, plan: Plan, facts: Facts, options: RunOptions,
@@ -393,23 +447,24 @@ def _capture_spec(p: PlannedProbe, image: str) -> ProbeSpec:
                      frozenset({Capability.NET_RAW, Capability.NET_ADMIN}), host_network=True)
 
 
-def _launch(fleet: ProbeFleet, plan: Plan, options: RunOptions):
+def _launch(fleet: ProbeFleet, plan: Plan, options: RunOptions, on_change: Callable[[Starting], None]):
     """The traffic probes (required), the node capture probes (optional unless --capture strict),
-    and a blind Capture for every capture point the cluster refused, with the reason."""
+    and a blind Capture for every capture point the cluster refused, with the reason; `on_change`
+    hears of each probe that runs while the others still start."""
     traffic = [p for p in plan.probes if p.purpose is ProbePurpose.TRAFFIC]
     capturing = [p for p in plan.probes if p.purpose is ProbePurpose.NODE_CAPTURE]
     specs = [_traffic_spec(p, options.image, p.capture) for p in traffic]
     optional = [_capture_spec(p, options.image) for p in capturing]
     blind: list[Capture] = []
     try:
-        launch = fleet.launch_all(specs, optional)
+        launch = fleet.launch_all(specs, optional, on_change)
     except ProbeLaunchError as exc:
         if not (_capture_refused(exc) and plan.capture is CaptureMode.AUTO):
             _explain(exc, plan)
             raise
         blind = [Capture(f"probe {p.role}", p.node, p.role, blind=f"no capture in the probe: {exc.server_message}")
                  for p in traffic if p.capture]
-        launch = fleet.launch_all([replace(s, capabilities=frozenset()) for s in specs], optional)
+        launch = fleet.launch_all([replace(s, capabilities=frozenset()) for s in specs], optional, on_change)
     if launch.failures and plan.capture is CaptureMode.STRICT:
         failure = next(iter(launch.failures.values()))
         _explain(failure, plan)

@@ -238,10 +238,53 @@ def test_a_node_lists_the_tracked_connections_only_of_the_probes_that_open_flows
             raise ClusterError("no cluster here")
 
     probe = SimpleNamespace(kube=Recording(), namespace="ns", name="capture-node-1")
-    with capture.Sniffer([capture.Point("node-1", "node-1", probe)], PROBES, PROBES[:1], 30) as sniffer:
-        sniffer.start()
+    with capture.Sniffer(PROBES, PROBES[:1], 30) as sniffer:
+        sniffer.start([capture.Point("node-1", "node-1", probe)])
         blind, = sniffer.stop()
     (_, _, script, _, bpf), = commands
     assert f"conntrack -L -s {PROBES[0]} " in script and PROBES[1] not in script
     assert all(f"host {ip}" in bpf for ip in PROBES)
     assert blind.blind and "no cluster here" in blind.blind
+
+
+def test_round_one_captures_on_a_node_as_soon_as_its_probe_runs_before_the_traffic_probes_do():
+    """While the probes start (netdoctor.probe.runner): a node's capture probe runs first (it has no
+    pod network to wait for); its tcpdump starts once every traffic probe has its IP (the filter
+    names them), the source's own when the source runs; round 1 takes those captures over."""
+    from types import SimpleNamespace
+
+    from netdoctor.errors import ClusterError
+    from netdoctor.model import CaptureMode, Plan, PlannedProbe, ProbePurpose, Step, Layer, TcpConnect
+    from netdoctor.probe import runner
+    from netdoctor.probe.fleet import Capability, Starting
+
+    started = []
+
+    class Recording:
+        def exec_stream(self, namespace, pod, command, container=None, **kwargs):
+            started.append(pod)
+            raise ClusterError("no cluster here")
+
+    def running(name, caps=frozenset()):
+        return SimpleNamespace(kube=Recording(), namespace="ns", name=name, spec=SimpleNamespace(capabilities=caps),
+                               pod=SimpleNamespace(node_name="node-1"), connect=lambda: started.append(f"{name} channel"))
+
+    plan = Plan((PlannedProbe("source", "node-1", "ns", capture=True),
+                 PlannedProbe("capture-node-1", "node-1", "ns", purpose=ProbePurpose.NODE_CAPTURE)),
+                (Step("svc", "ND-SVC-001", Layer.SERVICE, "source", TcpConnect("10.96.0.1", 80)),),
+                capture=CaptureMode.AUTO)
+    node, source = running("capture-node-1"), running("source", frozenset({Capability.NET_RAW}))
+    with runner._EarlyStart(plan, runner.RunOptions(), None) as early:
+        early(Starting({"capture-node-1": node}, {"capture-node-1": NODE_1}))
+        assert started == []  # the source's IP is not known yet: no filter to capture with
+        early(Starting({"capture-node-1": node}, {"capture-node-1": NODE_1, "source": PROBES[0]}))
+        time.sleep(0.2)
+        assert started == ["capture-node-1"]
+        early(Starting({"capture-node-1": node, "source": source}, {"capture-node-1": NODE_1, "source": PROBES[0]}))
+        sniffer = early.sniffer_for([PROBES[0]], [PROBES[0]])
+    assert sniffer is not None and early.sniffer_for([PROBES[0]], [PROBES[0]]) is None
+    with sniffer:
+        sniffer.start([capture.Point("probe source", "node-1", source, "source"), capture.Point("node-1", "node-1", node)])
+        captures = sniffer.stop()
+    assert started.count("capture-node-1") == 1 and "source channel" in started and "source" in started
+    assert [c.point for c in captures] == ["probe source", "node-1"] and all(c.blind for c in captures)

@@ -646,3 +646,21 @@ def test_cleanup_leftovers_of_one_run():
 
 def test_not_found_is_a_cluster_error():
     assert isinstance(NotFound("Service", "web", "demo", 'services "web" not found'), ClusterError)
+
+
+def test_a_probe_that_runs_is_handed_over_while_the_others_still_start():
+    """`launch_all` tells its caller of each probe that runs, and of every pod IP known (a pod has
+    its IP before it runs): a node's capture can listen before the traffic probes run. What it
+    hands over is the very probe the launch returns."""
+    kube = FakeKube()
+    kube.status_for["netdoctor-abc123-client"] = dict(waiting("ContainerCreating"), podIP="10.244.0.7")
+    threading.Timer(0.2, kube.set_status, ("demo", "netdoctor-abc123-client", RUNNING)).start()
+    told = []
+    capture = ProbeSpec("capture-node-1", "demo", ProbeRole.CAPTURE, "node-1", host_network=True)
+    with fleet(kube, keep=True) as f:
+        launch = f.launch_all([ProbeSpec("client", "demo")], [capture], told.append)
+    early = told[0]
+    assert set(early.running) == {"capture-node-1"} and early.ips["client"] == "10.244.0.7"
+    assert set(told[-1].running) == {"client", "capture-node-1"}
+    assert launch.probes["capture-node-1"] is early.running["capture-node-1"]
+    assert launch.probes["client"] is told[-1].running["client"]
