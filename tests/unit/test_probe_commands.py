@@ -182,6 +182,10 @@ def reply_for(query, rcode=dns.rcode.NOERROR, answers=()):
     return response
 
 
+def exchange_header(tag: str, attempts: int, timeout: float = 2) -> str:
+    return f"netdoctor-{tag} attempts={attempts} timeout={timeout:g}\n"
+
+
 def dns_line(attempt, rc, data: bytes, t0="1.0", t1="1.25"):
     return f"netdoctor-dns attempt={attempt} rc={rc} t0={t0} t1={t1} hex={data.hex()}\n"
 
@@ -189,7 +193,8 @@ def dns_line(attempt, rc, data: bytes, t0="1.0", t1="1.25"):
 def test_parse_dns_answer_nxdomain_servfail_refused_noanswer_timeout():
     q = pc.dns_query("web.demo.svc.cluster.local.", "A")
     out = (
-        dns_line(1, 0, reply_for(q, answers=["10.96.0.10"]).to_wire())
+        exchange_header("dns", 6)
+        + dns_line(1, 0, reply_for(q, answers=["10.96.0.10"]).to_wire())
         + dns_line(2, 0, reply_for(q, dns.rcode.NXDOMAIN).to_wire())
         + dns_line(3, 0, reply_for(q, dns.rcode.SERVFAIL).to_wire())
         + dns_line(4, 0, reply_for(q, dns.rcode.REFUSED).to_wire())
@@ -209,7 +214,8 @@ def test_parse_dns_errors():
     other = pc.dns_query("web.", "A")
     other.id = (q.id + 1) % 65536
     out = (
-        dns_line(1, 1, b"dd: error reading 'standard input': Connection refused\n")
+        exchange_header("dns", 4)
+        + dns_line(1, 1, b"dd: error reading 'standard input': Connection refused\n")
         + dns_line(2, 0, b"")
         + dns_line(3, 0, b"\x01\x02garbage")
         + dns_line(4, 0, reply_for(other).to_wire())
@@ -227,7 +233,7 @@ def test_parse_dns_errors():
 def test_dns_command_sends_the_exact_wire_bytes_including_nul():
     """The printf escape survives NUL and every other byte value: run the send half for real."""
     q = pc.dns_query("a.b.", "AAAA")
-    script = pc.dns_command("127.0.0.1", q, 1, 1)[2]
+    script = pc.dns_command("127.0.0.1", q, 1, 1)[4]
     printf = script[script.index("printf '\\x"):].split(" >&3")[0]
     sent = subprocess.run(["bash", "-c", printf], capture_output=True, check=True).stdout
     assert sent == q.to_wire() and b"\x00" in sent
@@ -279,7 +285,7 @@ def udp_line(attempt, rc, data: bytes):
 
 
 def test_parse_udp_answer_refusal_silence_and_errors():
-    out = (udp_line(2, 0, b"statsd-1 10.244.1.9:40000\n") + udp_line(1, 124, b"")
+    out = (exchange_header("udp", 5) + udp_line(2, 0, b"statsd-1 10.244.1.9:40000\n") + udp_line(1, 124, b"")
            + udp_line(3, 1, b"dd: error reading 'standard input': Connection refused\n")
            + udp_line(4, 1, b"dd: error reading 'standard input': No route to host\n")
            + udp_line(5, 1, b"dd: something else\n"))
@@ -295,7 +301,8 @@ def test_a_dns_port_answers_with_any_dns_response_to_the_query():
     q = pc.dns_query("dns.zoo.svc.cluster.local.", "A")
     other = pc.dns_query("dns.zoo.svc.cluster.local.", "A")
     other.id = (q.id + 1) % 65536
-    out = (udp_line(1, 0, reply_for(q, dns.rcode.REFUSED).to_wire()) + udp_line(2, 0, reply_for(other).to_wire())
+    out = (exchange_header("udp", 3) + udp_line(1, 0, reply_for(q, dns.rcode.REFUSED).to_wire())
+           + udp_line(2, 0, reply_for(other).to_wire())
            + udp_line(3, 0, b"hello"))
     results = pc.parse_udp("10.244.1.2", 53, ok(out), q)
     assert [r.outcome for r in results] == [TcpOutcome.CONNECTED] * 3
@@ -341,6 +348,49 @@ def test_udp_command_for_real_on_loopback(udp_ports):
     [quiet] = pc.parse_udp("127.0.0.1", silent, run_locally(pc.udp_command("127.0.0.1", silent, 0.5, 1)))
     assert quiet.outcome is TcpOutcome.NO_REPLY
 
+
+def _waiting_reads() -> list[str]:
+    """This machine's processes still waiting for a datagram the way an attempt does."""
+    found = subprocess.run(["pgrep", "-af", "dd bs=65535 count=1 status=none"], capture_output=True, text=True)
+    return found.stdout.splitlines()
+
+
+def test_unanswered_attempts_end_together_at_the_deadline_and_leave_no_process(udp_ports):
+    """No reply: one `timeout` ends every attempt (its whole process group) a margin after the
+    attempts' own timeout; each reads as silence, none lingers waiting for its reply."""
+    _, silent, _ = udp_ports
+    began = time.monotonic()
+    result = run_locally(pc.udp_command("127.0.0.1", silent, 0.5, 3))
+    took = time.monotonic() - began
+    assert result.exit_code == 124 and 0.5 <= took < 0.5 + pc.GROUP_MARGIN + 1.0
+    results = pc.parse_udp("127.0.0.1", silent, result)
+    assert [r.outcome for r in results] == [TcpOutcome.NO_REPLY] * 3
+    assert _waiting_reads() == []
+
+
+def test_an_answer_later_than_the_timeout_is_no_answer():
+    """An attempt that started late still gets its time, but not more: its reply counts only
+    within `timeout` of its own start."""
+    q = pc.dns_query("web.demo.svc.cluster.local.", "A")
+    reply = reply_for(q, answers=["10.96.0.10"]).to_wire()
+    out = (exchange_header("dns", 3, timeout=1) + dns_line(1, 0, reply, "5.0", "5.2")
+           + dns_line(2, 0, reply, "5.0", "6.1"))
+    results = pc.parse_dns("10.96.0.10", q, ok(out, code=124))
+    assert [(r.attempt, r.outcome) for r in results] == [
+        (1, DnsOutcome.ANSWER), (2, DnsOutcome.TIMEOUT), (3, DnsOutcome.TIMEOUT)]
+    udp = "".join(line.replace("netdoctor-dns", "netdoctor-udp") for line in out.splitlines(keepends=True))
+    assert [r.outcome for r in pc.parse_udp("10.1.2.3", 53, ok(udp, code=124), q)] == [
+        TcpOutcome.CONNECTED, TcpOutcome.NO_REPLY, TcpOutcome.NO_REPLY]
+
+
+def test_a_query_goes_out_in_one_write_unless_a_byte_is_0x0a():
+    """bash's printf flushes at every 0x0a byte: a payload with one goes through dd, which writes
+    it at once; any other in printf's single write (every query's id avoids 0x0a)."""
+    plain = pc.dns_query("api.shop.svc.cluster.local.", "A")
+    assert b"\n" not in plain.id.to_bytes(2, "big")
+    assert "| dd " not in pc.dns_command("10.96.0.10", plain, 1, 1)[4]
+    assert "| dd " in pc.dns_command("10.96.0.10", pc.dns_query("api.production.svc.", "A"), 1, 1)[4]
+    assert "| dd " in pc.udp_command("10.1.2.3", 9, 1, 1)[4]  # UDP_PAYLOAD ends with a newline
 
 def test_udp_listeners_for_real_on_this_machine():
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
