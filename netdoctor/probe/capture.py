@@ -82,9 +82,9 @@ class _Session(threading.Thread):
     """One tcpdump at one point: start, drain stdout while the steps run, stop, read the rest
     (the pcap on stdout; the host's inventory and conntrack entries on stderr)."""
 
-    def __init__(self, point: Point, command: list[str], decoder: Decoder):
+    def __init__(self, point: Point, command: list[str], decoder: Decoder, tracked: frozenset[str]):
         super().__init__(name=f"capture {point.name}", daemon=True)
-        self.point, self.command = point, command
+        self.point, self.command, self.tracked = point, command, tracked
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self.decoder = decoder
@@ -151,7 +151,8 @@ class _Session(threading.Thread):
             packets = self.decoder.packets(found.names())
         except ValueError as exc:
             return Capture(**base, blind=f"capture unreadable: {exc}")
-        nat = inventory.parse_conntrack(listing.decode(errors="replace")) if point.traffic_role is None else ()
+        nat = inventory.parse_conntrack(listing.decode(errors="replace"), self.tracked) \
+            if point.traffic_role is None else ()
         return Capture(**base, packets=packets, inventory=found, nat=nat, truncated=len(packets) >= MAX_PACKETS,
                        pcap=self.decoder.data)
 
@@ -190,7 +191,7 @@ class Sniffer:
             if point.name not in self._sessions:
                 session = _Session(point, tcpdump_command(self._bpf, self._sources, self._max_seconds,
                                                           conntrack=point.traffic_role is None),
-                                   self._decoding.decoder() if self._decoding else pcap.Decoder())
+                                   self._decoding.decoder() if self._decoding else pcap.Decoder(), self.tracked)
                 self._sessions[point.name] = session
                 session.start()
 

@@ -242,7 +242,7 @@ def test_a_node_lists_the_tracked_connections_only_of_the_probes_that_open_flows
         sniffer.start([capture.Point("node-1", "node-1", probe)])
         blind, = sniffer.stop()
     (_, _, script, _, bpf), = commands
-    assert f"conntrack -L -s {PROBES[0]} " in script and PROBES[1] not in script
+    assert f"<src>{PROBES[0]}</src>" in script and f"conntrack -L -s {PROBES[0]} " in script and PROBES[1] not in script
     assert all(f"host {ip}" in bpf for ip in PROBES)
     assert blind.blind and "no cluster here" in blind.blind
 

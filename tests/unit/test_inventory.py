@@ -407,12 +407,39 @@ def test_only_a_cut_output_or_no_interface_at_all_is_an_error(output, message):
 # ---------------------------------------------------------------- connection tracking
 
 
-def test_conntrack_script_lists_each_source_as_xml():
+def test_conntrack_script_dumps_the_table_once_for_every_source():
+    """One `conntrack -L` a node, however many sources (each dump walks the whole table), its
+    flows picked by grep; without grep, one listing per source."""
     started, printed = conntrack_script(["10.244.2.4", "10.244.1.60"])
-    assert started.index("8< <(conntrack -L -s 10.244.2.4 -o xml 2>/dev/null)") \
-        < started.index("9< <(conntrack -L -s 10.244.1.60 -o xml 2>/dev/null)")  # beside the inventory's fds 3-7
-    assert printed.startswith("echo @@conntrack;") and printed.endswith("echo @@ctend")
-    assert printed.index("<&8") < printed.index("<&9")
+    assert started.count("conntrack -L -o xml") == 1 and "8< <(" in started  # beside the inventory's fds 3-7
+    assert "grep -F -e '<src>10.244.2.4</src>' -e '<src>10.244.1.60</src>'" in started
+    assert started.index("conntrack -L -s 10.244.2.4 -o xml") < started.index("conntrack -L -s 10.244.1.60 -o xml")
+    assert printed.startswith("echo @@conntrack;") and printed.endswith("echo @@ctend") and "<&8" in printed
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("grep", [True, False], ids=["grep", "no grep"])
+def test_one_dump_keeps_the_flows_from_the_sources_and_only_those(tmp_path, grep):
+    """A stand-in conntrack prints a table (one flow a line, as `-o xml` does) where a source also
+    shows as another flow's reply source; the node keeps the flows it started, with or without grep."""
+    table = "\n".join(['<?xml version="1.0" encoding="utf-8"?>', "<conntrack>", UDP_FLOW,
+                       UDP_FLOW.replace("10.244.1.60", "10.244.9.9"), TO_SOURCE_FLOW, "</conntrack>"])
+    fake = tmp_path / "conntrack"
+    fake.write_text("#!/bin/bash\n"
+                    f"[[ $* == *-s* ]] && {{ printf '%s\\n' '{UDP_FLOW}'; exit; }}\n"
+                    f"cat <<'EOF'\n{table}\nEOF\n")
+    fake.chmod(0o755)
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for tool in ("bash", "cat") + (("grep",) if grep else ()):
+        (tools / tool).symlink_to(shutil.which(tool))
+    (tools / "conntrack").symlink_to(fake)
+    tracking, tracked = conntrack_script(["10.244.1.60"])
+    done = subprocess.run([shutil.which("bash"), "-c", f"{tracking}; {tracked}"], env={"PATH": str(tools)},
+                          check=False, capture_output=True, timeout=30)
+    assert done.returncode == 0, done
+    entries = parse_conntrack(done.stdout.decode(), ["10.244.1.60"])
+    assert [(e.src, e.dst, e.dport) for e in entries] == [("10.244.1.60", "10.96.0.10", 53)]
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -461,6 +488,9 @@ UDP_FLOW = ('<flow><meta direction="original"><layer3 protonum="2" protoname="ip
             '</src><dst>10.244.1.60</dst></layer3><layer4 protonum="17" protoname="udp"><sport>53</sport><dport>'
             '41000</dport></layer4></meta><meta direction="independent"><timeout>29</timeout><id>1</id>'
             '<unreplied/></meta></flow>')
+TO_SOURCE_FLOW = UDP_FLOW.replace("<src>10.244.1.60</src><dst>10.96.0.10</dst>", "<src>10.244.2.5</src><dst>10.244.1.60</dst>", 1) \
+    .replace("<src>10.244.2.5</src><dst>10.244.1.60</dst></layer3><layer4 protonum=\"17\" protoname=\"udp\"><sport>53",
+             "<src>10.244.1.60</src><dst>10.244.2.5</dst></layer3><layer4 protonum=\"17\" protoname=\"udp\"><sport>53")
 ICMP_FLOW = ('<flow><meta direction="original"><layer3 protonum="2" protoname="ipv4"><src>10.244.1.60</src><dst>'
              '10.244.2.20</dst></layer3><layer4 protonum="1" protoname="icmp"></layer4></meta><meta direction='
              '"reply"><layer3 protonum="2" protoname="ipv4"><src>10.244.2.20</src><dst>10.244.1.60</dst></layer3>'
