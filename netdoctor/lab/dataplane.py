@@ -129,11 +129,11 @@ class DataPlane:
         places = [(node.name, node.netns)] + [(sb.netns, sb.netns) for _, sb in self._endpoints(local)]
         for key, netns in places:
             if stale:
-                self._remove(key, netns, SOCKET_LB_TABLE, sh.nft_in)
+                self._remove(key, netns, SOCKET_LB_TABLE)
             else:
                 previous = self._applied.get((key, SOCKET_LB_TABLE))
                 self._apply(key, netns, SOCKET_LB_TABLE,
-                            render_socket_lb(SOCKET_LB_TABLE, services, slices, info, previous), sh.nft_in)
+                            render_socket_lb(SOCKET_LB_TABLE, services, slices, info, previous))
 
     # ---- NetworkPolicy -----------------------------------------------------------------------
     def _program_policy(self, node: net.NodeNet, local: list[dict], pods: list[dict], namespaces: list[dict],
@@ -163,11 +163,11 @@ class DataPlane:
         for key in [k for k in self._applied if k[0] not in keep]:
             del self._applied[key]
 
-    def _apply(self, key: str, netns: str, table: str, script: str, nft=sh.nft) -> None:
-        """`nft`: how the script is loaded (sh.nft_in for the many per-pod tables, where a process
-        each would slow every rollout down)."""
+    def _apply(self, key: str, netns: str, table: str, script: str) -> None:
+        """Through libnftables in this process (sh.nft_in): an `nft` process a table took ~20 ms,
+        four of them in the pass that follows a new pod, which does not run before that pass ends."""
         if self._applied.get((key, table)) != script:
-            nft(netns, script)
+            sh.nft_in(netns, script)
             self._applied[(key, table)] = script
 
     def _restore(self, node: net.NodeNet, key: str, rules: str) -> None:
@@ -175,9 +175,9 @@ class DataPlane:
             sh.run(["ip", "netns", "exec", node.netns, "iptables-nft-restore"], stdin=rules)
             self._applied[(node.name, key)] = rules
 
-    def _remove(self, key: str, netns: str, table: str, nft=sh.nft) -> None:
+    def _remove(self, key: str, netns: str, table: str) -> None:
         if self._applied.pop((key, table), None) is not None:
-            nft(netns, f"delete table ip {table}\n")
+            sh.nft_in(netns, f"delete table ip {table}\n")
 
     def _write_zone(self, zone: dict, overrides: dict[str, list[str]]) -> None:
         text = json.dumps({**zone, "overrides": overrides}, sort_keys=True)

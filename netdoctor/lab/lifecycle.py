@@ -67,8 +67,7 @@ def up(config: LabConfig) -> UpResult:
     sh.require_environment()
     if config.proxy_mode is not ProxyMode.NFTABLES:
         sh.require_iptables()
-    if config.proxy_mode is ProxyMode.NONE:
-        sh.require_libnftables()
+    sh.require_libnftables()
     paths = LabPaths.of(config.name)
     if paths.root.exists():
         if _alive(paths.daemon_pid()):

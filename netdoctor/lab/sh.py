@@ -62,7 +62,7 @@ def require_iptables() -> None:
 
 
 def require_libnftables() -> None:
-    """A table per pod (Cilium's socket-level translation) is loaded through libnftables (nft_in)."""
+    """The data plane's tables (a node's, and Cilium's per pod) are loaded through libnftables (nft_in)."""
     try:
         _libnftables()
     except OSError as exc:
