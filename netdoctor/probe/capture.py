@@ -4,9 +4,9 @@ Called by the runner around the steps: `Sniffer.start()` runs tcpdump in the tra
 own eth0) and in hostNetwork probes on the nodes (every interface, `-i any`), streamed back over
 exec, and returns once every tcpdump has said it listens (the hosts' links, addresses and
 routes are listed meanwhile); `Sniffer.begin()` starts a point before the others, as soon as its
-probe runs while the rest still start; each point's pcap is decoded as it streams in, while the steps run:
-by the run's decoder process (netdoctor.probe.decoding), else (netdoctor.probe.pcap) in the
-point's own thread. `Sniffer.stop()` tells every tcpdump at once to stop through its stdin; each
+probe runs while the rest still start. Each point's pcap is decoded as it streams in, while the
+steps run: by the run's decoder process (netdoctor.probe.decoding), else (netdoctor.probe.pcap) in
+the point's own thread. `Sniffer.stop()` tells every tcpdump at once to stop through its stdin; each
 point reads the rest, the host's interfaces (netdoctor.probe.inventory) that name the packets'
 interfaces, and its tracked connections. A capture point that could not capture comes back blind,
 with the reason.

@@ -480,7 +480,8 @@ class ProbeFleet:
                 watch.stopped.set()
 
     def _follow(self, specs: list[ProbeSpec], pods: list[Pod | ProbeLaunchError], optional: frozenset[str],
-                view: _PodView, events: queue.Queue, on_change: Callable[[Starting], None]) -> list[Probe | ProbeLaunchError]:
+                view: _PodView, events: queue.Queue,
+                on_change: Callable[[Starting], None]) -> list[Probe | ProbeLaunchError]:
         deadline = time.monotonic() + self.start_timeout
         running: dict[str, Probe] = {}
         told = Starting({}, {})

@@ -267,7 +267,8 @@ def test_round_one_captures_on_a_node_as_soon_as_its_probe_runs_before_the_traff
 
     def running(name, caps=frozenset()):
         return SimpleNamespace(kube=Recording(), namespace="ns", name=name, spec=SimpleNamespace(capabilities=caps),
-                               pod=SimpleNamespace(node_name="node-1"), connect=lambda: started.append(f"{name} channel"))
+                               pod=SimpleNamespace(node_name="node-1"),
+                               connect=lambda: started.append(f"{name} channel"))
 
     plan = Plan((PlannedProbe("source", "node-1", "ns", capture=True),
                  PlannedProbe("capture-node-1", "node-1", "ns", purpose=ProbePurpose.NODE_CAPTURE)),
@@ -284,7 +285,8 @@ def test_round_one_captures_on_a_node_as_soon_as_its_probe_runs_before_the_traff
         sniffer = early.sniffer_for([PROBES[0]], [PROBES[0]])
     assert sniffer is not None and early.sniffer_for([PROBES[0]], [PROBES[0]]) is None
     with sniffer:
-        sniffer.start([capture.Point("probe source", "node-1", source, "source"), capture.Point("node-1", "node-1", node)])
+        sniffer.start([capture.Point("probe source", "node-1", source, "source"),
+                       capture.Point("node-1", "node-1", node)])
         captures = sniffer.stop()
     assert started.count("capture-node-1") == 1 and "source channel" in started and "source" in started
     assert [c.point for c in captures] == ["probe source", "node-1"] and all(c.blind for c in captures)

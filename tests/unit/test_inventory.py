@@ -488,7 +488,9 @@ UDP_FLOW = ('<flow><meta direction="original"><layer3 protonum="2" protoname="ip
             '</src><dst>10.244.1.60</dst></layer3><layer4 protonum="17" protoname="udp"><sport>53</sport><dport>'
             '41000</dport></layer4></meta><meta direction="independent"><timeout>29</timeout><id>1</id>'
             '<unreplied/></meta></flow>')
-TO_SOURCE_FLOW = UDP_FLOW.replace("<src>10.244.1.60</src><dst>10.96.0.10</dst>", "<src>10.244.2.5</src><dst>10.244.1.60</dst>", 1) \
+# A flow to the source (its reply comes from the source): `<src>10.244.1.60</src>` matches it too.
+TO_SOURCE_FLOW = UDP_FLOW.replace("<src>10.244.1.60</src><dst>10.96.0.10</dst>",
+                                  "<src>10.244.2.5</src><dst>10.244.1.60</dst>", 1) \
     .replace("<src>10.244.2.5</src><dst>10.244.1.60</dst></layer3><layer4 protonum=\"17\" protoname=\"udp\"><sport>53",
              "<src>10.244.1.60</src><dst>10.244.2.5</dst></layer3><layer4 protonum=\"17\" protoname=\"udp\"><sport>53")
 ICMP_FLOW = ('<flow><meta direction="original"><layer3 protonum="2" protoname="ipv4"><src>10.244.1.60</src><dst>'
