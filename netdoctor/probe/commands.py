@@ -192,9 +192,6 @@ def _framed(tag: str) -> re.Pattern:
                       r"hex=(?P<hex>[0-9a-f]*)$", re.M)
 
 
-_DNS_LINE = _framed("dns")
-
-
 def dns_query(name: str, rdtype: str) -> dns.message.Message:
     """A recursive query with a random id, for `dns_command` and `parse_dns`; an id without a 0x0a
     byte, so that the query goes out in printf's single write (see `_exchange_script`)."""
@@ -338,7 +335,6 @@ def _dns_response(base: DnsResult, query: dns.message.Message, response: dns.mes
 
 UDP_PAYLOAD = b"netdoctor\n"  # the datagram for a UDP port that does not serve DNS
 NO_REPLY_DETAIL = "no answer and no ICMP error: open|filtered"
-_UDP_LINE = _framed("udp")
 
 
 def udp_command(ip: str, port: int, timeout: float, attempts: int,
@@ -359,9 +355,9 @@ def parse_udp(ip: str, port: int, result: ExecResult, query: dns.message.Message
     if not exchanged or not (exchanged[0] or _unanswered(exchanged[0], exchanged[1], result)):
         return [TcpResult(ip, port, TcpOutcome.ERROR, None, failure or _unexpected(result), query_id)]
     lines, attempts, timeout = exchanged
-    silent = [(n, None) for n in _unanswered(lines, attempts, result)]
     results = [(int(line["n"]), _udp_attempt(ip, port, line, query, timeout)) for line in lines]
-    results += [(n, TcpResult(ip, port, TcpOutcome.NO_REPLY, None, NO_REPLY_DETAIL, query_id)) for n, _ in silent]
+    results += [(n, TcpResult(ip, port, TcpOutcome.NO_REPLY, None, NO_REPLY_DETAIL, query_id))
+                for n in _unanswered(lines, attempts, result)]
     return [r for _, r in sorted(results, key=lambda pair: pair[0])]
 
 
