@@ -9,7 +9,7 @@ leave it. The record framing and the link-layer headers are read here with `stru
 dissects only the headers the judge reads, one layer at a time (IPv4, then TCP or UDP, the VXLAN
 header and the inner IPv4 and transport headers of a tunnelled packet; ICMP with what its errors
 quote), never payloads; dnspython decodes DNS payloads. A packet seen again on another interface
-with the same bytes is dissected once. Checksums are never looked at: offload makes them wrong at
+with the same bytes (but for the TTL and header checksum a router rewrites) is dissected once. Checksums are never looked at: offload makes them wrong at
 every hop.
 """
 
@@ -312,10 +312,19 @@ _LINKS = {1: _ether, 12: _raw_ip, 14: _raw_ip, 113: _sll, 101: _raw_ip, 228: _ra
 def _ipv4_fields(payload: bytes, layers: _Layers, seen: dict[bytes, dict[str, Any] | None]) -> dict[str, Any] | None:
     """The Packet fields of an IPv4 packet (the inner one when tunnelled), or None for another
     protocol or a packet too short for its header; `seen` holds those of the bytes met before."""
-    found = seen.get(payload, seen)
+    key = _hop_neutral(payload)
+    found = seen.get(key, seen)
     if found is seen:
-        found = seen[payload] = _dissect(payload, layers, seen)
+        found = seen[key] = _dissect(payload, layers, seen)
     return found
+
+
+def _hop_neutral(payload: bytes) -> bytes:
+    """The packet's bytes without the two header fields a router rewrites at every hop, the TTL and
+    the header checksum: a packet routed from the pod's veth to the bridge or the tunnel is the same
+    packet to the judge (no Packet field comes from them), dissected once. NAT changes an address:
+    a translated packet stays a new one."""
+    return payload[:8] + b"\0" + payload[9:10] + b"\0\0" + payload[12:]
 
 
 def _dissect(payload: bytes, layers: _Layers, seen: dict[bytes, dict[str, Any] | None]) -> dict[str, Any] | None:

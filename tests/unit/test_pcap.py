@@ -131,7 +131,24 @@ def test_decoders_sharing_what_they_have_seen_decode_alike(monkeypatch):
         together.append(decoder.packets(NAMES))
     assert together == apart
     assert [p.interface for p in together[1]] == ["cali@1/x", "vxlan.calico"]
-    assert len(dissected) == 2 == len(seen)  # the SYN once, its routed copy (TTL 63) once
+    assert len(dissected) == 1 == len(seen)  # the SYN once: its routed copy differs only in TTL and checksum
+
+
+def test_a_translated_copy_is_dissected_again_a_routed_one_is_not(monkeypatch):
+    """Routing rewrites the TTL and the header checksum, which no Packet field comes from; NAT
+    rewrites an address, which the judge reads: only the translated copy is dissected again."""
+    def syn(dst, ttl):
+        return IP(src="10.244.1.5", dst=dst, ttl=ttl) / TCP(sport=40000, dport=80, flags="S")
+
+    data = capture(sll2(2) / syn("10.96.0.10", 64), sll2(3, outgoing=True) / syn("10.96.0.10", 63),
+                   sll2(4, outgoing=True) / syn("10.244.2.7", 63))
+    dissected = []
+    real = pcap._dissect
+    monkeypatch.setattr(pcap, "_dissect", lambda payload, *rest: dissected.append(payload) or real(payload, *rest))
+    packets = pcap.decode(data, NAMES)
+    assert [p.dst for p in packets] == ["10.96.0.10", "10.96.0.10", "10.244.2.7"]
+    assert [(p.sport, p.dport, p.tcp_flags) for p in packets] == [(40000, 80, "S")] * 3
+    assert len(dissected) == 2
 
 
 def test_nanosecond_big_endian_pcap():
