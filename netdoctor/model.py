@@ -293,7 +293,6 @@ class Capture:
     inventory: Inventory | None = None
     nat: tuple[NatEntry, ...] = ()  # the host's tracked connections from the probes (nodes only)
     blind: str | None = None
-    truncated: bool = False  # the packet limit was reached: later packets are missing
     pcap: bytes = field(default=b"", repr=False, compare=False)  # as captured, for --pcap
     rounds: tuple[int, ...] = ()  # where each round's packets start in `packets`; () for one round
 

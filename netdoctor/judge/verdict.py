@@ -113,8 +113,7 @@ _SILENT = (PathOutcome.DROPPED, PathOutcome.REPLY_LOST, PathOutcome.UNKNOWN)
 def _capture_status(ev: Evidence) -> CaptureStatus:
     seen = tuple(c.point for c in ev.captures if not c.blind)
     blind = tuple(f"{c.point}: {c.blind}" for c in ev.captures if c.blind)
-    truncated = tuple(f"{c.point}: packet limit reached, later packets missing" for c in ev.captures if c.truncated)
-    return CaptureStatus(ev.plan.capture, seen, blind + truncated)
+    return CaptureStatus(ev.plan.capture, seen, blind)
 
 
 def _run(layer: Layer, evidence: Evidence) -> tuple[CheckResult, ...]:

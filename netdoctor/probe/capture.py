@@ -9,12 +9,14 @@ steps run: by the run's decoder process (netdoctor.probe.decoding), else (netdoc
 the point's own thread. `Sniffer.stop()` tells every tcpdump at once to stop through its stdin; each
 point reads the rest, the host's interfaces (netdoctor.probe.inventory) that name the packets'
 interfaces, and its tracked connections. A capture point that could not capture comes back blind,
-with the reason.
+with the reason, and so does one that lost packets (tcpdump's own count of the kernel's drops, or
+the packet limit): the packets it did see are no proof that others did not pass.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ OVERLAY_PORTS = (8472, 4789)  # VXLAN: Linux/flannel and IANA
 GENEVE_PORT = 6081
 READY_MARK = b"listening on"
 INVENTORY_MARK = b"@@link"
+_DROPPED = re.compile(rb"(\d+) packets? dropped by kernel")  # tcpdump's count once it ends
 Decoder = pcap.Decoder | RemoteDecoder  # in this process, or in the run's decoder process
 
 
@@ -73,7 +76,7 @@ def tcpdump_command(bpf: str, sources: list[str], max_seconds: float, conntrack:
     during, after, printed = inventory.inventory_script()
     tracking, tracked = inventory.conntrack_script(sources) if conntrack else (":", ":")
     script = (f"tcpdump -i any -p -n -U --immediate-mode -s {SNAPLEN} -c {MAX_PACKETS} -w - \"$1\" & pid=$!; "
-              f"{during}; read -r -t {int(max_seconds)} _; kill -INT $pid 2>/dev/null; {after}; {tracking}; "
+              f"{during}; read -r -t {int(max_seconds)} _; {tracking}; kill -INT $pid 2>/dev/null; {after}; "
               f"wait $pid; ( {printed}; {tracked} ) >&2")
     return ["bash", "-c", script, "netdoctor-capture", bpf]
 
@@ -153,8 +156,10 @@ class _Session(threading.Thread):
             return Capture(**base, blind=f"capture unreadable: {exc}")
         nat = inventory.parse_conntrack(listing.decode(errors="replace"), self.tracked) \
             if point.traffic_role is None else ()
-        return Capture(**base, packets=packets, inventory=found, nat=nat, truncated=len(packets) >= MAX_PACKETS,
-                       pcap=self.decoder.data)
+        lost = _lost(self.stderr.split(INVENTORY_MARK, 1)[0], len(packets))
+        if lost:  # what it saw is true, what it did not see proves nothing: no hop may be judged on it
+            return Capture(**base, inventory=found, nat=nat, blind=lost, pcap=self.decoder.data)
+        return Capture(**base, packets=packets, inventory=found, nat=nat, pcap=self.decoder.data)
 
 
 class Sniffer:
@@ -214,6 +219,19 @@ class Sniffer:
             self._preload.join()
         sessions = [self._sessions[point.name] for point in self._points]
         return tuple(s.result or s.capture() if not s.is_alive() else _late(s) for s in sessions)
+
+
+def _lost(tcpdump_stderr: bytes, packets: int) -> str | None:
+    """Why the capture may lack packets that crossed its interfaces: tcpdump's own count of those
+    the kernel dropped (its buffer overflowed while tcpdump waited for a CPU, as on a busy node),
+    or the packet limit reached; None when it saw everything."""
+    dropped = _DROPPED.search(tcpdump_stderr)
+    if dropped and int(dropped[1]):
+        return (f"tcpdump lost {int(dropped[1])} packets (the kernel's capture buffer overflowed): "
+                f"a packet it did not see may have passed")
+    if packets >= MAX_PACKETS:
+        return f"the packet limit ({MAX_PACKETS}) was reached: later packets are missing"
+    return None
 
 
 def _late(session: _Session) -> Capture:

@@ -390,16 +390,15 @@ def _instead(first: Observation, extra: Observation, why: str, new_round: int) -
 
 
 def _more_packets(first: Capture, extra: Capture) -> Capture:
-    """A point blind in one round keeps what it saw in the other."""
+    """A point blind in either round is blind: the packets of the round it saw would leave the
+    other round's connections unseen there, as if none had crossed it."""
+    if first.blind or extra.blind:
+        return first if first.blind else extra
     rounds = (*(first.rounds or (0,)), len(first.packets))
-    if extra.blind:
-        return replace(first, rounds=rounds)
-    if first.blind:
-        return replace(extra, rounds=rounds)
     # The same tcpdump command at the same point writes the same pcap header: the second round's
     # records follow the first's in one file.
     return replace(first, packets=first.packets + extra.packets, inventory=extra.inventory or first.inventory,
-                   nat=first.nat + extra.nat, truncated=first.truncated or extra.truncated,
+                   nat=first.nat + extra.nat,
                    pcap=first.pcap + extra.pcap[_PCAP_HEADER:] if first.pcap else extra.pcap, rounds=rounds)
 
 

@@ -93,7 +93,7 @@ def test_the_command_passes_the_filter_as_an_argument_not_in_the_script():
     assert f"-s {capture.SNAPLEN}" in script and f"-c {capture.MAX_PACKETS}" in script and "-w -" in script
     assert "read -r -t 30 _" in script and "@@link" in script and "@@conntrack" in script
     assert script.index("tcpdump") < script.index("ip -j -d link show") < script.index("read -r") \
-        < script.index("kill -INT") < script.index("ip -j -4 neigh show") < script.index("conntrack -L") \
+        < script.index("conntrack -L") < script.index("kill -INT") < script.index("ip -j -4 neigh show") \
         < script.index("wait $pid") < script.index("echo @@link")  # listed while tcpdump flushes, printed after
     assert "@@conntrack" not in capture.tcpdump_command(bpf, PROBES, 30, conntrack=False)[2]  # a pod's
 
@@ -290,3 +290,54 @@ def test_round_one_captures_on_a_node_as_soon_as_its_probe_runs_before_the_traff
         captures = sniffer.stop()
     assert started.count("capture-node-1") == 1 and "source channel" in started and "source" in started
     assert [c.point for c in captures] == ["probe source", "node-1"] and all(c.blind for c in captures)
+
+
+# --- a capture that lost packets -------------------------------------------------------------------
+
+LOSSY_TCPDUMP = f"""#!{sys.executable}
+import signal, struct, sys, time
+def stop(*_):
+    sys.stderr.write("12 packets captured\\n12 packets received by filter\\n{{dropped}} packets dropped by kernel\\n")
+    sys.exit(0)
+signal.signal(signal.SIGINT, stop)
+sys.stdout.buffer.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 512, 276)); sys.stdout.flush()
+sys.stderr.write("tcpdump: listening on any\\n"); sys.stderr.flush()
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("dropped", [0, 3])
+def test_a_capture_whose_kernel_dropped_packets_is_blind_with_the_count(tmp_path: Path, dropped):
+    """tcpdump's own count at its end: a point that lost packets cannot show where a packet was not,
+    so it is blind (its interfaces are still listed); one that lost none keeps its packets."""
+    from types import SimpleNamespace
+
+    from localexec import LocalKube
+
+    tool = tmp_path / "bin" / "tcpdump"
+    tool.parent.mkdir()
+    tool.write_text(LOSSY_TCPDUMP.replace("{dropped}", str(dropped)))
+    tool.chmod(0o755)
+    kube = LocalKube(tmp_path)
+    kube.env["PATH"] = f"{tool.parent}:{kube.env['PATH']}"
+    node = capture.Point("node-1", "node-1", SimpleNamespace(kube=kube, namespace="ns", name="capture-node-1"))
+    with capture.Sniffer(PROBES, PROBES, max_seconds=30) as sniffer:
+        sniffer.start([node])
+        [seen] = sniffer.stop()
+    assert seen.inventory is not None and seen.inventory.by_name("lo") is not None
+    if dropped:
+        assert seen.blind == ("tcpdump lost 3 packets (the kernel's capture buffer overflowed): "
+                              "a packet it did not see may have passed") and seen.packets == ()
+    else:
+        assert seen.blind is None
+
+
+def test_a_point_blind_in_one_round_is_blind_for_both():
+    """Its packets of the other round would leave this round's connections unseen there."""
+    from netdoctor.model import Capture
+    from netdoctor.probe import runner
+
+    saw = Capture("node-1", "node-1", packets=(), pcap=b"x" * 24)
+    blind = Capture("node-1", "node-1", blind="tcpdump lost 1 packets (...)")
+    assert runner._more_packets(saw, blind) == blind == runner._more_packets(blind, saw)
