@@ -5,6 +5,7 @@ with a stand-in tcpdump (no root) and, as root, with the real one on an address 
 from __future__ import annotations
 
 import os
+import signal
 import shutil
 import socket
 import subprocess
@@ -341,3 +342,27 @@ def test_a_point_blind_in_one_round_is_blind_for_both():
     saw = Capture("node-1", "node-1", packets=(), pcap=b"x" * 24)
     blind = Capture("node-1", "node-1", blind="tcpdump lost 1 packets (...)")
     assert runner._more_packets(saw, blind) == blind == runner._more_packets(blind, saw)
+
+
+@needs_tcpdump
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ping") is None, reason="tcpdump -i any and ping -f need root")
+def test_the_real_tcpdump_starved_of_cpu_loses_packets_and_the_point_goes_blind(tmp_path: Path):
+    """The busy node, on loopback: tcpdump stopped (as a process waiting for a CPU is) while
+    packets it must keep arrive; the kernel's buffer overflows and tcpdump says so at its end."""
+    from types import SimpleNamespace
+
+    from localexec import LocalKube
+
+    node = capture.Point("node-1", "node-1", SimpleNamespace(kube=LocalKube(tmp_path), namespace="ns", name="capture"))
+    with capture.Sniffer(["127.0.0.1"], [], max_seconds=30) as sniffer:
+        sniffer.start([node])
+        tcpdump = int(subprocess.run(["pgrep", "-n", "-f", "tcpdump -i any .*host 127.0.0.1"], capture_output=True,
+                                     text=True, check=True).stdout)
+        os.kill(tcpdump, signal.SIGSTOP)
+        try:
+            subprocess.run(["ping", "-f", "-q", "-c", "20000", "-s", "1000", "127.0.0.1"], capture_output=True, timeout=60)
+        finally:
+            os.kill(tcpdump, signal.SIGCONT)
+        [seen] = sniffer.stop()
+    assert seen.blind and seen.blind.startswith("tcpdump lost ") and seen.packets == ()
+    assert seen.inventory is not None and seen.inventory.by_name("lo") is not None
