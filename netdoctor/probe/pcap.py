@@ -9,8 +9,8 @@ leave it. The record framing and the link-layer headers are read here with `stru
 dissects only the headers the judge reads, one layer at a time (IPv4, then TCP or UDP, the VXLAN
 header and the inner IPv4 and transport headers of a tunnelled packet; ICMP with what its errors
 quote), never payloads; dnspython decodes DNS payloads. A packet seen again on another interface
-with the same bytes (but for the TTL and header checksum a router rewrites) is dissected once. Checksums are never looked at: offload makes them wrong at
-every hop.
+with the same bytes (but for the TTL and header checksum a router rewrites) is dissected once.
+Checksums are never looked at: offload makes them wrong at every hop.
 """
 
 from __future__ import annotations
