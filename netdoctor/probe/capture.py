@@ -226,8 +226,9 @@ def _lost(tcpdump_stderr: bytes, packets: int) -> str | None:
     the kernel dropped (its buffer overflowed while tcpdump waited for a CPU, as on a busy node),
     or the packet limit reached; None when it saw everything."""
     dropped = _DROPPED.search(tcpdump_stderr)
-    if dropped and int(dropped[1]):
-        return (f"tcpdump lost {int(dropped[1])} packets (the kernel's capture buffer overflowed): "
+    count = int(dropped[1]) if dropped else 0
+    if count:
+        return (f"tcpdump lost {count} packet{'s' if count > 1 else ''} (the kernel's capture buffer overflowed): "
                 f"a packet it did not see may have passed")
     if packets >= MAX_PACKETS:
         return f"the packet limit ({MAX_PACKETS}) was reached: later packets are missing"
