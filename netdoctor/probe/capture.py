@@ -6,17 +6,20 @@ exec, and returns once every tcpdump has said it listens (the hosts' links, addr
 routes are listed meanwhile); `Sniffer.begin()` starts a point before the others, as soon as its
 probe runs while the rest still start. Each point's pcap is decoded as it streams in, while the
 steps run: by the run's decoder process (netdoctor.probe.decoding), else (netdoctor.probe.pcap) in
-the point's own thread. `Sniffer.stop()` tells every tcpdump at once to stop through its stdin; each
+the point's own thread. `Sniffer.stop()` tells every tcpdump at once to stop through its stdin;
+each sends itself a mark and ends once the mark is in its pcap (so every packet before it is); each
 point reads the rest, the host's interfaces (netdoctor.probe.inventory) that name the packets'
 interfaces, and its tracked connections. A capture point that could not capture comes back blind,
-with the reason, and so does one that lost packets (tcpdump's own count of the kernel's drops, or
-the packet limit): the packets it did see are no proof that others did not pass.
+with the reason, and so does one that lost packets (tcpdump's own count of the kernel's drops, the
+packet limit, or a mark it had not read in time): the packets it did see are no proof that others
+did not pass.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +36,8 @@ SNAPLEN = 512  # outer + inner headers of a tunnelled packet, and the DNS messag
 MAX_PACKETS = 20000  # a busy node must not flood the capture
 READY_TIMEOUT = 5.0  # seconds for tcpdump to start listening
 STOP_TIMEOUT = 3.0  # seconds for tcpdump to flush and end once told to stop
+MARK_TIMEOUT = 2.0  # seconds for tcpdump to read its own mark once told to stop
+MARK_PORT = 9  # UDP discard, on loopback: where the mark is sent
 POLL = 0.02  # seconds between looks at the stop flag while packets stream in
 OVERLAY_PORTS = (8472, 4789)  # VXLAN: Linux/flannel and IANA
 GENEVE_PORT = 6081
@@ -53,9 +58,10 @@ class Point:
 
 
 def capture_filter(ips: Iterable[str]) -> str:
-    """BPF: packets to or from the probes, and tunnelled packets whose inner IPs are theirs."""
+    """BPF: packets to or from the probes, tunnelled packets whose inner IPs are theirs, and the
+    capture's own end mark."""
     ips = sorted(set(ips))
-    plain = " or ".join(f"host {ip}" for ip in ips)
+    plain = " or ".join([*(f"host {ip}" for ip in ips), f"(dst host 127.0.0.1 and udp dst port {MARK_PORT})"])
     words = [f"0x{int(ipaddress.IPv4Address(ip)):08x}" for ip in ips]
     # The inner IPv4 source and destination sit 42 and 46 bytes into the UDP header of a VXLAN
     # packet (UDP 8 + VXLAN 8 + Ethernet 14 + 12); Geneve adds its options (4 × opt_len).
@@ -65,35 +71,42 @@ def capture_filter(ips: Iterable[str]) -> str:
     return f"({plain}) or (({vxlan_ports}) and ({vxlan})) or (udp port {GENEVE_PORT} and ({geneve}))"
 
 
-def tcpdump_command(bpf: str, sources: list[str], max_seconds: float, conntrack: bool = True) -> list[str]:
+def tcpdump_command(bpf: str, sources: list[str], max_seconds: float, conntrack: bool = True,
+                    mark: str = "") -> list[str]:
     """tcpdump writing pcap to stdout, packet by packet, until a line (or EOF) arrives on stdin
-    or `max_seconds` pass: then SIGINT, so it flushes and exits; then, on stderr, the host's
-    interface inventory and, with `conntrack` (a node's; a pod's own table tells nothing the
-    packets do not), its tracked connections from `sources`. What the traffic does not change is
-    listed while the capture runs; the neighbours and conntrack after the traffic (so the neighbour
-    tables know the probes and conntrack shows where each Service connection went), while tcpdump
-    flushes."""
+    or `max_seconds` pass; after a line, `mark` goes to loopback as a datagram tcpdump keeps, and
+    once a second line comes (the reader has seen the mark in the pcap: tcpdump read every packet
+    before it), SIGINT, so it flushes and exits (a SIGINT ends it at once: packets still in the kernel's
+    buffer, unread, would be lost uncounted); then, on stderr, the host's interface inventory and,
+    with `conntrack` (a node's; a pod's own table tells nothing the packets do not), its tracked
+    connections from `sources`. What the traffic does not change is listed while the capture runs;
+    the neighbours and conntrack after the traffic (so the neighbour tables know the probes and
+    conntrack shows where each Service connection went), while tcpdump flushes."""
     during, after, printed = inventory.inventory_script()
     tracking, tracked = inventory.conntrack_script(sources) if conntrack else (":", ":")
     script = (f"tcpdump -i any -p -n -U --immediate-mode -s {SNAPLEN} -c {MAX_PACKETS} -w - \"$1\" & pid=$!; "
-              f"{during}; read -r -t {int(max_seconds)} _; {tracking}; kill -INT $pid 2>/dev/null; {after}; "
-              f"wait $pid; ( {printed}; {tracked} ) >&2")
-    return ["bash", "-c", script, "netdoctor-capture", bpf]
+              f"{during}; read -r -t {int(max_seconds)} _ && told=1; {tracking}; "
+              f"if [ \"$told\" ]; then printf %s \"$2\" 2>/dev/null >/dev/udp/127.0.0.1/{MARK_PORT}; "
+              f"read -r -t {int(MARK_TIMEOUT) + 1} _; fi; "
+              f"kill -INT $pid 2>/dev/null; {after}; wait $pid; ( {printed}; {tracked} ) >&2")
+    return ["bash", "-c", script, "netdoctor-capture", bpf, mark]
 
 
 class _Session(threading.Thread):
     """One tcpdump at one point: start, drain stdout while the steps run, stop, read the rest
     (the pcap on stdout; the host's inventory and conntrack entries on stderr)."""
 
-    def __init__(self, point: Point, command: list[str], decoder: Decoder, tracked: frozenset[str]):
+    def __init__(self, point: Point, command: list[str], decoder: Decoder, tracked: frozenset[str], mark: bytes):
         super().__init__(name=f"capture {point.name}", daemon=True)
-        self.point, self.command, self.tracked = point, command, tracked
+        self.point, self.command, self.tracked, self.mark = point, command, tracked, mark
         self.ready = threading.Event()
         self.stopping = threading.Event()
         self.decoder = decoder
         self.failure: str | None = None
         self.stderr = b""
         self.result: Capture | None = None
+        self._marked = False  # the mark is in the pcap read so far
+        self._tail = b""  # the pcap's last bytes, where a mark cut between two reads begins
         self._listening = None  # the stream, once tcpdump listens: `stop` tells it to end
         self._told = threading.Lock()  # held once the stop line is sent
 
@@ -119,7 +132,7 @@ class _Session(threading.Thread):
             if stream.closed or time.monotonic() > deadline or self.stopping.is_set():
                 self.failure = f"tcpdump did not start: {_last_line(stream.stderr) or 'no output'}"
                 return False
-            self.decoder.feed(stream.read(POLL))
+            self._feed(stream.read(POLL))
         self.ready.set()
         return True
 
@@ -136,12 +149,24 @@ class _Session(threading.Thread):
 
     def _drain_until_stopped(self, stream) -> None:
         while not self.stopping.is_set() and not stream.closed:
-            self.decoder.feed(stream.read(POLL))
+            self._feed(stream.read(POLL))
         self._tell(stream)
+        deadline = time.monotonic() + MARK_TIMEOUT
+        while not self._marked and not stream.closed and time.monotonic() < deadline:
+            self._feed(stream.read(POLL))
+        if not stream.closed:
+            stream.write(b"\n")  # every packet before the mark is in (or tcpdump is too far behind): stop
         deadline = time.monotonic() + STOP_TIMEOUT
         while not stream.closed and time.monotonic() < deadline:
-            self.decoder.feed(stream.read(0.1))
-        self.decoder.feed(stream.read(0))
+            self._feed(stream.read(0.1))
+        self._feed(stream.read(0))
+
+    def _feed(self, data: bytes) -> None:
+        self.decoder.feed(data)
+        if data and not self._marked:
+            seen = self._tail + data
+            self._marked = self.mark in seen
+            self._tail = seen[-len(self.mark):]
 
     def capture(self) -> Capture:
         point = self.point
@@ -156,7 +181,7 @@ class _Session(threading.Thread):
             return Capture(**base, blind=f"capture unreadable: {exc}")
         nat = inventory.parse_conntrack(listing.decode(errors="replace"), self.tracked) \
             if point.traffic_role is None else ()
-        lost = _lost(self.stderr.split(INVENTORY_MARK, 1)[0], len(packets))
+        lost = _lost(self.stderr.split(INVENTORY_MARK, 1)[0], len(packets), self._marked)
         if lost:  # what it saw is true, what it did not see proves nothing: no hop may be judged on it
             return Capture(**base, inventory=found, nat=nat, blind=lost, pcap=self.decoder.data)
         return Capture(**base, packets=packets, inventory=found, nat=nat, pcap=self.decoder.data)
@@ -194,9 +219,11 @@ class Sniffer:
             self._preload.start()
         for point in points:
             if point.name not in self._sessions:
+                mark = f"netdoctor-capture-end-{secrets.token_hex(8)}"
                 session = _Session(point, tcpdump_command(self._bpf, self._sources, self._max_seconds,
-                                                          conntrack=point.traffic_role is None),
-                                   self._decoding.decoder() if self._decoding else pcap.Decoder(), self.tracked)
+                                                          conntrack=point.traffic_role is None, mark=mark),
+                                   self._decoding.decoder() if self._decoding else pcap.Decoder(), self.tracked,
+                                   mark.encode())
                 self._sessions[point.name] = session
                 session.start()
 
@@ -214,17 +241,18 @@ class Sniffer:
         for session in self._sessions.values():
             session.stop()
         for session in self._sessions.values():
-            session.join(STOP_TIMEOUT + 1)
+            session.join(MARK_TIMEOUT + STOP_TIMEOUT + 1)
         if self._preload is not None and self._preload.ident is not None:
             self._preload.join()
         sessions = [self._sessions[point.name] for point in self._points]
         return tuple(s.result or s.capture() if not s.is_alive() else _late(s) for s in sessions)
 
 
-def _lost(tcpdump_stderr: bytes, packets: int) -> str | None:
+def _lost(tcpdump_stderr: bytes, packets: int, marked: bool) -> str | None:
     """Why the capture may lack packets that crossed its interfaces: tcpdump's own count of those
     the kernel dropped (its buffer overflowed while tcpdump waited for a CPU, as on a busy node),
-    or the packet limit reached; None when it saw everything."""
+    the packet limit reached, or its end mark missing (stopped with packets it had not read yet,
+    which its SIGINT drops uncounted); None when it saw everything."""
     dropped = _DROPPED.search(tcpdump_stderr)
     count = int(dropped[1]) if dropped else 0
     if count:
@@ -232,6 +260,9 @@ def _lost(tcpdump_stderr: bytes, packets: int) -> str | None:
                 f"a packet it did not see may have passed")
     if packets >= MAX_PACKETS:
         return f"the packet limit ({MAX_PACKETS}) was reached: later packets are missing"
+    if not marked:
+        return (f"tcpdump was stopped before it read its end mark (it lagged over {MARK_TIMEOUT:g} s behind the "
+                f"traffic): a packet it did not see may have passed")
     return None
 
 

@@ -88,13 +88,15 @@ def test_the_filter_keeps_the_probes_traffic_and_tunnelled_packets_carrying_it(t
 
 def test_the_command_passes_the_filter_as_an_argument_not_in_the_script():
     bpf = capture.capture_filter(PROBES)
-    command = capture.tcpdump_command(bpf, PROBES, 30)
-    assert command[:2] == ["bash", "-c"] and command[-1] == bpf and bpf not in command[2]
+    command = capture.tcpdump_command(bpf, PROBES, 30, mark="netdoctor-capture-end-1")
+    assert command[:2] == ["bash", "-c"] and command[-2:] == [bpf, "netdoctor-capture-end-1"]
     script = command[2]
+    assert bpf not in script and "netdoctor-capture-end" not in script
     assert f"-s {capture.SNAPLEN}" in script and f"-c {capture.MAX_PACKETS}" in script and "-w -" in script
     assert "read -r -t 30 _" in script and "@@link" in script and "@@conntrack" in script
     assert script.index("tcpdump") < script.index("ip -j -d link show") < script.index("read -r") \
-        < script.index("conntrack -L") < script.index("kill -INT") < script.index("ip -j -4 neigh show") \
+        < script.index("conntrack -L") < script.index(f"/dev/udp/127.0.0.1/{capture.MARK_PORT}") \
+        < script.index("kill -INT") < script.index("ip -j -4 neigh show") \
         < script.index("wait $pid") < script.index("echo @@link")  # listed while tcpdump flushes, printed after
     assert "@@conntrack" not in capture.tcpdump_command(bpf, PROBES, 30, conntrack=False)[2]  # a pod's
 
@@ -134,8 +136,8 @@ class Running:
 
     def stop(self, line: bool = True, timeout: float = 5.0) -> tuple[float, bytes]:
         start = time.monotonic()
-        if line:
-            self.proc.stdin.write(b"\n")
+        if line:  # the stop, and (the script sends its mark in between) the end
+            self.proc.stdin.write(b"\n\n")
             self.proc.stdin.flush()
         else:
             self.proc.stdin.close()
@@ -242,9 +244,9 @@ def test_a_node_lists_the_tracked_connections_only_of_the_probes_that_open_flows
     with capture.Sniffer(PROBES, PROBES[:1], 30) as sniffer:
         sniffer.start([capture.Point("node-1", "node-1", probe)])
         blind, = sniffer.stop()
-    (_, _, script, _, bpf), = commands
+    (_, _, script, _, bpf, mark), = commands
     assert f"<src>{PROBES[0]}</src>" in script and f"conntrack -L -s {PROBES[0]} " in script and PROBES[1] not in script
-    assert all(f"host {ip}" in bpf for ip in PROBES)
+    assert all(f"host {ip}" in bpf for ip in PROBES) and mark.startswith("netdoctor-capture-end-")
     assert blind.blind and "no cluster here" in blind.blind
 
 
@@ -296,29 +298,31 @@ def test_round_one_captures_on_a_node_as_soon_as_its_probe_runs_before_the_traff
 # --- a capture that lost packets -------------------------------------------------------------------
 
 LOSSY_TCPDUMP = f"""#!{sys.executable}
-import signal, struct, sys, time
+import os, signal, struct, sys, time
 def stop(*_):
     sys.stderr.write("12 packets captured\\n12 packets received by filter\\n{{dropped}} packets dropped by kernel\\n")
     sys.exit(0)
 signal.signal(signal.SIGINT, stop)
-sys.stdout.buffer.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 512, 276)); sys.stdout.flush()
+sys.stdout.buffer.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 512, 276))
+# the script's mark (its last argument), as a frame tcpdump would have read: not IP, nothing to decode
+mark = open(f"/proc/{{os.getppid()}}/cmdline", "rb").read().split(b"\\0")[-2]
+frame = struct.pack("!H2xI2xB9x", 0x88b5, 1, 4) + mark
+sys.stdout.buffer.write(struct.pack("<IIII", 0, 0, len(frame), len(frame)) + frame if {{reads}} else b"")
+sys.stdout.flush()
 sys.stderr.write("tcpdump: listening on any\\n"); sys.stderr.flush()
 time.sleep(60)
 """
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
-@pytest.mark.parametrize("dropped", [0, 3])
-def test_a_capture_whose_kernel_dropped_packets_is_blind_with_the_count(tmp_path: Path, dropped):
-    """tcpdump's own count at its end: a point that lost packets cannot show where a packet was not,
-    so it is blind (its interfaces are still listed); one that lost none keeps its packets."""
+def stand_in_capture(tmp_path: Path, dropped: int, reads_its_mark: bool = True):
+    """One point's capture, stopped at once, by the stand-in tcpdump that counts `dropped`."""
     from types import SimpleNamespace
 
     from localexec import LocalKube
 
     tool = tmp_path / "bin" / "tcpdump"
     tool.parent.mkdir()
-    tool.write_text(LOSSY_TCPDUMP.replace("{dropped}", str(dropped)))
+    tool.write_text(LOSSY_TCPDUMP.replace("{dropped}", str(dropped)).replace("{reads}", str(reads_its_mark)))
     tool.chmod(0o755)
     kube = LocalKube(tmp_path)
     kube.env["PATH"] = f"{tool.parent}:{kube.env['PATH']}"
@@ -327,11 +331,31 @@ def test_a_capture_whose_kernel_dropped_packets_is_blind_with_the_count(tmp_path
         sniffer.start([node])
         [seen] = sniffer.stop()
     assert seen.inventory is not None and seen.inventory.by_name("lo") is not None
+    return seen
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("dropped", [0, 3])
+def test_a_capture_whose_kernel_dropped_packets_is_blind_with_the_count(tmp_path: Path, dropped):
+    """tcpdump's own count at its end: a point that lost packets cannot show where a packet was not,
+    so it is blind (its interfaces are still listed); one that lost none keeps its packets."""
+    seen = stand_in_capture(tmp_path, dropped)
     if dropped:
         assert seen.blind == ("tcpdump lost 3 packets (the kernel's capture buffer overflowed): "
                               "a packet it did not see may have passed") and seen.packets == ()
     else:
         assert seen.blind is None
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_a_capture_whose_tcpdump_never_reads_its_mark_is_blind(tmp_path: Path):
+    """A tcpdump starved of CPU for longer than the stop waits: the packets it had not read yet
+    will be lost with its SIGINT, uncounted; the point is blind, its interfaces still listed."""
+    started = time.monotonic()
+    seen = stand_in_capture(tmp_path, 0, reads_its_mark=False)
+    assert seen.blind == ("tcpdump was stopped before it read its end mark (it lagged over 2 s behind the "
+                          "traffic): a packet it did not see may have passed") and seen.packets == ()
+    assert capture.MARK_TIMEOUT <= time.monotonic() - started < capture.MARK_TIMEOUT + 2
 
 
 @needs_tcpdump
@@ -356,3 +380,39 @@ def test_the_real_tcpdump_starved_of_cpu_loses_packets_and_the_point_goes_blind(
         [seen] = sniffer.stop()
     assert seen.blind and seen.blind.startswith("tcpdump lost ") and seen.packets == ()
     assert seen.inventory is not None and seen.inventory.by_name("lo") is not None
+
+
+@needs_tcpdump
+@pytest.mark.skipif(os.geteuid() != 0, reason="tcpdump -i any needs root")
+def test_packets_tcpdump_had_not_read_when_told_to_stop_are_in_the_capture(tmp_path: Path):
+    """A tcpdump that waits for a CPU (a busy node, a probe at its CPU limit) when the stop comes:
+    its SIGINT would end it with the packets still in the kernel's buffer unread, and drop them
+    without counting them as drops. The capture goes on until tcpdump has read its own mark, sent
+    after the steps: every packet before it is in."""
+    from types import SimpleNamespace
+
+    from localexec import LocalKube
+
+    quiet = "127.0.0.78"
+    node = capture.Point("node-1", "node-1", SimpleNamespace(kube=LocalKube(tmp_path), namespace="ns", name="capture"))
+    with capture.Sniffer([quiet], [], max_seconds=30) as sniffer:
+        sniffer.start([node])
+        tcpdump = int(subprocess.run(["pgrep", "-n", "-f", f"^tcpdump -i any .*host {quiet}"], capture_output=True,
+                                     text=True, check=True).stdout)
+        os.kill(tcpdump, signal.SIGSTOP)
+        try:
+            ports = set()
+            for _ in range(40):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                    sender.sendto(b"netdoctor", (quiet, 9))
+                    ports.add(sender.getsockname()[1])
+            stopped: list = []
+            stopping = threading.Thread(target=lambda: stopped.extend(sniffer.stop()))
+            stopping.start()
+            time.sleep(0.5)  # the stop has begun while tcpdump still waits
+        finally:
+            os.kill(tcpdump, signal.SIGCONT)
+        stopping.join(10)
+    [seen] = stopped
+    assert seen.blind is None, seen.blind
+    assert {p.sport for p in seen.packets if p.dst == quiet and p.proto == "udp"} == ports
