@@ -14,7 +14,9 @@ or cannot tell; the rounds' observations and captures are joined. A step whose f
 only show that the probe pods are new (`unsettled`, the judge's second question: a SYN the kernel
 had to resend, or an echo lost, while a remote node's policy or routes did not know the new pod
 yet) is looked at again once the probes are PROPAGATION_S old, its connections started apart, and
-judged on that look alone (the first stays in the log).
+judged on that look alone (the first stays in the log); so is each step the captures cannot tell
+from it (the same probe to the same address), whose path would otherwise follow the connections
+set aside.
 
 `run_many` runs several plans (many targets, a smoke file's expectations) on one set of probes:
 a probe per (namespace, labels, node, purpose) serves every plan that asks for it, a step two plans
@@ -141,6 +143,7 @@ def run_many(kube: Kube, jobs: tuple[Job, ...], options: RunOptions,
                            decoding)
             done = _joined(done, extra, more)
         doubtful = _shared_round(shared, done, running, lambda ev: _settle_round(ev, unsettled)) if unsettled else []
+        doubtful = _with_twins(shared.plan.steps, doubtful, done.observations) if doubtful else []
         if doubtful:
             time.sleep(max(0.0, launched + PROPAGATION_S - time.monotonic()))
             extra = _round(executor, tuple(step for step, _ in doubtful), points, ips, options,
@@ -334,22 +337,54 @@ def _coverage_round(ev: Evidence, uncovered: Uncovered) -> list[tuple[Step, str]
 
 
 def _settle_round(ev: Evidence, unsettled: Unsettled) -> list[tuple[Step, str]]:
-    """The steps to look at again once the probes have been known long enough, each with why; a
-    connection step with as many attempts as it may make in all its rounds, and no fewer than it
-    made (the new look alone must cover the Service's backends as both rounds would have), started
-    SETTLE_SPACING_S apart."""
+    """The steps to look at again once the probes have been known long enough, each with why."""
     again = []
     for step in ev.plan.steps:
         obs = ev.observed(step.key)
         why = unsettled(ev, step) if obs and obs.result else None
-        if why and isinstance(step.action, TcpConnect):
-            planned = step.action.attempts + step.action.until_covered
-            action = replace(step.action, attempts=max(len(obs.result), planned), until_covered=0,
-                             spacing=SETTLE_SPACING_S)
-            again.append((replace(step, action=action), why))
-        elif why:
-            again.append((step, why))
+        if why:
+            again.append((_look_again(step, obs), why))
     return again
+
+
+def _look_again(step: Step, obs: Observation) -> Step:
+    """A step as it is looked at again: a connection step with as many attempts as it may make in
+    all its rounds, and no fewer than it made (the new look alone must cover the Service's backends
+    as both rounds would have), started SETTLE_SPACING_S apart."""
+    if not isinstance(step.action, TcpConnect):
+        return step
+    planned = step.action.attempts + step.action.until_covered
+    return replace(step, action=replace(step.action, attempts=max(len(obs.result), planned), until_covered=0,
+                                        spacing=SETTLE_SPACING_S))
+
+
+def _with_twins(steps: tuple[Step, ...], again: list[tuple[Step, str]],
+                observations: tuple[Observation, ...]) -> list[tuple[Step, str]]:
+    """The steps looked at again, and with them each step whose packets the captures cannot tell
+    apart from theirs: the same probe to the same address (the probe of the source's node is the
+    source itself, and repeats its pod IP and Service IP steps). Judged on the first round, its
+    path would follow the connections set aside with the other's."""
+    looked = {_address(step): (step, why) for step, why in again if _address(step)}
+    keys = {step.key for step, _ in again}
+    results = {o.step_key: o for o in observations if o.result}
+    twins = []
+    for step in steps:
+        other, why = looked.get(_address(step), (None, ""))
+        if other is not None and step.key not in keys and step.key in results:
+            twins.append((_look_again(step, results[step.key]),
+                          f"{other.title or other.key}: {why} (from this probe to this address too: the captures "
+                          f"cannot tell its connections from these)"))
+    return again + twins
+
+
+def _address(step: Step) -> tuple | None:
+    """Where a step's requests go, as the captures match them: probe, kind and destination."""
+    action = step.action
+    if isinstance(action, TcpConnect):
+        return step.probe, type(action), action.ip, action.port
+    if isinstance(action, Ping):
+        return step.probe, Ping, action.to_probe or action.ip, action.size
+    return None
 
 
 def _joined(first: _Round, extra: _Round, why: list[tuple[Step, str]],

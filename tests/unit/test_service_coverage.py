@@ -353,6 +353,53 @@ def test_pings_that_got_no_reply_are_looked_at_again_and_judged_on_the_new_look(
     assert judge_paths.unsettled(evidence(None, [blocked], lost[:1]), blocked) is None
 
 
+
+def test_a_step_whose_packets_look_like_one_looked_at_again_is_looked_at_again_with_it():
+    # the probe of the source's node is the source: its Service IP step sends what ND-SVC-001's sends
+    svc = tcp_step("svc:clusterip", CLUSTER_IP, 80, attempts=6)
+    svc = replace(svc, action=replace(svc.action, until_covered=16))
+    twin = replace(tcp_step("nodesvc:source", CLUSTER_IP, 80, attempts=3), check_id="ND-NODE-003")
+    pod_ = tcp_step("pod:web-1", WEB1, 8080)
+    small, big = (replace(ping_step(f"ping:{size}", WEB1, size), check_id="ND-NODE-004") for size in (56, 1472))
+    observations = [Observation(svc.key, retransmitted(6, 2)), Observation(twin.key, retransmitted(3, 0)),
+                    Observation(pod_.key, retransmitted(1, 0)),
+                    Observation(small.key, PingResult(WEB1, 56, PingOutcome.TIMEOUT)),
+                    Observation(big.key, PingResult(WEB1, 1472, PingOutcome.REPLY, 0.3))]
+    ev = evidence(None, [svc, twin, pod_, small, big], observations)
+    doubtful = runner._settle_round(ev, judge_paths.unsettled)
+    assert [step.key for step, _ in doubtful] == [svc.key, small.key]  # the twin itself did not retransmit
+    both = runner._with_twins(ev.plan.steps, doubtful, ev.observations)
+    assert [step.key for step, _ in both] == [svc.key, small.key, twin.key]  # not another size, not another address
+    again, why = both[-1]
+    assert (again.action.attempts, again.action.until_covered, again.action.spacing) == (3, 0, runner.SETTLE_SPACING_S)
+    assert why == (f"source → {CLUSTER_IP}:80: 2 connections needed a SYN retransmission (from this probe to this "
+                   f"address too: the captures cannot tell its connections from these)")
+
+
+def test_a_twin_judged_on_the_first_round_would_follow_the_connections_set_aside():
+    """Round 1: the Service step's connection rejected by a node that did not know the new probe,
+    its twin's connected; round 2, looked at again, both connect. The twin's path from its own
+    results' round on shows what it saw, not the other's rejection."""
+    svc, twin = tcp_step("svc:clusterip", CLUSTER_IP, 80), \
+        replace(tcp_step("nodesvc:source", CLUSTER_IP, 80), check_id="ND-NODE-003")
+    early, later = Scene(), Scene()
+    early.flow(cross(), t=T0, key=40401, dst=CLUSTER_IP, dport=80, dnat_from=2, backend=(WEB1, 8080), reach=5,
+               reply="rst")
+    early.flow(cross(), t=T0 + 0.01, key=40402, dst=CLUSTER_IP, dport=80, dnat_from=2, backend=(WEB1, 8080))
+    later.flow(cross(), t=T0 + 3, key=40403, dst=CLUSTER_IP, dport=80, dnat_from=2, backend=(WEB1, 8080))
+    later.flow(cross(), t=T0 + 3.01, key=40404, dst=CLUSTER_IP, dport=80, dnat_from=2, backend=(WEB1, 8080))
+    joined = tuple(runner._more_packets(a, b) for a, b in zip(early.captures(), later.captures()))
+    ok = (TcpResult(CLUSTER_IP, 80, TcpOutcome.CONNECTED, 0.01),)
+    first = (Observation(svc.key, (TcpResult(CLUSTER_IP, 80, TcpOutcome.REFUSED, 0.01),)), Observation(twin.key, ok))
+    looked = runner._with_twins((svc, twin), [(svc, "1 connection refused or unreachable")], first)
+    joined_obs = runner._joined(runner._Round(first, (), 0.1, 0.0), runner._Round(
+        tuple(Observation(o.step_key, ok) for o in first), (), 0.1, 0.0), looked, runner._instead).observations
+    ev = replace(evidence(None, [svc, twin], joined_obs), captures=joined)
+    assert {p.step_key: p.outcome for p in hops.paths(ev)} == {svc.key: PathOutcome.DELIVERED,
+                                                           twin.key: PathOutcome.DELIVERED}
+    alone = replace(ev, observations=(joined_obs[0], first[1]))  # the twin judged on the first round too
+    assert {p.step_key: p.outcome for p in hops.paths(alone)}[twin.key] is PathOutcome.REJECTED
+
 def refused(step) -> Observation:
     return Observation(step.key, (TcpResult(WEB1, 8080, TcpOutcome.REFUSED, 0.01),))
 
