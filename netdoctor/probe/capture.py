@@ -58,17 +58,29 @@ class Point:
 
 
 def capture_filter(ips: Iterable[str]) -> str:
-    """BPF: packets to or from the probes, tunnelled packets whose inner IPs are theirs, and the
-    capture's own end mark."""
+    """BPF: the packets the judge reads, to or from the probes, plain or tunnelled (the inner IPs
+    theirs): UDP and ICMP, and of TCP the handshake and the resets (SYN, SYN-ACK, RST: a probe's
+    connection carries no data, and its ACKs and FINs tell nothing its handshake does not; half
+    the packets fewer to stream and decode); and the capture's own end mark."""
     ips = sorted(set(ips))
-    plain = " or ".join([*(f"host {ip}" for ip in ips), f"(dst host 127.0.0.1 and udp dst port {MARK_PORT})"])
+    hosts = " or ".join(f"host {ip}" for ip in ips)
     words = [f"0x{int(ipaddress.IPv4Address(ip)):08x}" for ip in ips]
-    # The inner IPv4 source and destination sit 42 and 46 bytes into the UDP header of a VXLAN
-    # packet (UDP 8 + VXLAN 8 + Ethernet 14 + 12); Geneve adds its options (4 × opt_len).
+    # The inner IPv4 header starts 30 bytes into the UDP header of a VXLAN packet (UDP 8 + VXLAN 8
+    # + Ethernet 14), its source and destination 12 and 16 bytes further; Geneve adds its options
+    # (4 × opt_len).
     vxlan_ports = " or ".join(f"udp port {p}" for p in OVERLAY_PORTS)
-    vxlan = " or ".join(f"udp[{o}:4] = {w}" for o in (42, 46) for w in words)
-    geneve = " or ".join(f"udp[((udp[8] & 0x3f) * 4) + {o} : 4] = {w}" for o in (42, 46) for w in words)
-    return f"({plain}) or (({vxlan_ports}) and ({vxlan})) or (udp port {GENEVE_PORT} and ({geneve}))"
+    vxlan = " or ".join(f"udp[{30 + o}:4] = {w}" for o in (12, 16) for w in words)
+    geneve_inner = "((udp[8] & 0x3f) * 4) + 30"
+    geneve = " or ".join(f"udp[{geneve_inner} + {o} : 4] = {w}" for o in (12, 16) for w in words)
+    mark = f"dst host 127.0.0.1 and udp dst port {MARK_PORT}"
+    return (f"(({hosts}) and (not tcp or tcp[tcpflags] & (tcp-syn|tcp-rst) != 0)) or ({mark}) "
+            f"or (({vxlan_ports}) and ({vxlan}) and {_inner_handshake('30')}) "
+            f"or (udp port {GENEVE_PORT} and ({geneve}) and {_inner_handshake(geneve_inner)})")
+
+
+def _inner_handshake(start: str) -> str:
+    """BPF: the IPv4 packet at udp[start] (a tunnel's inner one) is no TCP, or a SYN, SYN-ACK or RST."""
+    return f"(udp[{start} + 9] != 6 or udp[{start} + ((udp[{start}] & 0x0f) * 4) + 13] & 0x06 != 0)"
 
 
 def tcpdump_command(bpf: str, sources: list[str], max_seconds: float, conntrack: bool = True,

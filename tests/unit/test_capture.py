@@ -37,13 +37,13 @@ def test_the_filter_compiles_with_tcpdump():
 def crafted():
     """(name, packet, should match) for the filter on PROBES."""
     from scapy.contrib.geneve import GENEVE
-    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
     from scapy.layers.l2 import Ether
     from scapy.layers.vxlan import VXLAN
 
-    def inner(src, dst):
-        return Ether(src="aa:00:00:00:00:01", dst="aa:00:00:00:00:02") / IP(src=src, dst=dst) / TCP(sport=40000,
-                                                                                                    dport=8080)
+    def inner(src, dst, flags="S", options=()):
+        return Ether(src="aa:00:00:00:00:01", dst="aa:00:00:00:00:02") / IP(src=src, dst=dst, options=list(options)) \
+            / TCP(sport=40000, dport=8080, flags=flags)
 
     def outer(payload, port=8472):
         return Ether() / IP(src=NODE_1, dst=NODE_2) / UDP(sport=51000, dport=port) / payload
@@ -64,6 +64,30 @@ def crafted():
          outer(GENEVE(vni=1, proto=0x6558, optionlen=2, options=b"\x01\x02\x03\x04\x05\x06\x07\x08")
                / inner("10.244.1.98", "10.244.2.20"), 6081), True),
         ("geneve others", outer(GENEVE(vni=1, proto=0x6558) / inner("10.244.1.98", "10.244.2.99"), 6081), False),
+        # of TCP, the handshake and the resets only
+        ("plain syn-ack", Ether() / IP(src="10.96.0.20", dst="10.244.1.60") / TCP(sport=80, dport=40000, flags="SA"),
+         True),
+        ("plain reset", Ether() / IP(src="10.96.0.20", dst="10.244.1.60") / TCP(sport=80, dport=40000, flags="RA"),
+         True),
+        ("plain ack", Ether() / IP(src="10.244.1.60", dst="10.96.0.20") / TCP(sport=40000, dport=80, flags="A"), False),
+        ("plain fin", Ether() / IP(src="10.96.0.20", dst="10.244.1.60") / TCP(sport=80, dport=40000, flags="FA"), False),
+        ("plain udp", Ether() / IP(src="10.244.1.60", dst="10.96.0.10") / UDP(sport=40000, dport=53), True),
+        ("vxlan inner ack", outer(VXLAN(vni=1) / inner("10.244.1.60", "10.244.2.99", "A")), False),
+        ("vxlan inner reset", outer(VXLAN(vni=1) / inner("10.244.2.99", "10.244.1.60", "R")), True),
+        ("vxlan inner syn-ack, ip options",
+         outer(VXLAN(vni=1) / inner("10.244.2.99", "10.244.1.60", "SA", [IPOption_RR(routers=["1.2.3.4"])])), True),
+        ("vxlan inner fin, ip options",
+         outer(VXLAN(vni=1) / inner("10.244.2.99", "10.244.1.60", "FA", [IPOption_RR(routers=["1.2.3.4"])])), False),
+        ("vxlan inner icmp", outer(VXLAN(vni=1) / Ether() / IP(src="10.244.1.60", dst="10.244.2.99") / ICMP()), True),
+        ("geneve with options inner ack",
+         outer(GENEVE(vni=1, proto=0x6558, optionlen=2, options=b"\x01\x02\x03\x04\x05\x06\x07\x08")
+               / inner("10.244.1.98", "10.244.2.20", "A"), 6081), False),
+        ("geneve with options inner syn-ack",
+         outer(GENEVE(vni=1, proto=0x6558, optionlen=2, options=b"\x01\x02\x03\x04\x05\x06\x07\x08")
+               / inner("10.244.1.98", "10.244.2.20", "SA"), 6081), True),
+        ("the end mark", Ether() / IP(src="127.0.0.1", dst="127.0.0.1") / UDP(sport=50000, dport=capture.MARK_PORT),
+         True),
+        ("loopback, another port", Ether() / IP(src="127.0.0.1", dst="127.0.0.1") / UDP(sport=50000, dport=10), False),
     ]
 
 
