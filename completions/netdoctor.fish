@@ -59,8 +59,8 @@ complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subco
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from break' -l target -r
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from break' -l name -r
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from break' -l help
-complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from break' -a 'dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked policy-lag node-down'
-complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from demo' -l fault -x -a 'dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked policy-lag node-down'
+complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from break' -a 'dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked policy-lag node-down node-clock-skew'
+complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from demo' -l fault -x -a 'dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked policy-lag node-down node-clock-skew'
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from demo' -l name -r
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from demo' -l help
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from down' -l name -r
@@ -69,7 +69,7 @@ complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subco
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from faults' -l help
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from fix' -l name -r
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from fix' -l help
-complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from fix' -a 'dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked policy-lag node-down'
+complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from fix' -a 'dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked policy-lag node-down node-clock-skew'
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from kubeconfig' -l name -r
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from kubeconfig' -l help
 complete -c netdoctor -n '__fish_seen_subcommand_from lab; and __fish_seen_subcommand_from status' -l name -r

@@ -37,7 +37,7 @@ _netdoctor() {
     check:--capture) COMPREPLY=($(compgen -W "auto strict off" -- "$cur")); return ;;
     check:--progress) COMPREPLY=($(compgen -W "auto plain none" -- "$cur")); return ;;
     check:-o|check:--output) COMPREPLY=($(compgen -W "text json markdown junit" -- "$cur")); return ;;
-    lab_demo:--fault) COMPREPLY=($(compgen -W "dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked policy-lag node-down" -- "$cur")); return ;;
+    lab_demo:--fault) COMPREPLY=($(compgen -W "dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked policy-lag node-down node-clock-skew" -- "$cur")); return ;;
     lab_up:--cni) COMPREPLY=($(compgen -W "flannel calico cilium" -- "$cur")); return ;;
     lab_up:--overlay) COMPREPLY=($(compgen -W "vxlan routed" -- "$cur")); return ;;
     lab_up:--policy) COMPREPLY=($(compgen -W "drop reject off" -- "$cur")); return ;;
@@ -57,11 +57,11 @@ _netdoctor() {
     completion) words="bash zsh fish --help" ;;
     lab) words="apply break demo down faults fix kubeconfig status up --help" ;;
     lab_apply) words="-f --filename --name --help" ;;
-    lab_break) words="dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked policy-lag node-down --target --name --help" ;;
+    lab_break) words="dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked policy-lag node-down node-clock-skew --target --name --help" ;;
     lab_demo) words="--fault --name --help" ;;
     lab_down) words="--name --all --help" ;;
     lab_faults) words="--help" ;;
-    lab_fix) words="dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked policy-lag node-down --name --help" ;;
+    lab_fix) words="dns-down dns-stale-record dns-lossy selector-mismatch target-port-wrong app-bind-localhost pod-not-ready kube-proxy-stale route-missing overlay-mtu overlay-port-blocked policy-deny-ingress policy-egress-dns-blocked icmp-blocked policy-lag node-down node-clock-skew --name --help" ;;
     lab_kubeconfig) words="--name --help" ;;
     lab_status) words="--name --help" ;;
     lab_up) words="--name --nodes --cni --overlay --proxy --policy --scenario --ghost-nodes --ghost-pods --ghost-policies --help" ;;

@@ -295,6 +295,8 @@ class Capture:
     blind: str | None = None
     pcap: bytes = field(default=b"", repr=False, compare=False)  # as captured, for --pcap
     rounds: tuple[int, ...] = ()  # where each round's packets start in `packets`; () for one round
+    clock_offset: float = 0.0  # seconds this node's clock ran ahead of `clock_reference`'s: taken off its times
+    clock_reference: str | None = None  # the node whose clock the times are on, when they were shifted
 
     def packets_since(self, first_round: int) -> tuple[Packet, ...]:
         """The packets of round `first_round` and after (a step looked at again sees only its own)."""
@@ -519,6 +521,7 @@ class CaptureStatus:
     mode: CaptureMode
     points: tuple[str, ...] = ()  # capture points that saw the traffic
     blind: tuple[str, ...] = ()  # "node-2: <why>", one line each
+    clocks: tuple[str, ...] = ()  # "node-2's clock is 2.0 s behind node-1's: …", one line per node off
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,11 @@ _SILENT = (PathOutcome.DROPPED, PathOutcome.REPLY_LOST, PathOutcome.UNKNOWN)
 def _capture_status(ev: Evidence) -> CaptureStatus:
     seen = tuple(c.point for c in ev.captures if not c.blind)
     blind = tuple(f"{c.point}: {c.blind}" for c in ev.captures if c.blind)
-    return CaptureStatus(ev.plan.capture, seen, blind)
+    offsets = {c.node: (c.clock_offset, c.clock_reference) for c in ev.captures if c.clock_reference}
+    clocks = tuple(f"{node}'s clock is {abs(offset):.1f} s {'ahead of' if offset > 0 else 'behind'} {reference}'s "
+                   f"(from the packets both captured): its packet times are read on {reference}'s clock"
+                   for node, (offset, reference) in offsets.items())
+    return CaptureStatus(ev.plan.capture, seen, blind, clocks)
 
 
 def _run(layer: Layer, evidence: Evidence) -> tuple[CheckResult, ...]:

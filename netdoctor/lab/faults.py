@@ -226,6 +226,18 @@ def _policy_prompt(lab, target):
     lab.dataplane.policy_lag = 0.0
 
 
+CLOCK_SKEW_S = -2.0  # the node's clock behind the others': beyond any window the judge reads a connection in
+
+
+def _clock_off(lab, target):
+    lab.node(target)  # 404 for a node the lab does not have
+    lab.runtime.clocks[target] = CLOCK_SKEW_S
+
+
+def _clock_on(lab, target):
+    lab.runtime.clocks.pop(target, None)
+
+
 def _node_down(lab, target):
     node = lab.node(target)
     sh.ip_batch(net.fabric_netns(lab.name), [f"link set {node.fabric_port} down"])
@@ -339,4 +351,6 @@ CATALOG: dict[str, Fault] = {f.name: f for f in [
           "all", _policy_slow, _policy_prompt),
     Fault("node-down", "cross-node", "a node is cut off the fabric and goes NotReady", "node-2",
           _node_down, _node_up),
+    Fault("node-clock-skew", "none", f"a node's clock runs {-CLOCK_SKEW_S:g} s behind the others' (its time sync "
+          "stopped): the packets it captures carry its time", "node-2", _clock_off, _clock_on),
 ]}

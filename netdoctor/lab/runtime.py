@@ -14,9 +14,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from netdoctor.lab import clock
 
 IDLE_COMMAND = ["sleep", "infinity"]
 # Registries whose images carry one binary and nothing else: no shell, no cat, no ss.
@@ -69,6 +72,8 @@ class PodRuntime:
         self._pods_dir = state_dir / "pods"
         self._pods: dict[str, PodProcesses] = {}
         self._lock = threading.Lock()
+        self._clock_bin = state_dir / "clock-bin"  # the tcpdump of a node whose clock is off
+        self.clocks: dict[str, float] = {}  # node -> seconds its clock runs ahead (behind: negative)
 
     # --- lifecycle, called by the controller -------------------------------------------------
     def register(self, pod_uid: str, netns: str) -> PodProcesses:
@@ -170,10 +175,23 @@ class PodRuntime:
         hostname = pod["spec"].get("hostname") or pod["metadata"]["name"]
         # A container's /tmp is its own and goes with it: here the pod's directory stands for it.
         env = {"PATH": self._path(), "HOME": str(workdir), "TMPDIR": str(workdir), "HOSTNAME": hostname}
+        offset = self.clocks.get(pod["spec"].get("nodeName") or "")
+        if offset:  # what this node captures carries its own clock (netdoctor.lab.clock)
+            real = shutil.which("tcpdump", path=env["PATH"]) or "tcpdump"
+            env |= {"PATH": f"{self._clock_tcpdump().parent}:{env['PATH']}", "NETDOCTOR_LAB_CLOCK": str(offset),
+                    "NETDOCTOR_LAB_TCPDUMP": real}
         for var in container.get("env") or []:
             if "value" in var:
                 env[var["name"]] = str(var["value"])
         return env
+
+    def _clock_tcpdump(self) -> Path:
+        shim = self._clock_bin / "tcpdump"
+        if not shim.exists():
+            self._clock_bin.mkdir(parents=True, exist_ok=True)
+            shim.write_text(f"#!/bin/sh\nexec {sys.executable} -I {clock.__file__} \"$@\"\n")
+            shim.chmod(0o755)
+        return shim
 
     @staticmethod
     def _path() -> str:

@@ -7,7 +7,7 @@ Called by check.command between plan and judge; `progress` is told about each fi
 terminal can show live progress. Only this module touches probes.
 
 The steps run in one round under packet capture, decoded by one worker process for the run
-(netdoctor.probe.decoding). A step planned with `until_covered` attempts (the
+(netdoctor.probe.decoding), each node's packet times then put on one clock (netdoctor.probe.clocks). A step planned with `until_covered` attempts (the
 Service IP) gets one more round, under a new capture, when `uncovered` (the judge's question, passed
 in by check.command) says the first round's captures show a ready backend no connection reached yet,
 or cannot tell; the rounds' observations and captures are joined. A step whose first results may
@@ -33,7 +33,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from netdoctor.probe import commands
+from netdoctor.probe import clocks, commands
 from netdoctor.errors import NetdoctorError, ProbeError
 from netdoctor.cluster.kube import Kube
 from netdoctor.model import (
@@ -273,7 +273,7 @@ def _round(executor: _Executor, steps: tuple[Step, ...], points: list[Point], ip
         listening = time.monotonic()
         observations = _run_steps(executor, steps, options.workers, progress)
         probed = time.monotonic()
-        captures = sniffer.stop() if points else ()
+        captures = clocks.aligned(sniffer.stop()) if points else ()
     return _Round(observations, captures, probed - listening, (listening - began) + (time.monotonic() - probed))
 
 

@@ -5,7 +5,7 @@ Keys: schema, netdoctor_version, target, namespace, source, state, started_at (I
 duration_s, notes, diagnosis{state, layer,
 first_broken, check_id, cause, headline, remediation, commands, consequences, path},
 layers[{id, title, state, reason, explained_by, checks[{id, title, state, cause, message, evidence,
-log, explained_by, duration_s}]}], capture{mode, points, blind},
+log, explained_by, duration_s}]}], capture{mode, points, blind, clocks},
 cluster{cni{name, overlay, confidence, evidence}, proxy{name, mode, confidence, evidence}} or null,
 paths[PATH]. A PATH is {step, flow, outcome, cause, summary, params, at, connections, same_outcome,
 backends{"ip:port": n}, refusal, hops[{label, node, pod, interface, kind, request, reply, note, blind}]};
@@ -58,7 +58,7 @@ def document(report: Report) -> dict:
         },
         "layers": [_layer(layer) for layer in report.layers],
         "capture": {"mode": report.capture.mode.value, "points": list(report.capture.points),
-                    "blind": list(report.capture.blind)},
+                    "blind": list(report.capture.blind), "clocks": list(report.capture.clocks)},
         "cluster": _cluster(report.cluster) if report.cluster else None,
         "paths": [_path(p) for p in report.paths],
     }

@@ -37,7 +37,8 @@ def render(report: Report) -> str:
     for c in bad:
         out += ["", f"<details><summary>{c.check_id} {c.title}: {c.message}</summary>", "", "```", *c.evidence, "```",
                 "</details>"]
-    out += ["", *[f"_{n}_" for n in report.notes], *[f"_capture blind at {b}_" for b in report.capture.blind]]
+    out += ["", *[f"_{n}_" for n in report.notes], *[f"_capture blind at {b}_" for b in report.capture.blind],
+            *[f"_capture: {c}_" for c in report.capture.clocks]]
     return "\n".join(out).rstrip() + "\n"
 
 

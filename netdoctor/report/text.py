@@ -36,6 +36,8 @@ def render(report: Report, console: Console, verbose: bool = False) -> None:
         console.print(f"[dim]note: {escape(note)}[/]")
     for blind in report.capture.blind:
         console.print(f"[yellow]capture: blind at {escape(blind)}[/]")
+    for clock in report.capture.clocks:
+        console.print(f"[yellow]capture: {escape(clock)}[/]")
     if verbose:
         _all_paths(report, console)
     _verdict(report, console)

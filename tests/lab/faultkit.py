@@ -24,9 +24,10 @@ VERDICTS = {
     "icmp-blocked": ("node", "ND-NODE-005", "icmp-blocked"),
     "node-down": ("node", "ND-NODE-001", "not-ready"),
     "policy-lag": (None, None, None),  # the probes' first SYNs are lost, but nothing is broken
+    "node-clock-skew": (None, None, None),  # a node's capture times are off, nothing is broken
 }
 # The faults the check must not fail on (exit 0): ping alone is broken, or nothing is.
-PASSING = ("icmp-blocked", "policy-lag")
+PASSING = ("icmp-blocked", "policy-lag", "node-clock-skew")
 
 # fault -> (the key path's hop cause, the node of the hop where it was lost or refused, or None where
 # any node may show it) for the faults whose packets meet no NetworkPolicy (those are POLICY_HOPS).
@@ -45,6 +46,7 @@ PATH_CAUSES = {
     "icmp-blocked": ("source-drop", "node-1"),
     "node-down": ("node-not-ready", "node-2"),
     "policy-lag": None,
+    "node-clock-skew": None,
 }
 
 # The faults whose packets meet the nodes' NetworkPolicy table -> the direction of the policy that
@@ -96,6 +98,23 @@ def shown(diagnosis: dict) -> str:
         f"path: {path.get('outcome')} {path.get('cause')} at={path.get('at')} {path.get('summary')}",
         *(f"  {h['label']} ({h['kind']}): request={h['request']} reply={h['reply']} {h['note']}"
           for h in path.get("hops", []))])
+
+
+# The faults that lose nothing and must not look as if they did: every path drawn whole.
+WHOLE_PATHS = ("node-clock-skew",)
+
+
+def assert_paths_whole(report: dict) -> None:
+    """Every step's path delivered and seen at every hop (a bridge sees only what it routes, not
+    what it switches between two of its ports)."""
+    assert report["paths"], report
+    for path in report["paths"]:
+        text = shown({"path": path})
+        if path["cause"] == "mtu-known":  # a DF ping above the pod's route MTU (Cilium's 1450): never sent
+            assert path["step"].startswith("ping:") and not path["hops"], text
+            continue
+        assert path["outcome"] == "delivered" and path["cause"] == "delivered", text
+        assert all((h["request"] or h["kind"] == "bridge") and not h["blind"] for h in path["hops"]), text
 
 
 def assert_lost_at(diagnosis: dict, expected: tuple[str, str | None] | None) -> None:

@@ -20,8 +20,8 @@ from netdoctor.lab.faults import CATALOG
 from netdoctor.lab.state import LabConfig
 
 from faultkit import (
-    PASSING, PATH_CAUSES, POLICY_HOPS, VERDICTS, all_states, assert_lost_at, assert_stopped_by_policy, failing, healthy, settle,
-    shown,
+    PASSING, PATH_CAUSES, POLICY_HOPS, VERDICTS, WHOLE_PATHS, all_states, assert_lost_at, assert_paths_whole,
+    assert_stopped_by_policy, failing, healthy, settle, shown,
 )
 from labkit import check_json, check_process, run_objects, start, unique_name
 
@@ -94,6 +94,38 @@ def test_check_names_the_broken_layer_and_cause(labs, mode, fault):
             assert_stopped_by_policy(diagnosis, mode, POLICY_HOPS[fault])
         else:
             assert_lost_at(diagnosis, PATH_CAUSES[fault])
+        if fault in WHOLE_PATHS:
+            assert_paths_whole(report)
+    assert run_objects(lab) == []
+
+
+def test_a_node_whose_clock_is_off_moves_no_hop(lab):
+    """node-2's clock 2 s behind node-1's (the lab's tcpdump there stamps its packets so, as a node
+    whose time sync stopped does): the check reads the offset from the packets both nodes saw, says
+    so, and draws the deny policy's drop where it is with one clock, at node-2's veth of the api
+    pod, not at node-2's eth0 (where its packets' times alone would put it)."""
+    lifecycle.break_fault(lab.name, "policy-deny-ingress", None)
+    try:
+        _, one_clock, _ = check_json(lab)
+        lifecycle.break_fault(lab.name, "node-clock-skew", None)
+        try:
+            code, skewed, err = check_json(lab)
+        finally:
+            lifecycle.fix_faults(lab.name, "node-clock-skew")
+    finally:
+        lifecycle.fix_faults(lab.name, "policy-deny-ingress")
+        lab.wait(lambda: healthy(lab), timeout=15, what="the shop to be healthy again")
+    assert code == ExitCode.CHECK_FAILED, err
+    assert (one_clock["capture"]["clocks"], skewed["capture"]["clocks"]) == ([], [
+        "node-2's clock is 2.0 s behind node-1's (from the packets both captured): its packet times are read on "
+        "node-1's clock"])
+
+    def drawn(report):
+        path = report["diagnosis"]["path"]
+        return path["cause"], path["at"], [(h["node"], h["kind"], h["request"], h["reply"]) for h in path["hops"]]
+
+    assert drawn(skewed) == drawn(one_clock), (shown(one_clock["diagnosis"]), shown(skewed["diagnosis"]))
+    assert_stopped_by_policy(skewed["diagnosis"], "drop", "ingress")
     assert run_objects(lab) == []
 
 

@@ -201,7 +201,7 @@ def test_json_carries_the_diagnosis_path_every_path_and_the_capture_status():
     assert delivered["backends"] == {"10.244.2.20:8080": 2, "10.244.2.21:8080": 1}
     assert delivered["at"] is None and {h["reply"] for h in delivered["hops"]} == {"answer"}
     assert doc["paths"][2]["hops"][2]["blind"] == "node-3 is NotReady: no probe can run there"
-    assert doc["capture"] == {"mode": "auto", "points": ["node-1", "node-2", "probe source"], "blind": [BLIND]}
+    assert doc["capture"] == {"mode": "auto", "points": ["node-1", "node-2", "probe source"], "blind": [BLIND], "clocks": []}
 
 
 def test_json_diagnosis_path_is_null_without_capture():
@@ -209,7 +209,7 @@ def test_json_diagnosis_path_is_null_without_capture():
     r = Report(r.target, r.namespace, r.source, r.layers, r.diagnosis)
     doc = json_report.document(r)
     assert doc["diagnosis"]["path"] is None and doc["paths"] == []
-    assert doc["capture"] == {"mode": "off", "points": [], "blind": []}
+    assert doc["capture"] == {"mode": "off", "points": [], "blind": [], "clocks": []}
 
 
 def test_json_reply_values():
