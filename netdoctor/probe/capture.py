@@ -88,12 +88,12 @@ def tcpdump_command(bpf: str, sources: list[str], max_seconds: float, conntrack:
     """tcpdump writing pcap to stdout, packet by packet, until a line (or EOF) arrives on stdin
     or `max_seconds` pass; after a line, `mark` goes to loopback as a datagram tcpdump keeps, and
     once a second line comes (the reader has seen the mark in the pcap: tcpdump read every packet
-    before it), SIGINT, so it flushes and exits (a SIGINT ends it at once: packets still in the kernel's
-    buffer, unread, would be lost uncounted); then, on stderr, the host's interface inventory and,
-    with `conntrack` (a node's; a pod's own table tells nothing the packets do not), its tracked
-    connections from `sources`. What the traffic does not change is listed while the capture runs;
-    the neighbours and conntrack after the traffic (so the neighbour tables know the probes and
-    conntrack shows where each Service connection went), while tcpdump flushes."""
+    before it), SIGINT, so it flushes and exits (a SIGINT ends it at once: packets still in the
+    kernel's buffer, unread, would be lost uncounted); then, on stderr, the host's interface
+    inventory and, with `conntrack` (a node's; a pod's own table tells nothing the packets do not),
+    its tracked connections from `sources`. What the traffic does not change is listed while the
+    capture runs; the neighbours and conntrack after the traffic (so the neighbour tables know the
+    probes and conntrack shows where each Service connection went), while tcpdump flushes."""
     during, after, printed = inventory.inventory_script()
     tracking, tracked = inventory.conntrack_script(sources) if conntrack else (":", ":")
     script = (f"tcpdump -i any -p -n -U --immediate-mode -s {SNAPLEN} -c {MAX_PACKETS} -w - \"$1\" & pid=$!; "

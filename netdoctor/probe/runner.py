@@ -7,10 +7,11 @@ Called by check.command between plan and judge; `progress` is told about each fi
 terminal can show live progress. Only this module touches probes.
 
 The steps run in one round under packet capture, decoded by one worker process for the run
-(netdoctor.probe.decoding), each node's packet times then put on one clock (netdoctor.probe.clocks). A step planned with `until_covered` attempts (the
-Service IP) gets one more round, under a new capture, when `uncovered` (the judge's question, passed
-in by check.command) says the first round's captures show a ready backend no connection reached yet,
-or cannot tell; the rounds' observations and captures are joined. A step whose first results may
+(netdoctor.probe.decoding), each node's packet times then put on one clock
+(netdoctor.probe.clocks). A step planned with `until_covered` attempts (the Service IP) gets one
+more round, under a new capture, when `uncovered` (the judge's question, passed in by
+check.command) says the first round's captures show a ready backend no connection reached yet, or
+cannot tell; the rounds' observations and captures are joined. A step whose first results may
 only show that the probe pods are new (`unsettled`, the judge's second question: a SYN the kernel
 had to resend, or an echo lost, while a remote node's policy or routes did not know the new pod
 yet) is looked at again once the probes are PROPAGATION_S old, its connections started apart, and
