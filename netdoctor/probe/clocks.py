@@ -24,14 +24,18 @@ MIN_SHARED = 3  # packets two nodes must both have seen to compare their clocks
 
 def aligned(captures: tuple[Capture, ...]) -> tuple[Capture, ...]:
     """The captures with each node's packet times on the first node's clock (and its offset said)."""
-    offsets = offsets_of(captures)
-    reference = next(iter(_first_sightings(captures)), None)
+    firsts = _first_sightings(captures)
+    offsets = _offsets(firsts)
+    reference = next(iter(firsts), None)
     return tuple(_shifted(c, offsets[c.node], reference) if c.node in offsets else c for c in captures)
 
 
 def offsets_of(captures: tuple[Capture, ...]) -> dict[str, float]:
     """Seconds each node's clock is ahead of the first node's, for those off by SKEW_S or more."""
-    firsts = _first_sightings(captures)
+    return _offsets(_first_sightings(captures))
+
+
+def _offsets(firsts: dict[str, dict[tuple, float]]) -> dict[str, float]:
     nodes = list(firsts)
     found = {nodes[0]: 0.0} if nodes else {}
     while True:
