@@ -15,6 +15,7 @@ import importlib
 import os
 import signal
 import sys
+import typing
 from typing import Sequence
 
 import typer
@@ -49,20 +50,12 @@ class _Root(typer.core.TyperGroup):
     def list_commands(self, ctx) -> list[str]:
         return sorted(self.commands)
 
-    def get_help_option(self, ctx):
-        """--help defaulting to False, not None: typer coerces a None through pydantic, whose import
-        alone costs `netdoctor check --help` 0.1 s."""
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.default = False
-        return option
-
     def get_command(self, ctx, cmd_name: str):
         command = self.commands.get(cmd_name)
         if isinstance(command, _Stub):
             command = typer.main.get_group(importlib.import_module(_GROUPS[cmd_name][0]).app)
             command.name, command.help = cmd_name, _GROUPS[cmd_name][1]
-            readable_metavars(command)
+            tailor(command)
             self.commands[cmd_name] = command
         return command
 
@@ -80,26 +73,95 @@ class _Root(typer.core.TyperGroup):
         return self
 
 
-def readable_metavars(command) -> None:
-    """Help says what an option takes (NAMESPACE, SECONDS, text|json), never its Python type
-    (typer's <str>, <float>)."""
+def tailor(command) -> None:
+    """Every parameter of `command` and its sub-commands: help says what an option takes
+    (NAMESPACE, SECONDS, text|json), never its Python type (typer's <str>, <float>), and a plain
+    value is converted without pydantic (see `_PlainValue`)."""
     for param in command.params:
-        if not param.opts[0].startswith("-"):  # an argument: its name says it all
-            param.display_type = lambda ctx: ""
-        if param.metavar is not None or getattr(param, "is_flag", False) or getattr(param, "count", False):
-            continue
-        choices = _enum_values(getattr(getattr(param, "type_descriptor", None), "annotation", None))
-        name = max(param.opts, key=len).lstrip("-") if param.opts[0].startswith("-") else param.name
-        param.metavar = "|".join(choices) if choices else name.upper().replace("-", "_")
+        _readable_metavar(param)
+        _plain_value(param)
+    command.get_help_option = _with_plain_value(command.get_help_option)
     for sub in (getattr(command, "commands", None) or {}).values():
         if not isinstance(sub, _Stub):
-            readable_metavars(sub)
+            tailor(sub)
+
+
+def _readable_metavar(param) -> None:
+    if not param.opts[0].startswith("-"):  # an argument: its name says it all
+        param.display_type = lambda ctx: ""
+    if param.metavar is not None or getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return
+    choices = _enum_values(getattr(getattr(param, "type_descriptor", None), "annotation", None))
+    name = max(param.opts, key=len).lstrip("-") if param.opts[0].startswith("-") else param.name
+    param.metavar = "|".join(choices) if choices else name.upper().replace("-", "_")
+
+
+def _with_plain_value(get_help_option):
+    """A command's --help option, made on first use, converted as `_plain_value` says (its None
+    would have typer import pydantic)."""
+    def tailored(ctx):
+        option = get_help_option(ctx)
+        if option is not None:
+            _plain_value(option)
+        return option
+    return tailored
+
+
+class _PlainValue:
+    """Typer's conversion of a parameter's value without pydantic where it is plain: a str, int or
+    float (or a list of str), or no value. Typer (0.29) builds a pydantic TypeAdapter for each
+    parameter, defaults and None included: importing pydantic, then ~4 ms an adapter, ~0.16 s of
+    every `check` before it reads the cluster. click hands strings; numbers are read as Python
+    reads them (a bad one is click's usage error); a path or an enum that has a value (its checks,
+    its choices) goes to typer's own conversion."""
+
+    KINDS = {str: "string", int: "integer", float: "float"}
+
+    def __init__(self, kind: type | None):
+        self.kind = kind  # None: typer converts a value
+
+    def coerce(self, value, param, ctx):
+        """As typer's RuntimeParam.coerce: None stays None (() for a multi-value parameter)."""
+        several = param.multiple or param.nargs == -1
+        if value is None:
+            return () if several else None
+        if self.kind is None:
+            param._runtime_param = None  # typer builds its own converter, kept from now on
+            return param.get_runtime_param().coerce(value, param=param, ctx=ctx)
+        if several:
+            if isinstance(value, str):
+                raise typer.BadParameter("Value must be an iterable.", ctx=ctx, param=param)
+            return [self._one(item, param, ctx) for item in value]
+        return self._one(value, param, ctx)
+
+    def _one(self, value, param, ctx):
+        if isinstance(value, self.kind) and not isinstance(value, bool):
+            return value
+        try:
+            return self.kind(value)
+        except (TypeError, ValueError):
+            raise typer.BadParameter(f"{value!r} is not a valid {self.KINDS[self.kind]}.", ctx=ctx,
+                                     param=param) from None
+
+
+def _plain_value(param) -> None:
+    """Give a typer parameter `_PlainValue` as its converter where typer keeps one (the
+    RuntimeParam it builds on first use); a typer that keeps none converts as it always did
+    (tests/unit/test_cold_start.py notices pydantic coming back)."""
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is None or getattr(param, "_runtime_param", False) is not None:
+        return
+    annotation, info = descriptor.annotation, descriptor.parameter_info
+    if typing.get_origin(annotation) is list and typing.get_args(annotation) == (str,):
+        annotation = str
+    plain = annotation in _PlainValue.KINDS and descriptor.file_annotation is None and all(
+        getattr(info, name, None) is None for name in ("parser", "min", "max"))
+    param._runtime_param = _PlainValue(annotation if plain else None)
 
 
 def _enum_values(annotation) -> tuple[str, ...]:
     """The values of an Enum annotation (also inside Optional[…]), else ()."""
     import enum
-    import typing
 
     for candidate in (annotation, *typing.get_args(annotation)):
         if isinstance(candidate, type) and issubclass(candidate, enum.Enum):
@@ -212,7 +274,7 @@ def program(argv: Sequence[str], env: Environment, name: str = "netdoctor") -> i
         env.stdout.write(f"netdoctor {__version__}\n")
         return ExitCode.OK
     command = typer.main.get_command(app)
-    readable_metavars(command)
+    tailor(command)
     result = command.main(args=list(argv), prog_name=name, standalone_mode=False, obj=env)
     if result == ExitCode.INTERRUPTED:  # typer returns Ctrl-C as exit code 130, after the cleanups ran
         raise Interrupted("interrupted")

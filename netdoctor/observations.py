@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import cached_property
 from enum import Enum
 
 
@@ -292,7 +293,7 @@ class Inventory:
         return next((i for i in self.interfaces if i.index == index), None)
 
     def by_name(self, name: str | None) -> Interface | None:
-        return next((i for i in self.interfaces if i.name == name), None)
+        return self._named.get(name)
 
     def names(self) -> dict[int, str]:
         return {i.index: i.name for i in self.interfaces}
@@ -305,8 +306,7 @@ class Inventory:
         address = ipaddress.ip_address(ip)
         best: Route | None = None
         best_prefix = -1
-        for route in self.routes:
-            network = ipaddress.ip_network("0.0.0.0/0" if route.destination == "default" else route.destination)
+        for network, route in self._route_networks:
             if address in network and network.prefixlen > best_prefix:
                 best, best_prefix = route, network.prefixlen
         return best
@@ -331,12 +331,12 @@ class Inventory:
         return {ip for interface in self.interfaces for ip in interface.ips()}
 
     def _host_route_veth(self, ip: str) -> Interface | None:
-        route = next((r for r in self.routes if r.destination == f"{ip}/32"), None)
+        route = self._first_route.get(f"{ip}/32")
         interface = self.by_name(route.device) if route else None
         return interface if interface and interface.kind is InterfaceKind.VETH else None
 
     def _neighbour_port(self, ip: str) -> Interface | None:
-        entry = next((n for n in self.neighbours if n[0] == ip), None)
+        entry = self._first_neighbour.get(ip)
         if entry is None:
             return None
         _, mac, device = entry
@@ -347,6 +347,25 @@ class Inventory:
             ports = (self.by_name(port) for entry_mac, port in self.fdb if entry_mac == mac)
             return next((p for p in ports if p and p.master == device), None)
         return None
+
+    # The tables as the lookups above read them, built once: the hop judge asks for every packet.
+
+    @cached_property
+    def _named(self) -> dict[str | None, Interface]:
+        return {i.name: i for i in reversed(self.interfaces)}  # the first listed wins, as a scan's
+
+    @cached_property
+    def _route_networks(self) -> tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Route], ...]:
+        return tuple((ipaddress.ip_network("0.0.0.0/0" if r.destination == "default" else r.destination), r)
+                     for r in self.routes)
+
+    @cached_property
+    def _first_route(self) -> dict[str, Route]:
+        return {r.destination: r for r in reversed(self.routes)}
+
+    @cached_property
+    def _first_neighbour(self) -> dict[str, tuple[str, str, str]]:
+        return {n[0]: n for n in reversed(self.neighbours)}
 
 
 # --- who turned a connection away: told apart from the captures by netdoctor.judge.hops ------

@@ -41,6 +41,26 @@ def test_help_imports_nothing_heavy(argv):
     assert heavy(run["modules"]) == []
 
 
+def test_a_check_s_arguments_are_read_without_pydantic():
+    """typer converts each parameter through a pydantic TypeAdapter unless netdoctor.cli's plain
+    converter takes it (~0.05 s of every check, pydantic's import beside): strings, numbers, a list
+    of targets, flags, options left unset. The check ends at its own --timeout check, before it
+    connects (the kubernetes client imports pydantic by itself)."""
+    run = imported_by("check", "svc/api", "svc/web", "-n", "shop", "--max-nodes", "3", "--from", "deploy/x",
+                      "--keep", "--timeout", "0")
+    assert run["code"] == 2
+    assert [m for m in run["modules"] if m.startswith(("pydantic", "typer._adapters"))] == []
+
+
+def test_a_path_option_given_a_value_is_still_typer_s_to_check(tmp_path):
+    """A path keeps typer's own conversion (its checks: --pcap is a directory, not a file)."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    done = subprocess.run([sys.executable, "-m", "netdoctor", "check", "svc/api", "-n", "shop", "--pcap", str(a_file)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "is a file" in done.stderr, done.stderr
+
+
 def test_root_help_lists_every_command_group_without_importing_it():
     run = imported_by("--help")
     for command in ("check", "cleanup", "completion", "lab", "policy"):

@@ -196,6 +196,8 @@ LONG = "a" * 254
     (("--port", "81"), ("no such port",)),
     (("--port", "ICMP/80"), ("TCP, UDP, SCTP",)),
     (("--port", "-x"), ("neither a port number",)),
+    (("--timeout", "abc"), ("Invalid value for '--timeout': 'abc' is not a valid float.",)),
+    (("--max-nodes", "3.5"), ("Invalid value for '--max-nodes': '3.5' is not a valid integer.",)),
     (("--timeout", "inf"), ("--timeout inf", "0.1 to 300")),
     (("--timeout", "nan"), ("--timeout nan",)),
     (("--timeout", "0"), ("0.1 to 300",)),
