@@ -23,7 +23,7 @@ from netdoctor.lab.faults import CATALOG
 from netdoctor.lab.kubelet import Kubelets, now
 from netdoctor.lab.runtime import PodRuntime
 from netdoctor.lab.sh import LabCommandError
-from netdoctor.lab.state import LabPaths, write_json_atomically
+from netdoctor.lab.state import LabPaths, generation, write_json_atomically
 from netdoctor.labels import Selector, from_match_labels
 
 TICK = 0.1
@@ -213,7 +213,7 @@ class FaultManager:
         self._cluster = cluster
         self._paths = paths
         self._applied: dict[str, str] = {}
-        self._seen: float | None = None
+        self._seen: str | None = None  # the generation of the desired faults last read
         self._pending: tuple[dict, float] | None = None  # the record `lab break`/`fix` waits for, and since when
 
     def report(self, settled) -> None:
@@ -230,12 +230,12 @@ class FaultManager:
 
     def reconcile(self) -> None:
         try:
-            mtime = self._paths.faults.stat().st_mtime_ns
+            written = generation(self._paths.faults)
         except FileNotFoundError:
             return
-        if mtime == self._seen:
+        if written == self._seen:
             return
-        self._seen = mtime
+        self._seen = written
         desired = json.loads(self._paths.faults.read_text())
         errors = {}
         for name in [n for n in self._applied if n not in desired]:
@@ -243,7 +243,7 @@ class FaultManager:
         for name, target in desired.items():
             if name not in self._applied:
                 errors.update(self._run(name, target, revert=False))
-        record = {"generation": mtime, "active": dict(self._applied), "errors": errors}
+        record = {"generation": written, "active": dict(self._applied), "errors": errors}
         if errors:
             write_json_atomically(self._paths.applied_faults, record | {"settled": True})
         else:
@@ -257,6 +257,8 @@ class FaultManager:
             return {name: {"message": getattr(exc, "message", None) or str(exc), "usage": True}}
         except (LabCommandError, OSError) as exc:
             return {name: {"message": getattr(exc, "message", None) or str(exc), "usage": False}}
+        except Exception as exc:  # the lab's bug: `lab break` says it now, not after waiting out its timeout
+            return {name: {"message": f"the lab daemon failed: {type(exc).__name__}: {exc}", "usage": False}}
         if revert:
             self._applied.pop(name, None)
         else:

@@ -23,7 +23,7 @@ from netdoctor.errors import NetdoctorError, UsageError
 from netdoctor.exitcodes import ExitCode
 from netdoctor.lab import net, sh
 from netdoctor.lab.faults import CATALOG, Fault
-from netdoctor.lab.state import LabConfig, LabPaths, ProxyMode, existing_labs, write_json_atomically
+from netdoctor.lab.state import LabConfig, LabPaths, ProxyMode, existing_labs, generation, write_json_atomically
 
 UP_TIMEOUT = 30.0
 STOP_TIMEOUT = 3.0
@@ -228,14 +228,14 @@ def _set_faults(paths: LabPaths, faults: dict[str, str]) -> bool:
         raise LabError(f"lab {paths.name} is not running (netdoctor lab up --name {paths.name})")
     previous = _desired(paths)
     write_json_atomically(paths.faults, faults)
-    generation = paths.faults.stat().st_mtime_ns
+    written = generation(paths.faults)
     deadline = time.monotonic() + FAULT_TIMEOUT
     while time.monotonic() < deadline:
         try:
             applied = json.loads(paths.applied_faults.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             applied = {}
-        if applied.get("generation") == generation:
+        if applied.get("generation") == written:
             if applied["errors"]:
                 write_json_atomically(paths.faults, {k: v for k, v in applied["active"].items()})
                 errors = applied["errors"]

@@ -154,3 +154,11 @@ def write_json_atomically(path: Path, data) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
+
+
+def generation(path: Path) -> str:
+    """Which write of a file `write_json_atomically` made is there now: each makes a new inode.
+    The time alone is not enough: two writes within one tick of the kernel's coarse file clock
+    (1-10 ms) have the same mtime."""
+    st = path.stat()
+    return f"{st.st_mtime_ns}:{st.st_ino}"
