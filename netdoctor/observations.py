@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from functools import cached_property
 from enum import Enum
+from functools import cached_property
 
 
 class ExecErrorKind(Enum):
